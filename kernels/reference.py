@@ -1,0 +1,187 @@
+"""The reference kernels: the hot paths of minivl written as plain NumPy math.
+
+This file is the *spec*. Every fast version (``kernels/numba``, ``kernels/cuda``)
+must agree with these functions, and the property tests in
+``tests/test_kernels_*.py`` check that they do. They work on raw arrays and know
+nothing of autograd: ``minivl.functional`` calls them through ``minivl.backend``.
+
+Conventions shared by every backend
+-----------------------------------
+* Softmax-like ops work over the last axis.
+* A row whose entries are all ``-inf`` (a fully masked row) gives a softmax of
+  zeros, never NaN; its log-sum-exp is ``-inf``.
+* Attention takes ``q (B, H, Nq, D)``, ``k, v (B, H, Nk, D)``, an optional
+  ``key_padding_mask (B, Nk)`` of booleans (True = a real key, attend to it),
+  a ``causal`` flag (query i sees keys j <= i + (Nk - Nq), i.e. the queries are
+  the *last* Nq positions, which is what a key/value cache needs), and a
+  ``scale`` (usually 1/sqrt(D)). It returns ``o (B, H, Nq, D)`` and
+  ``lse (B, H, Nq)``, the log-sum-exp of each row of scaled scores, which the
+  backward pass uses to rebuild the probabilities without storing them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.special import erf as _scipy_erf
+
+# --------------------------------------------------------------------------- matmul
+
+
+def matmul(a, b):
+    """Batched matrix product with NumPy broadcasting over leading axes."""
+    return np.matmul(a, b)
+
+
+# --------------------------------------------------------------------------- softmax
+
+
+def softmax_forward(x):
+    """softmax(x)_i = exp(x_i - max) / sum_j exp(x_j - max) over the last axis."""
+    m = np.max(x, axis=-1, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0.0).astype(x.dtype)  # all -inf row: keep exp() = 0
+    e = np.exp(x - m)
+    s = np.sum(e, axis=-1, keepdims=True)
+    return e / np.where(s == 0, 1.0, s).astype(x.dtype)
+
+
+def softmax_backward(y, dy):
+    """dx = y * (dy - sum(dy * y)): the Jacobian of softmax applied to dy."""
+    return y * (dy - np.sum(dy * y, axis=-1, keepdims=True))
+
+
+def log_softmax_forward(x):
+    """log_softmax(x) = x - logsumexp(x) over the last axis (-inf rows stay -inf)."""
+    m = np.max(x, axis=-1, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0.0).astype(x.dtype)
+    with np.errstate(divide="ignore"):
+        lse = m + np.log(np.sum(np.exp(x - m), axis=-1, keepdims=True))
+    return x - lse
+
+
+def log_softmax_backward(y, dy):
+    """dx = dy - softmax(x) * sum(dy), with softmax(x) = exp(y)."""
+    return dy - np.exp(y) * np.sum(dy, axis=-1, keepdims=True)
+
+
+# --------------------------------------------------------------------------- layer norm
+
+
+def layer_norm_forward(x, gamma, beta, eps=1e-5):
+    """Normalise the last axis to zero mean and unit variance, then scale and shift.
+
+    Returns ``y`` and the per-row ``mean`` and ``rstd`` = 1/sqrt(var + eps)
+    (shape ``x.shape[:-1]``), which the backward pass reuses.
+    """
+    mean = np.mean(x, axis=-1)
+    xc = x - mean[..., None]
+    var = np.mean(xc * xc, axis=-1)
+    rstd = (1.0 / np.sqrt(var + eps)).astype(x.dtype)
+    xhat = xc * rstd[..., None]
+    y = xhat * gamma + beta
+    return y, mean, rstd
+
+
+def layer_norm_backward(dy, x, gamma, mean, rstd):
+    """Gradients of layer norm for x, gamma and beta.
+
+    With xhat = (x - mean) * rstd and g = dy * gamma:
+    dx = rstd * (g - mean(g) - xhat * mean(g * xhat)).
+    """
+    xhat = (x - mean[..., None]) * rstd[..., None]
+    g = dy * gamma
+    dx = rstd[..., None] * (
+        g - np.mean(g, axis=-1, keepdims=True) - xhat * np.mean(g * xhat, axis=-1, keepdims=True)
+    )
+    lead = tuple(range(dy.ndim - 1))
+    dgamma = np.sum(dy * xhat, axis=lead)
+    dbeta = np.sum(dy, axis=lead)
+    return dx, dgamma, dbeta
+
+
+# --------------------------------------------------------------------------- GELU
+
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+
+
+def _erf(x):
+    """erf, from SciPy: NumPy has none of its own, and math.erf is scalar-only."""
+    return _scipy_erf(x).astype(x.dtype, copy=False)
+
+
+def gelu_forward(x, approximate="none"):
+    """GELU(x) = x * Phi(x). ``approximate='tanh'`` uses GPT-2's tanh formula."""
+    if approximate == "tanh":
+        return 0.5 * x * (1.0 + np.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x**3)))
+    return 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)))
+
+
+def gelu_backward(x, dy, approximate="none"):
+    """d GELU / dx, times dy."""
+    if approximate == "tanh":
+        u = _SQRT_2_OVER_PI * (x + 0.044715 * x**3)
+        t = np.tanh(u)
+        du = _SQRT_2_OVER_PI * (1.0 + 3 * 0.044715 * x**2)
+        return dy * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du)
+    cdf = 0.5 * (1.0 + _erf(x / math.sqrt(2.0)))
+    pdf = np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
+    return dy * (cdf + x * pdf)
+
+
+# --------------------------------------------------------------------------- attention
+
+
+def attention_mask(nq, nk, key_padding_mask=None, causal=False, batch=1):
+    """The boolean (B, 1, Nq, Nk) matrix of allowed (query, key) pairs."""
+    allowed = np.ones((batch, 1, nq, nk), dtype=bool)
+    if causal:
+        # query i is position i + (nk - nq): the queries are the last nq positions
+        allowed &= np.tril(np.ones((nq, nk), dtype=bool), k=nk - nq)[None, None]
+    if key_padding_mask is not None:
+        allowed &= np.asarray(key_padding_mask, dtype=bool)[:, None, None, :]
+    return allowed
+
+
+def attention_forward(q, k, v, key_padding_mask=None, causal=False, scale=None):
+    """softmax(q k^T * scale + mask) v, and the log-sum-exp of each score row.
+
+    This reference builds the whole (Nq, Nk) score matrix: it is the math, not
+    the memory-efficient algorithm (see ``kernels/numba/attention.py``).
+    """
+    B, H, Nq, D = q.shape
+    Nk = k.shape[2]
+    scale = 1.0 / math.sqrt(D) if scale is None else scale
+    s = np.matmul(q, np.swapaxes(k, -1, -2)) * np.asarray(scale, q.dtype)  # (B, H, Nq, Nk)
+    allowed = attention_mask(Nq, Nk, key_padding_mask, causal, batch=B)
+    s = np.where(allowed, s, np.asarray(-np.inf, q.dtype))
+    m = np.max(s, axis=-1, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0.0).astype(q.dtype)
+    p = np.exp(s - m)
+    l = np.sum(p, axis=-1, keepdims=True)
+    o = np.matmul(p / np.where(l == 0, 1.0, l).astype(q.dtype), v)  # (B, H, Nq, D)
+    with np.errstate(divide="ignore"):
+        lse = (m + np.log(l))[..., 0]  # (B, H, Nq); -inf for fully masked rows
+    return o, lse.astype(q.dtype)
+
+
+def attention_backward(q, k, v, o, lse, do, key_padding_mask=None, causal=False, scale=None):
+    """Gradients of attention, rebuilding P = exp(S - lse) from the saved lse.
+
+    dV = P^T dO;  dP = dO V^T;  dS = P * (dP - rowsum(dO * O));
+    dQ = dS K * scale;  dK = dS^T Q * scale.
+    """
+    B, H, Nq, D = q.shape
+    Nk = k.shape[2]
+    scale = 1.0 / math.sqrt(D) if scale is None else scale
+    s = np.matmul(q, np.swapaxes(k, -1, -2)) * np.asarray(scale, q.dtype)
+    allowed = attention_mask(Nq, Nk, key_padding_mask, causal, batch=B)
+    safe_lse = np.where(np.isfinite(lse), lse, 0.0)[..., None]
+    p = np.where(allowed, np.exp(np.where(allowed, s, 0.0) - safe_lse), 0.0).astype(q.dtype)
+    dv = np.matmul(np.swapaxes(p, -1, -2), do)
+    dp = np.matmul(do, np.swapaxes(v, -1, -2))
+    delta = np.sum(do * o, axis=-1, keepdims=True)  # = rowsum(P * dP)
+    ds = p * (dp - delta)
+    dq = np.matmul(ds, k) * np.asarray(scale, q.dtype)
+    dk = np.matmul(np.swapaxes(ds, -1, -2), q) * np.asarray(scale, q.dtype)
+    return dq, dk, dv

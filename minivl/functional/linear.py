@@ -1,0 +1,69 @@
+"""Matrix products: batched ``matmul`` (through the kernel backend) and ``linear``."""
+
+from __future__ import annotations
+
+from minivl import backend
+from minivl.functional._util import unbroadcast
+from minivl.tensor import Function
+
+
+class MatMul(Function):
+    """C = A @ B with broadcasting batch axes; dA = dC B^T, dB = A^T dC."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return backend.kernel("matmul", a)(a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved
+        mm = backend.kernel("matmul", g)
+        # 1-D operands are treated as (1, K) and (K, 1) matrices, as NumPy does
+        a2 = a if a.ndim > 1 else a[None, :]
+        b2 = b if b.ndim > 1 else b[:, None]
+        if b.ndim == 1:
+            g = g[..., None]
+        if a.ndim == 1:
+            g = g[..., None, :]
+        ga = gb = None
+        if ctx.needs_input_grad[0]:
+            ga = unbroadcast(mm(g, b2.swapaxes(-1, -2)), a2.shape).reshape(a.shape)
+        if ctx.needs_input_grad[1]:
+            if b2.ndim == 2:
+                # b meets every batch row of a: fold the batch axes into one big GEMM
+                gb = mm(_broadcast_rows(a2, g).T, g.reshape(-1, g.shape[-1]))
+            else:
+                gb = unbroadcast(mm(a2.swapaxes(-1, -2), g), b2.shape)
+            gb = gb.reshape(b.shape)
+        return ga, gb
+
+
+def _broadcast_rows(a2, g):
+    """``a2`` broadcast to ``g``'s batch shape, flattened to (rows, K)."""
+    from minivl.tensor import array_module
+
+    full = array_module(a2).broadcast_to(a2, g.shape[:-1] + a2.shape[-1:])
+    return full.reshape(-1, a2.shape[-1])
+
+
+def matmul(a, b):
+    """``a @ b``: matrix product, batched over leading axes with broadcasting."""
+    if a.ndim == 0 or b.ndim == 0:
+        raise ValueError(f"matmul needs at least 1-D operands, got shapes {a.shape} and {b.shape}")
+    if a.shape[-1] != b.shape[-2 if b.ndim > 1 else 0]:
+        raise ValueError(
+            f"matmul: inner dimensions differ, a has shape {a.shape} and b has shape {b.shape}"
+        )
+    return MatMul.apply(a, b)
+
+
+def linear(x, weight, bias=None):
+    """``x @ weight.T + bias`` with ``weight (out, in)``, PyTorch's layout."""
+    if x.shape[-1] != weight.shape[1]:
+        raise ValueError(
+            f"linear: input has {x.shape[-1]} features (shape {x.shape}), weight expects "
+            f"{weight.shape[1]} (weight shape {weight.shape})"
+        )
+    y = matmul(x, weight.T)
+    return y if bias is None else y + bias

@@ -1,0 +1,84 @@
+"""Loss functions: cross-entropy (MLM / LM / CLIP), binary cross-entropy with
+logits (VQA soft scores, alignment), and KL divergence (ViLBERT's masked
+regions, S08)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from minivl.functional.elementwise import exp, log, mul, relu, sub, where
+from minivl.functional.reduce import mean as _mean
+from minivl.functional.reduce import sum as _sum
+from minivl.functional.shape import gather
+from minivl.functional.softmax import log_softmax
+from minivl.tensor import Tensor
+
+
+def cross_entropy(logits, target, axis=-1, ignore_index=-100, label_smoothing=0.0, reduction="mean"):
+    """Mean of -log softmax(logits)[target] over the positions not ignored.
+
+    ``logits (..., C)`` (classes along ``axis``) and integer ``target (...)``.
+    Positions whose target equals ``ignore_index`` count neither in the sum nor
+    in the mean (BERT's unmasked tokens, LLaVA's instruction tokens). With
+    ``label_smoothing`` = e the target is (1 - e) one-hot + e / C uniform.
+    """
+    target = target.data if isinstance(target, Tensor) else np.asarray(target)
+    if target.dtype.kind not in "iu":
+        raise TypeError(f"cross_entropy target must hold integer class ids, got dtype {target.dtype}")
+    if axis not in (-1, logits.ndim - 1):
+        logits = logits.swapaxes(axis, -1)
+    if logits.shape[:-1] != target.shape:
+        raise ValueError(
+            f"cross_entropy: logits {logits.shape} (classes last) need target of shape "
+            f"{logits.shape[:-1]}, got {target.shape}"
+        )
+    C = logits.shape[-1]
+    valid = target != ignore_index
+    if np.any((target[valid] < 0) | (target[valid] >= C)):
+        raise ValueError(f"cross_entropy: target ids must be in [0, {C}) or ignore_index")
+    logp = log_softmax(logits, axis=-1)
+    safe = np.where(valid, target, 0)
+    nll = -gather(logp, safe[..., None], axis=-1)[..., 0]  # (...)
+    if label_smoothing:
+        nll = nll * (1.0 - label_smoothing) - _mean(logp, axis=-1) * label_smoothing
+    nll = where(valid, nll, 0.0)
+    if reduction == "none":
+        return nll
+    if reduction == "sum":
+        return _sum(nll)
+    return _sum(nll) * (1.0 / max(int(valid.sum()), 1))
+
+
+def binary_cross_entropy_with_logits(logits, target, reduction="mean"):
+    """BCE on raw logits, stable for any magnitude: max(x,0) - x*t + log(1+exp(-|x|)).
+
+    ``target`` may hold soft scores in [0, 1] (VQA's answer scores).
+    """
+    t = target if isinstance(target, Tensor) else Tensor(np.asarray(target, dtype=logits.dtype))
+    if t.shape != logits.shape:
+        raise ValueError(f"bce: logits {logits.shape} and target {t.shape} must match")
+    abs_x = relu(logits) + relu(-logits)
+    loss = relu(logits) - mul(logits, t) + log(1.0 + exp(-abs_x))
+    if reduction == "none":
+        return loss
+    return _sum(loss) if reduction == "sum" else _mean(loss)
+
+
+def kl_div(log_q, p, axis=-1, reduction="batchmean"):
+    """KL(p || q) = sum p (log p - log q), from the model's log-probabilities ``log_q``
+    and the target distribution ``p`` (terms with p = 0 contribute 0).
+
+    ``reduction='batchmean'`` sums over ``axis`` and averages over the rest;
+    'none' returns the per-row KL.
+    """
+    p = p if isinstance(p, Tensor) else Tensor(np.asarray(p, dtype=log_q.dtype))
+    if p.shape != log_q.shape:
+        raise ValueError(f"kl_div: log_q {log_q.shape} and p {p.shape} must match")
+    pd = p.data
+    log_p = Tensor(np.where(pd > 0, np.log(np.where(pd > 0, pd, 1)), 0).astype(pd.dtype))
+    per_row = _sum(mul(p, sub(log_p, log_q)), axis=axis)
+    if reduction == "none":
+        return per_row
+    if reduction == "sum":
+        return _sum(per_row)
+    return _mean(per_row)

@@ -1,0 +1,88 @@
+"""Softmax, log-softmax and the Gumbel-softmax relaxation (DALL-E's dVAE, S25).
+
+softmax and log_softmax run through the kernel backend; the reference math is
+in ``kernels/reference.py``: subtract the row max (stable for logits of
++-1e4), and a fully masked row of -inf gives zeros rather than NaN.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from minivl import backend
+from minivl.functional._util import normalize_axis
+from minivl.random import rng as _global_rng
+from minivl.tensor import Function, Tensor
+
+
+def _last_axis_op(kernel_fwd, kernel_bwd):
+    class _Op(Function):
+        @staticmethod
+        def forward(ctx, x, axis):
+            ctx.axis = axis
+            moved = axis != x.ndim - 1
+            if moved:
+                x = np.moveaxis(x, axis, -1) if isinstance(x, np.ndarray) else x.swapaxes(axis, -1)
+            y = backend.kernel(kernel_fwd, x)(x)
+            ctx.save_for_backward(y)
+            return np.moveaxis(y, -1, axis) if moved else y
+
+        @staticmethod
+        def backward(ctx, g):
+            (y,) = ctx.saved
+            moved = ctx.axis != g.ndim - 1
+            if moved:
+                g = np.moveaxis(g, ctx.axis, -1)
+            dx = backend.kernel(kernel_bwd, g)(y, g)
+            return np.moveaxis(dx, -1, ctx.axis) if moved else dx
+
+    return _Op
+
+
+Softmax = _last_axis_op("softmax_forward", "softmax_backward")
+LogSoftmax = _last_axis_op("log_softmax_forward", "log_softmax_backward")
+
+
+def softmax(x, axis=-1):
+    """exp(x) / sum(exp(x)) along ``axis``."""
+    return Softmax.apply(x, axis=normalize_axis(axis, x.ndim)[0])
+
+
+def log_softmax(x, axis=-1):
+    """x - logsumexp(x) along ``axis`` (more accurate than log(softmax(x)))."""
+    return LogSoftmax.apply(x, axis=normalize_axis(axis, x.ndim)[0])
+
+
+def logsumexp(x, axis=-1, keepdims=False):
+    """log(sum(exp(x))) along ``axis``, computed stably."""
+    from minivl.functional.reduce import max as _max
+    from minivl.functional.reduce import sum as _sum
+
+    m = Tensor(_max(x.detach(), axis, keepdims=True).data)  # a constant shift
+    from minivl.functional.elementwise import exp, log
+
+    out = log(_sum(exp(x - m), axis, keepdims=True)) + m
+    return out if keepdims else out.reshape([n for i, n in enumerate(out.shape) if i not in normalize_axis(axis, x.ndim)])
+
+
+def gumbel_softmax(logits, tau=1.0, hard=False, axis=-1, generator=None):
+    """Sample a relaxed one-hot vector: softmax((logits + Gumbel noise) / tau).
+
+    As ``tau`` -> 0 the samples approach one-hot codes (DALL-E anneals tau from
+    1 towards 1/16). With ``hard=True`` the forward value is the exact one-hot
+    argmax, while the gradient is that of the soft sample (straight-through).
+    """
+    if tau <= 0:
+        raise ValueError(f"tau must be positive, got {tau}")
+    g = generator or _global_rng()
+    u = g.random(logits.shape)
+    gumbel = (-np.log(-np.log(u + 1e-20) + 1e-20)).astype(logits.dtype)
+    y = softmax((logits + gumbel) * (1.0 / tau), axis=axis)
+    if not hard:
+        return y
+    ax = normalize_axis(axis, logits.ndim)[0]
+    index = np.argmax(y.data, axis=ax)
+    one_hot = (np.arange(logits.shape[ax]).reshape([-1 if i == ax else 1 for i in range(logits.ndim)])
+               == np.expand_dims(index, ax)).astype(logits.dtype)
+    # value: one_hot; gradient: d y (the soft sample)
+    return y + Tensor(one_hot - y.data)
