@@ -52,12 +52,15 @@ def softmax_backward(y, dy):
 
 
 def log_softmax_forward(x):
-    """log_softmax(x) = x - logsumexp(x) over the last axis (-inf rows stay -inf)."""
+    """log_softmax(x) = x - logsumexp(x) over the last axis.
+
+    A fully masked row (all -inf) stays all -inf: the log of its zero softmax.
+    """
     m = np.max(x, axis=-1, keepdims=True)
     m = np.where(np.isfinite(m), m, 0.0).astype(x.dtype)
     with np.errstate(divide="ignore"):
         lse = m + np.log(np.sum(np.exp(x - m), axis=-1, keepdims=True))
-    return x - lse
+    return x - np.where(np.isneginf(lse), 0.0, lse).astype(x.dtype)
 
 
 def log_softmax_backward(y, dy):

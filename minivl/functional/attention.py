@@ -42,6 +42,10 @@ class FusedAttention(Function):
         return backend.kernel("attention_backward", g)(q, k, v, o, lse, g, kpm, causal, scale)
 
 
+def _raw(x):
+    return x.data if isinstance(x, Tensor) else x
+
+
 def _check(q, k, v, key_padding_mask, attn_mask):
     if q.ndim != 4 or k.ndim != 4 or v.ndim != 4:
         raise ValueError(
@@ -78,8 +82,8 @@ def scaled_dot_product_attention(
 
     A query whose every key is masked gets a zero output, not NaN.
     """
-    kpm = None if key_padding_mask is None else np.asarray(getattr(key_padding_mask, "data", key_padding_mask), dtype=bool)
-    am = None if attn_mask is None else getattr(attn_mask, "data", attn_mask)
+    kpm = None if key_padding_mask is None else np.asarray(_raw(key_padding_mask), dtype=bool)
+    am = None if attn_mask is None else _raw(attn_mask)
     _check(q, k, v, kpm, am)
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
     if not return_weights and am is None and not (dropout_p and training):

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from minivl.functional.elementwise import exp, log, mul, relu, sub, where
+from minivl.functional.elementwise import mul, sub, where
 from minivl.functional.reduce import mean as _mean
 from minivl.functional.reduce import sum as _sum
 from minivl.functional.shape import gather
 from minivl.functional.softmax import log_softmax
-from minivl.tensor import Tensor
+from minivl.tensor import Function, Tensor, array_module
 
 
 def cross_entropy(logits, target, axis=-1, ignore_index=-100, label_smoothing=0.0, reduction="mean"):
@@ -49,16 +49,37 @@ def cross_entropy(logits, target, axis=-1, ignore_index=-100, label_smoothing=0.
     return _sum(nll) * (1.0 / max(int(valid.sum()), 1))
 
 
-def binary_cross_entropy_with_logits(logits, target, reduction="mean"):
-    """BCE on raw logits, stable for any magnitude: max(x,0) - x*t + log(1+exp(-|x|)).
+class BCEWithLogits(Function):
+    """Elementwise BCE on logits: max(x, 0) - x t + log(1 + exp(-|x|)).
 
-    ``target`` may hold soft scores in [0, 1] (VQA's answer scores).
+    One Function rather than composed ops, because its gradient sigmoid(x) - t
+    is smooth everywhere, while the composed |x| has a kink at 0.
+    """
+
+    @staticmethod
+    def forward(ctx, x, t):
+        xp = array_module(x)
+        ctx.save_for_backward(x, t)
+        return xp.maximum(x, 0) - x * t + xp.log1p(xp.exp(-xp.abs(x)))
+
+    @staticmethod
+    def backward(ctx, g):
+        x, t = ctx.saved
+        xp = array_module(x)
+        e = xp.exp(-xp.abs(x))
+        sig = xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
+        return g * (sig - t), (-g * x if ctx.needs_input_grad[1] else None)
+
+
+def binary_cross_entropy_with_logits(logits, target, reduction="mean"):
+    """Binary cross-entropy on raw logits, stable for any magnitude.
+
+    ``target`` may hold soft scores in [0, 1] (VQA's answer scores, S10).
     """
     t = target if isinstance(target, Tensor) else Tensor(np.asarray(target, dtype=logits.dtype))
     if t.shape != logits.shape:
         raise ValueError(f"bce: logits {logits.shape} and target {t.shape} must match")
-    abs_x = relu(logits) + relu(-logits)
-    loss = relu(logits) - mul(logits, t) + log(1.0 + exp(-abs_x))
+    loss = BCEWithLogits.apply(logits, t)
     if reduction == "none":
         return loss
     return _sum(loss) if reduction == "sum" else _mean(loss)

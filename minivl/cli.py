@@ -1,0 +1,43 @@
+"""The ``minivl`` command (also ``python -m minivl``).
+
+Subcommands live one per module in ``minivl/commands/``; see ``minivl --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+import minivl.commands
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="minivl",
+        description="Vision-and-language transformers from scratch in NumPy: train them, tour them.",
+    )
+    parser.add_argument("--version", action="version", version=f"minivl {minivl.__version__}")
+    parser.add_argument("--backend", choices=["numpy", "numba", "cuda"], default=None,
+                        help="kernel backend (default: $MINIVL_BACKEND or numpy)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for mod in sorted(pkgutil.iter_modules(minivl.commands.__path__), key=lambda m: m.name):
+        if not mod.name.startswith("_"):
+            importlib.import_module(f"minivl.commands.{mod.name}").register(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.backend:
+        minivl.use(args.backend)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
