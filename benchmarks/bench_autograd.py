@@ -107,7 +107,8 @@ def main():
         t_torch = None
     for backend in ("numpy", "numba"):
         try:
-            rows.append(("block fwd+bwd", f"minivl {backend}", median_time(minivl_block_step(args, backend), args.repeats)))
+            t = median_time(minivl_block_step(args, backend), args.repeats)
+            rows.append(("block fwd+bwd", f"minivl {backend}", t))
         except Exception as e:  # noqa: BLE001 - a backend missing here is reported, not fatal
             print(f"(skipping minivl {backend}: {e})")
     mv.use("numpy")

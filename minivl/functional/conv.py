@@ -98,7 +98,9 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0):
     ``x (B, C, H, W)``, ``weight (C, O, kh, kw)`` -> ``(B, O, Ho, Wo)`` with
     ``Ho = (H - 1) * stride - 2 * padding + kh``."""
     if x.ndim != 4 or weight.ndim != 4 or x.shape[1] != weight.shape[0]:
-        raise ValueError(f"conv_transpose2d expects x (B, C, H, W) and weight (C, O, kh, kw), got {x.shape}, {weight.shape}")
+        raise ValueError(
+            f"conv_transpose2d expects x (B, C, H, W) and weight (C, O, kh, kw), got {x.shape}, {weight.shape}"
+        )
     B, C, H, W = x.shape
     _, O, kh, kw = weight.shape
     (sh, sw), (ph, pw) = _pair(stride), _pair(padding)

@@ -55,14 +55,16 @@ def log_softmax(x, axis=-1):
 
 def logsumexp(x, axis=-1, keepdims=False):
     """log(sum(exp(x))) along ``axis``, computed stably."""
+    from minivl.functional.elementwise import exp, log
     from minivl.functional.reduce import max as _max
     from minivl.functional.reduce import sum as _sum
 
-    m = Tensor(_max(x.detach(), axis, keepdims=True).data)  # a constant shift
-    from minivl.functional.elementwise import exp, log
-
+    m = Tensor(_max(x.detach(), axis, keepdims=True).data)  # a constant shift: no gradient needed
     out = log(_sum(exp(x - m), axis, keepdims=True)) + m
-    return out if keepdims else out.reshape([n for i, n in enumerate(out.shape) if i not in normalize_axis(axis, x.ndim)])
+    if keepdims:
+        return out
+    axes = normalize_axis(axis, x.ndim)
+    return out.reshape([n for i, n in enumerate(out.shape) if i not in axes])
 
 
 def gumbel_softmax(logits, tau=1.0, hard=False, axis=-1, generator=None):
