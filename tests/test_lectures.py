@@ -22,7 +22,7 @@ def pointers():
 
 def symbol_defined(path: Path, symbol: str) -> bool:
     text = path.read_text(encoding="utf-8")
-    if path.suffix == ".md" or symbol.strip()[0].isupper() and " " in symbol:
+    if path.suffix == ".md" or " " in symbol.strip():
         # a section: a heading (Markdown, or a notebook's markdown cell) containing the words
         return any(symbol.lower() in line.lower() for line in text.splitlines() if line.lstrip("# ").strip()
                    and line.lstrip().startswith(("#", "# #")))
