@@ -6,12 +6,42 @@ from __future__ import annotations
 
 import numpy as np
 
-from minivl.functional.elementwise import mul, sub, where
+from minivl import backend
+from minivl.functional.elementwise import mul, sub
 from minivl.functional.reduce import mean as _mean
 from minivl.functional.reduce import sum as _sum
-from minivl.functional.shape import gather
-from minivl.functional.softmax import log_softmax
 from minivl.tensor import Function, Tensor, array_module
+
+
+class CrossEntropy(Function):
+    """Per-position cross-entropy on logits ``(..., C)`` in one node.
+
+    With p = softmax(x) and smoothing e, the loss at a position with target t is
+    -(1 - e) log p_t - e mean_j log p_j, and its gradient is the famous
+    p - (1 - e) onehot(t) - e / C: no need to differentiate through log_softmax.
+    Ignored positions get zero loss and zero gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, logits, target, valid, smoothing):
+        logp = backend.kernel("log_softmax_forward", logits)(logits)  # (..., C)
+        safe = np.where(valid, target, 0)
+        nll = -np.take_along_axis(logp, safe[..., None], axis=-1)[..., 0]
+        if smoothing:
+            nll = (1.0 - smoothing) * nll - smoothing * logp.mean(axis=-1)
+        ctx.save_for_backward(logp, safe, valid)
+        ctx.smoothing = smoothing
+        return np.where(valid, nll, 0).astype(logits.dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        logp, safe, valid = ctx.saved
+        e = ctx.smoothing
+        grad = np.exp(logp)  # softmax
+        if e:
+            grad -= e / logp.shape[-1]
+        np.put_along_axis(grad, safe[..., None], np.take_along_axis(grad, safe[..., None], -1) - (1.0 - e), -1)
+        return grad * (g * valid)[..., None].astype(grad.dtype)
 
 
 def cross_entropy(logits, target, axis=-1, ignore_index=-100, label_smoothing=0.0, reduction="mean"):
@@ -36,12 +66,7 @@ def cross_entropy(logits, target, axis=-1, ignore_index=-100, label_smoothing=0.
     valid = target != ignore_index
     if np.any((target[valid] < 0) | (target[valid] >= C)):
         raise ValueError(f"cross_entropy: target ids must be in [0, {C}) or ignore_index")
-    logp = log_softmax(logits, axis=-1)
-    safe = np.where(valid, target, 0)
-    nll = -gather(logp, safe[..., None], axis=-1)[..., 0]  # (...)
-    if label_smoothing:
-        nll = nll * (1.0 - label_smoothing) - _mean(logp, axis=-1) * label_smoothing
-    nll = where(valid, nll, 0.0)
+    nll = CrossEntropy.apply(logits, target=target, valid=valid, smoothing=float(label_smoothing))
     if reduction == "none":
         return nll
     if reduction == "sum":
