@@ -123,16 +123,16 @@ def _erf(x):
 def gelu_forward(x, approximate="none"):
     """GELU(x) = x * Phi(x). ``approximate='tanh'`` uses GPT-2's tanh formula."""
     if approximate == "tanh":
-        return 0.5 * x * (1.0 + np.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x**3)))
+        return 0.5 * x * (1.0 + np.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)))
     return 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)))
 
 
 def gelu_backward(x, dy, approximate="none"):
     """d GELU / dx, times dy."""
     if approximate == "tanh":
-        u = _SQRT_2_OVER_PI * (x + 0.044715 * x**3)
+        u = _SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)
         t = np.tanh(u)
-        du = _SQRT_2_OVER_PI * (1.0 + 3 * 0.044715 * x**2)
+        du = _SQRT_2_OVER_PI * (1.0 + 3 * 0.044715 * x * x)
         return dy * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du)
     cdf = 0.5 * (1.0 + _erf(x / math.sqrt(2.0)))
     pdf = np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)

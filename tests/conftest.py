@@ -20,6 +20,21 @@ settings.register_profile("dev", deadline=None, max_examples=100)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
+def pytest_configure(config):
+    """Under pytest-xdist each worker gets one BLAS / Numba thread: two workers
+    on two cores each spawning two threads would fight and run many times slower."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+        try:
+            import numba
+
+            numba.set_num_threads(1)
+        except ImportError:
+            pass
+
+
 @pytest.fixture(autouse=True)
 def _seed_and_backend():
     """Every test starts from seed 0 on the numpy backend."""

@@ -1,0 +1,222 @@
+"""BERT (Devlin et al., 2019): a bidirectional transformer encoder pretrained
+by masked language modelling. Lecture S01; ViLBERT's text stream (S03, S08).
+
+    [CLS] sentence A [SEP] sentence B [SEP]  ->  token + position + segment
+    embeddings -> LayerNorm -> post-LN blocks, every token attending to every
+    real token (padding masked out) -> hidden states (B, N, D)
+
+* the pooler: Linear + tanh on the [CLS] hidden state, one vector per input;
+* the MLM head: dense + GELU + LayerNorm, then a decoder whose weight *is*
+  the word-embedding matrix (tied) plus its own bias, giving vocabulary logits;
+* ``mask_tokens``: 15% of the non-special tokens are chosen; of those 80%
+  become [MASK], 10% a random token, 10% stay as they are; only the chosen
+  positions carry labels (-100 elsewhere, ignored by the loss).
+
+Blocks are ``minivl.nn.TransformerBlock`` with ``norm_first=False`` (post-LN,
+LN(x + sublayer(x)), as the original), GELU in its erf form, LayerNorm eps
+1e-12. ``BERT.from_hf`` loads a Hugging Face ``BertForMaskedLM`` /
+``BertModel`` state dict: a name map, no transposes (both store Linear
+weights as (out, in)).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from minivl import functional as F
+from minivl import nn
+from minivl.models.text import TokenPositionEmbedding, hf_array, hf_setting, init_weights
+
+IGNORE_INDEX = -100  # label of the positions the MLM loss skips
+
+
+@dataclass
+class BertConfig:
+    vocab_size: int = 512
+    max_len: int = 64  # positions (BERT-base: 512)
+    type_vocab_size: int = 2  # segments A and B
+    dim: int = 64  # BERT-base: 768
+    depth: int = 2  # BERT-base: 12
+    num_heads: int = 4  # BERT-base: 12
+    mlp_ratio: float = 4.0
+    dropout: float = 0.1
+    eps: float = 1e-12
+
+
+class BertEmbeddings(TokenPositionEmbedding):
+    """Token + position + segment embeddings, then LayerNorm and dropout."""
+
+    def __init__(self, vocab_size, max_len, type_vocab_size, dim, dropout=0.1, eps=1e-12):
+        super().__init__(vocab_size, max_len, dim)
+        self.segment = nn.Embedding(type_vocab_size, dim)
+        self.ln = nn.LayerNorm(dim, eps)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, ids, segment_ids=None):
+        x = super().forward(ids)  # (B, N, D)
+        if segment_ids is None:
+            segment_ids = np.zeros(x.shape[:2], dtype=np.int64)
+        segment_ids = np.asarray(getattr(segment_ids, "data", segment_ids))
+        if segment_ids.shape != x.shape[:2]:
+            raise ValueError(f"segment_ids must have the shape of ids {x.shape[:2]}, "
+                             f"got {segment_ids.shape}")
+        return self.drop(self.ln(x + self.segment(segment_ids)))
+
+
+class MaskedLMHead(nn.Module):
+    """dense -> GELU -> LayerNorm -> decoder tied to the word embeddings (+ own bias)."""
+
+    def __init__(self, dim, word_embeddings, eps=1e-12):
+        super().__init__()
+        vocab_size = word_embeddings.shape[0]
+        self.dense = nn.Linear(dim, dim)
+        self.ln = nn.LayerNorm(dim, eps)
+        self.decoder = nn.Linear(dim, vocab_size)
+        self.decoder.weight = word_embeddings  # the same Parameter: one matrix, two uses
+
+    def forward(self, hidden):
+        return self.decoder(self.ln(F.gelu(self.dense(hidden))))  # (B, N, V)
+
+
+class BERT(nn.Module):
+    """The encoder with its pooler and MLM head; see the module docstring."""
+
+    Config = BertConfig
+
+    def __init__(self, config: BertConfig | None = None, **overrides):
+        super().__init__()
+        c = self.config = BertConfig(**{**(vars(config) if config else {}), **overrides})
+        self.embeddings = BertEmbeddings(c.vocab_size, c.max_len, c.type_vocab_size, c.dim,
+                                         c.dropout, c.eps)
+        self.encoder = nn.Transformer(c.dim, c.depth, c.num_heads, mlp_ratio=c.mlp_ratio,
+                                      norm_first=False, activation="gelu", dropout=c.dropout,
+                                      eps=c.eps)
+        self.pooler = nn.Linear(c.dim, c.dim)
+        self.mlm = MaskedLMHead(c.dim, self.embeddings.token.weight, c.eps)
+        init_weights(self)
+
+    def forward(self, ids, segment_ids=None, key_padding_mask=None, return_hidden=False,
+                return_weights=False):
+        """Hidden states ``(B, N, D)`` of ``ids (B, N)``.
+
+        ``key_padding_mask (B, N)``: True for real tokens, False for padding
+        (no token attends to padding). ``return_hidden`` / ``return_weights``
+        also return every layer's states / attention weights, as
+        ``nn.Transformer`` does.
+        """
+        if key_padding_mask is not None:
+            key_padding_mask = np.asarray(getattr(key_padding_mask, "data", key_padding_mask),
+                                          dtype=bool)
+            if key_padding_mask.shape != np.shape(ids):
+                raise ValueError(f"key_padding_mask must have the shape of ids {np.shape(ids)}, "
+                                 f"got {key_padding_mask.shape}")
+        x = self.embeddings(ids, segment_ids)  # (B, N, D)
+        return self.encoder(x, key_padding_mask=key_padding_mask, return_hidden=return_hidden,
+                            return_weights=return_weights)
+
+    def pool(self, hidden):
+        """The [CLS] summary: tanh(Linear(hidden[:, 0])) -> ``(B, D)``."""
+        return F.tanh(self.pooler(hidden[:, 0]))
+
+    def mlm_logits(self, ids, segment_ids=None, key_padding_mask=None):
+        """Vocabulary logits ``(B, N, V)`` at every position."""
+        return self.mlm(self(ids, segment_ids, key_padding_mask))
+
+    @classmethod
+    def from_hf(cls, state_dict, hf_config):
+        """A BERT holding the weights of a Hugging Face ``BertForMaskedLM`` (or ``BertModel``).
+
+        Parts the checkpoint lacks keep their fresh initialisation:
+        ``BertForMaskedLM`` has no pooler, ``BertModel`` no MLM head.
+        """
+        get = lambda name, default=None: hf_setting(hf_config, name, default)
+        act = get("hidden_act", "gelu")
+        if act != "gelu":
+            raise ValueError(f"only hidden_act='gelu' (erf) is supported, got {act!r}")
+        dim = get("hidden_size")
+        config = BertConfig(
+            vocab_size=get("vocab_size"), max_len=get("max_position_embeddings"),
+            type_vocab_size=get("type_vocab_size", 2), dim=dim, depth=get("num_hidden_layers"),
+            num_heads=get("num_attention_heads"), mlp_ratio=get("intermediate_size") / dim,
+            dropout=get("hidden_dropout_prob", 0.1), eps=get("layer_norm_eps", 1e-12),
+        )
+        model = cls(config)
+        hf = {k.removeprefix("bert."): v for k, v in state_dict.items()}
+        ours = {}
+        for our_name, hf_name in _hf_names(config.depth):
+            if hf_name in hf:
+                ours[our_name] = hf_array(hf[hf_name])
+        ours["mlm.decoder.weight"] = ours["embeddings.token.weight"]  # tied
+        optional = {"pooler.weight", "pooler.bias", "mlm.dense.weight", "mlm.dense.bias",
+                    "mlm.ln.weight", "mlm.ln.bias", "mlm.decoder.bias"}
+        missing = [k for k in model.state_dict() if k not in ours and k not in optional]
+        if missing:
+            raise ValueError(f"BERT.from_hf: the state dict lacks {missing}")
+        model.load_state_dict(ours, strict=False)
+        return model
+
+
+def _hf_names(depth):
+    """(our name, Hugging Face name) pairs, the ``bert.`` prefix removed."""
+    yield "embeddings.token.weight", "embeddings.word_embeddings.weight"
+    yield "embeddings.position.weight", "embeddings.position_embeddings.weight"
+    yield "embeddings.segment.weight", "embeddings.token_type_embeddings.weight"
+    for p in ("weight", "bias"):
+        yield f"embeddings.ln.{p}", f"embeddings.LayerNorm.{p}"
+        for i in range(depth):
+            ours, theirs = f"encoder.blocks.{i}", f"encoder.layer.{i}"
+            yield f"{ours}.attn.q_proj.{p}", f"{theirs}.attention.self.query.{p}"
+            yield f"{ours}.attn.k_proj.{p}", f"{theirs}.attention.self.key.{p}"
+            yield f"{ours}.attn.v_proj.{p}", f"{theirs}.attention.self.value.{p}"
+            yield f"{ours}.attn.out_proj.{p}", f"{theirs}.attention.output.dense.{p}"
+            yield f"{ours}.ln_1.{p}", f"{theirs}.attention.output.LayerNorm.{p}"
+            yield f"{ours}.mlp.fc1.{p}", f"{theirs}.intermediate.dense.{p}"
+            yield f"{ours}.mlp.fc2.{p}", f"{theirs}.output.dense.{p}"
+            yield f"{ours}.ln_2.{p}", f"{theirs}.output.LayerNorm.{p}"
+        yield f"pooler.{p}", f"pooler.dense.{p}"
+        yield f"mlm.dense.{p}", f"cls.predictions.transform.dense.{p}"
+        yield f"mlm.ln.{p}", f"cls.predictions.transform.LayerNorm.{p}"
+    yield "mlm.decoder.bias", "cls.predictions.bias"
+
+
+def mask_tokens(ids, special_ids, vocab_size, mask_id, rng, prob=0.15):
+    """BERT's masked-LM corruption of ``ids (B, N)``.
+
+    Each token not in ``special_ids`` ([CLS], [SEP], [PAD], ...) is chosen with
+    probability ``prob``. A chosen token becomes ``mask_id`` with probability
+    0.8, a random non-special id with 0.1, and stays itself with 0.1, so the
+    model cannot tell from the input which tokens it will be asked about.
+    Returns ``(inputs, labels)``: labels hold the original id at chosen
+    positions and -100 everywhere else.
+    """
+    ids = np.asarray(ids)
+    if ids.dtype.kind not in "iu":
+        raise TypeError(f"mask_tokens: ids must be integers, got dtype {ids.dtype}")
+    if not 0.0 <= prob <= 1.0:
+        raise ValueError(f"mask_tokens: prob must be in [0, 1], got {prob}")
+    special = np.asarray(sorted(set(int(i) for i in special_ids)), dtype=np.int64)
+    ordinary = np.setdiff1d(np.arange(vocab_size), special)  # ids a random swap may pick
+    if len(ordinary) == 0:
+        raise ValueError(f"mask_tokens: every id of vocab_size={vocab_size} is special")
+    chosen = (rng.random(ids.shape) < prob) & ~np.isin(ids, special)
+    labels = np.where(chosen, ids, IGNORE_INDEX)
+    action = rng.random(ids.shape)  # < 0.8: [MASK]; < 0.9: random; else unchanged
+    inputs = ids.copy()
+    inputs[chosen & (action < 0.8)] = mask_id
+    swap = chosen & (action >= 0.8) & (action < 0.9)
+    inputs[swap] = ordinary[rng.integers(len(ordinary), size=int(swap.sum()))]
+    return inputs, labels
+
+
+def mlm_loss(logits, labels):
+    """Cross-entropy over the chosen positions only (labels of -100 are skipped)."""
+    return F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
+
+
+def mlm_accuracy(logits, labels):
+    """Fraction of chosen positions whose argmax prediction is the original token."""
+    chosen = np.asarray(labels) != IGNORE_INDEX
+    predicted = np.asarray(getattr(logits, "data", logits)).argmax(axis=-1)
+    return float((predicted[chosen] == np.asarray(labels)[chosen]).mean()) if chosen.any() else 0.0

@@ -1,0 +1,198 @@
+"""What the text transformers share: token + position embeddings, the causal
+text encoder (GPT's body, reused by CLIP's text tower), and next-token sampling.
+
+Lecture S01 ("Evolutions of transformers"): BERT and GPT are the same stack
+of blocks (``minivl.nn.Transformer``) read two ways. BERT lets every token
+see every other token; GPT lets token t see only tokens <= t, so it can be
+trained to predict token t + 1 and then generate text one token at a time.
+
+* ``TokenPositionEmbedding``: a learned vector per token id plus a learned
+  vector per position (GPT-2's ``wte + wpe``; BERT adds a segment vector).
+* ``CausalTextEncoder``: embeddings -> dropout -> pre-LN causal blocks ->
+  final LayerNorm (GPT-2's ``transformer``, CLIP's text transformer); it
+  returns hidden states ``(B, N, D)`` and leaves the head to the model.
+* ``sample_next``: greedy, temperature, top-k and nucleus (top-p) sampling
+  (Holtzman et al., 2020) from one row of logits per sequence.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from minivl import nn
+from minivl.io import load, load_metadata, save
+
+
+class TokenPositionEmbedding(nn.Module):
+    """``token[ids] + position[start .. start + N - 1]`` -> ``(B, N, D)``."""
+
+    def __init__(self, vocab_size, max_len, dim):
+        super().__init__()
+        self.max_len = max_len
+        self.token = nn.Embedding(vocab_size, dim)
+        self.position = nn.Embedding(max_len, dim)
+
+    def forward(self, ids, start=0):
+        ids = _check_ids(ids, self.token.num_embeddings)
+        N = ids.shape[1]
+        if start + N > self.max_len:
+            raise ValueError(
+                f"sequence of {N} tokens from position {start} exceeds max_len={self.max_len}"
+            )
+        positions = np.arange(start, start + N)  # (N,), broadcast over the batch
+        return self.token(ids) + self.position(positions)  # (B, N, D)
+
+
+class CausalTextEncoder(nn.Module):
+    """A GPT-style decoder-only transformer body, without an output head.
+
+    ``forward(ids)`` returns the final hidden states ``(B, N, D)`` (after
+    ``ln_f``). GPT puts a tied LM head on them; CLIP reads the one at the
+    end-of-text token. Pass ``caches`` (from ``new_caches()``) to decode one
+    token at a time: each block keeps the keys and values it has seen, and
+    the positions continue from where the cache ends.
+    """
+
+    def __init__(self, vocab_size, max_len, dim, depth, num_heads, mlp_ratio=4.0,
+                 activation="gelu_tanh", dropout=0.0, eps=1e-5):
+        super().__init__()
+        self.embeddings = TokenPositionEmbedding(vocab_size, max_len, dim)
+        self.drop = nn.Dropout(dropout)
+        self.encoder = nn.Transformer(dim, depth, num_heads, mlp_ratio=mlp_ratio, norm_first=True,
+                                      activation=activation, dropout=dropout, eps=eps)
+        self.ln_f = nn.LayerNorm(dim, eps)
+
+    @property
+    def max_len(self):
+        return self.embeddings.max_len
+
+    def new_caches(self):
+        """One empty key/value cache per block."""
+        return [{} for _ in self.encoder.blocks]
+
+    def forward(self, ids, key_padding_mask=None, caches=None, return_hidden=False,
+                return_weights=False):
+        """Hidden states ``(B, N, D)``; with ``return_hidden`` / ``return_weights`` also
+        every layer's states / attention weights, as ``nn.Transformer`` returns them."""
+        start = 0 if caches is None or "k" not in caches[0] else caches[0]["k"].shape[2]
+        x = self.drop(self.embeddings(ids, start))  # (B, N, D)
+        out = self.encoder(x, key_padding_mask=key_padding_mask, causal=True, caches=caches,
+                           return_hidden=return_hidden, return_weights=return_weights)
+        if not (return_hidden or return_weights):
+            return self.ln_f(out)  # (B, N, D)
+        return (self.ln_f(out[0]), *out[1:])
+
+
+def sample_next(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
+    """Pick one token id per row of ``logits (B, V)`` (a NumPy array).
+
+    ``temperature=0`` is greedy (argmax). Otherwise the logits are divided by
+    the temperature, cut to the ``top_k`` largest and/or to the smallest set
+    whose probability reaches ``top_p``, and one id is drawn per row with
+    ``generator`` (a ``np.random.Generator``; the global minivl one if None).
+    """
+    logits = np.asarray(logits, dtype=np.float64)
+    if logits.ndim != 2:
+        raise ValueError(f"sample_next expects logits of shape (B, V), got {logits.shape}")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if temperature == 0:
+        return logits.argmax(axis=-1)
+    logits = logits / temperature
+    V = logits.shape[1]
+    if top_k is not None:
+        if not 1 <= top_k:
+            raise ValueError(f"top_k must be >= 1, got {top_k}")
+        kth = np.sort(logits, axis=-1)[:, -min(top_k, V)][:, None]  # (B, 1)
+        logits = np.where(logits < kth, -np.inf, logits)
+    probs = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    probs /= probs.sum(axis=-1, keepdims=True)  # (B, V)
+    if top_p is not None:
+        if not 0 < top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+        order = np.argsort(-probs, axis=-1, kind="stable")
+        sorted_p = np.take_along_axis(probs, order, axis=-1)
+        # Keep a token if the tokens ranked above it have not yet reached top_p
+        # (so the most likely token is always kept).
+        keep_sorted = np.cumsum(sorted_p, axis=-1) - sorted_p < top_p
+        keep = np.zeros_like(keep_sorted)
+        np.put_along_axis(keep, order, keep_sorted, axis=-1)
+        probs = np.where(keep, probs, 0.0)
+        probs /= probs.sum(axis=-1, keepdims=True)
+    if generator is None:
+        from minivl.random import rng
+
+        generator = rng()
+    # Inverse CDF, one uniform draw per row: the first id whose cumulative
+    # probability exceeds u (a strict step, so never an id of probability 0).
+    cdf = np.cumsum(probs, axis=-1)  # (B, V)
+    u = generator.random((probs.shape[0], 1)) * cdf[:, -1:]
+    return (cdf <= u).sum(axis=-1)
+
+
+def save_checkpoint(model, path, **metadata):
+    """Write ``model.state_dict()`` with its ``config`` (a dataclass) to ``path``."""
+    import json
+    from dataclasses import asdict
+
+    meta = {"model": type(model).__name__, "config": json.dumps(asdict(model.config))}
+    meta.update({k: str(v) for k, v in metadata.items()})
+    save(model.state_dict(), path, metadata=meta)
+
+
+def load_checkpoint(cls, path):
+    """Rebuild a ``cls`` model (BERT, GPT) from a file written by ``save_checkpoint``."""
+    import json
+
+    meta = load_metadata(path)
+    if meta.get("model") != cls.__name__:
+        raise ValueError(f"{path} holds a {meta.get('model')!r} checkpoint, not {cls.__name__}")
+    model = cls(cls.Config(**json.loads(meta["config"])))
+    model.load_state_dict(load(path))
+    return model
+
+
+def init_weights(model, std=0.02, residual_depth=None):
+    """BERT / GPT-2 initialisation, in place: every Linear weight N(0, std^2), biases 0.
+
+    With ``residual_depth`` (GPT-2, section 2.3), the projections that write
+    into the residual stream (``attn.out_proj``, ``mlp.fc2``) get std
+    ``std / sqrt(2 * residual_depth)``, so the stream's variance does not grow
+    with depth. Writes into the existing arrays, so tied weights stay tied.
+    """
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Linear):
+            s = std
+            if residual_depth and name.endswith(("attn.out_proj", "mlp.fc2")):
+                s = std / np.sqrt(2 * residual_depth)
+            m.weight.data[...] = nn.init.normal(m.weight.shape, s)
+            if m.bias is not None:
+                m.bias.data[...] = 0.0
+    return model
+
+
+def hf_array(value):
+    """A NumPy float32 copy of a Hugging Face state-dict entry (torch tensor or array)."""
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().numpy()
+    return np.asarray(value, dtype=np.float32).copy()
+
+
+def hf_setting(config, name, default=None):
+    """``config.name`` for a ``transformers`` config object, or ``config[name]`` for a dict."""
+    if isinstance(config, dict):
+        return config.get(name, default)
+    value = getattr(config, name, default)
+    return default if value is None else value
+
+
+def _check_ids(ids, vocab_size):
+    ids = getattr(ids, "data", ids)
+    ids = np.asarray(ids)
+    if ids.ndim != 2 or ids.dtype.kind not in "iu":
+        raise ValueError(f"token ids must be an integer array of shape (B, N), got "
+                         f"{ids.dtype} {ids.shape}")
+    if ids.size and (ids.min() < 0 or ids.max() >= vocab_size):
+        raise ValueError(f"token ids must lie in [0, {vocab_size}), got range "
+                         f"[{ids.min()}, {ids.max()}]")
+    return ids
