@@ -1,5 +1,11 @@
-"""Plots for the notebooks and the tour report (matplotlib, Agg-safe)."""
+"""Plots for the notebooks and the tour report (matplotlib, Agg-safe); each
+function returns a ``matplotlib.figure.Figure``."""
 
+from minivl.viz.attention import attention_heads_figure, attention_rollout_figure, position_similarity_figure
+from minivl.viz.clip import embedding_pca, similarity_heatmap, training_curves, zero_shot_bars
 from minivl.viz.images import image_grid
 
-__all__ = ["image_grid"]
+__all__ = [
+    "attention_heads_figure", "attention_rollout_figure", "embedding_pca", "image_grid",
+    "position_similarity_figure", "similarity_heatmap", "training_curves", "zero_shot_bars",
+]

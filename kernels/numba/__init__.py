@@ -1,0 +1,40 @@
+"""The Numba CPU kernels: the reference math of ``kernels/reference.py``, compiled.
+
+One file per op, each function with the signature and semantics of its
+namesake in ``reference.py`` (which the tests in ``tests/kernels/`` check):
+
+* ``matmul.py``     -- blocked, register-tiled GEMM (and the naive v1 for contrast)
+* ``softmax.py``    -- softmax / log-softmax, forward and backward
+* ``layer_norm.py`` -- layer norm forward and backward
+* ``gelu.py``       -- GELU, erf and tanh forms
+* ``attention.py``  -- FlashAttention-style fused attention, O(N) memory
+* ``vmath.py``      -- an exp that LLVM can vectorise, and the fastmath flags
+
+``minivl.backend`` looks ops up in ``KERNELS``; an op missing here falls back
+to the reference. Every kernel is ``@njit(cache=True)``: the first process
+compiles (seconds), later ones load machine code from ``__pycache__``.
+Numba checks only the timestamp of the file that defines a kernel, so after
+editing ``vmath.py`` or ``matmul.gemm_tile`` delete ``kernels/numba/__pycache__``.
+"""
+
+from __future__ import annotations
+
+# modules only: importing the functions here would shadow ``matmul.py`` with
+# the function ``matmul``
+from . import attention, gelu, layer_norm, matmul, softmax
+
+KERNELS = {
+    "matmul": matmul.matmul,
+    "softmax_forward": softmax.softmax_forward,
+    "softmax_backward": softmax.softmax_backward,
+    "log_softmax_forward": softmax.log_softmax_forward,
+    "log_softmax_backward": softmax.log_softmax_backward,
+    "layer_norm_forward": layer_norm.layer_norm_forward,
+    "layer_norm_backward": layer_norm.layer_norm_backward,
+    "gelu_forward": gelu.gelu_forward,
+    "gelu_backward": gelu.gelu_backward,
+    "attention_forward": attention.attention_forward,
+    "attention_backward": attention.attention_backward,
+}
+
+__all__ = ["KERNELS"]

@@ -1,0 +1,91 @@
+"""Numba GELU (kernels/numba/gelu.py) against the reference math (SciPy's erf)."""
+
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from minivl.kernels import reference as ref
+from minivl.kernels.numba import gelu as nb
+from minivl.kernels.numba.vmath import erfc
+from numba import njit
+from scipy.special import erfc as scipy_erfc
+
+# (rtol, atol) per dtype: erfc is good to a few ulp (vmath.py)
+TOL = {np.float32: (2e-6, 1e-7), np.float64: (1e-13, 1e-15)}
+
+
+def layout(x, kind):
+    if kind == "transposed":
+        return np.ascontiguousarray(np.swapaxes(x, -1, -2)).swapaxes(-1, -2)
+    if kind == "strided":
+        wide = np.zeros(x.shape[:-1] + (2 * x.shape[-1],), x.dtype)
+        wide[..., ::2] = x
+        return wide[..., ::2]
+    return x
+
+
+def close_to_truth(got, want, truth, dtype):
+    """|got - truth| within tolerance, plus 4x the reference's own rounding error
+    (0.5 x (1 + tanh u) cancels for negative x; the kernels avoid that form)."""
+    rtol, atol = TOL[dtype]
+    assert got.dtype == dtype and got.shape == truth.shape
+    slack = 4 * np.abs(want.astype(np.float64) - truth).max(initial=0)
+    np.testing.assert_allclose(got, truth, rtol=rtol, atol=atol + slack)
+
+
+@settings(deadline=None, max_examples=30)
+@given(
+    dtype=st.sampled_from([np.float32, np.float64]),
+    approximate=st.sampled_from(["none", "tanh"]),
+    shape=st.sampled_from([(1, 1), (7, 33), (2, 3, 127), (257, 5)]),
+    magnitude=st.sampled_from([1.0, 4.0, 1e4]),
+    kind=st.sampled_from(["C", "transposed", "strided"]),
+    seed=st.integers(0, 2**16),
+)
+def test_gelu_matches_reference(dtype, approximate, shape, magnitude, kind, seed):
+    rng = np.random.default_rng(seed)
+    x = layout((magnitude * rng.standard_normal(shape)).astype(dtype), kind)
+    dy = rng.standard_normal(shape).astype(dtype)
+    x64, dy64 = x.astype(np.float64), dy.astype(np.float64)
+    y = nb.gelu_forward(x, approximate)
+    close_to_truth(y, ref.gelu_forward(x, approximate), ref.gelu_forward(x64, approximate), dtype)
+    dx = nb.gelu_backward(x, dy, approximate)
+    assert np.isfinite(dx).all()
+    close_to_truth(dx, ref.gelu_backward(x, dy, approximate), ref.gelu_backward(x64, dy64, approximate), dtype)
+
+
+@njit(cache=True, error_model="numpy")
+def _erfc_all(x, out):
+    for i in range(x.shape[0]):
+        out[i] = erfc(x[i])
+
+
+@pytest.mark.parametrize("dtype, max_rel", [(np.float32, 5e-7), (np.float64, 1e-14)])
+def test_erfc_matches_scipy(dtype, max_rel):
+    """vmath.erfc (float32: our vectorisable fit; float64: libm) against SciPy."""
+    x = np.concatenate([np.linspace(-9, 9, 40_001), np.geomspace(1e-30, 1e-2, 200)]).astype(dtype)
+    got = np.empty_like(x)
+    _erfc_all(x, got)
+    truth = scipy_erfc(x.astype(np.float64))
+    tiny = truth > np.finfo(dtype).tiny  # below it float32 is denormal: ulp-scale error
+    assert (np.abs(got - truth) / truth)[tiny].max() <= max_rel
+    special = np.array([np.inf, -np.inf, 0.0, 30.0], dtype)
+    _erfc_all(special, got[:4])
+    np.testing.assert_array_equal(got[:4], [0.0, 2.0, 1.0, 0.0])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_erf_form_is_accurate_to_a_few_ulp(dtype):
+    """GELU(x) = x Phi(x) against SciPy for x > 0, where 1 + erf cannot cancel."""
+    x = np.geomspace(1e-6, 10, 20_001).astype(dtype)
+    y = nb.gelu_forward(x)
+    truth = ref.gelu_forward(x.astype(np.float64))
+    assert (np.abs(y - truth) / np.spacing(np.abs(truth).astype(dtype))).max() <= 6
+
+
+def test_bad_arguments_are_rejected():
+    with pytest.raises(ValueError, match="approximate"):
+        nb.gelu_forward(np.zeros(3), "sigmoid")
+    with pytest.raises(ValueError, match="shapes"):
+        nb.gelu_backward(np.zeros(3), np.zeros(4))

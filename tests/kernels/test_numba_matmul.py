@@ -1,0 +1,78 @@
+"""Numba matmul (kernels/numba/matmul.py) against NumPy's matmul (the reference)."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from minivl.kernels import reference as ref
+from minivl.kernels.numba import matmul as nb
+
+# relative tolerance per dtype; the absolute one grows like sqrt(K) for
+# unit-normal inputs (a sum of K rounded products)
+RTOL = {np.float32: 1e-5, np.float64: 1e-13}
+ATOL_PER_SQRT_K = {np.float32: 1e-5, np.float64: 1e-13}
+
+
+def close(actual, expected, dtype, k):
+    assert actual.dtype == dtype and actual.shape == expected.shape
+    np.testing.assert_allclose(actual, expected, rtol=RTOL[dtype], atol=ATOL_PER_SQRT_K[dtype] * np.sqrt(k + 1))
+
+
+def layout(x, kind):
+    if kind == "transposed":
+        return np.ascontiguousarray(np.swapaxes(x, -1, -2)).swapaxes(-1, -2)
+    if kind == "strided":
+        wide = np.zeros(x.shape[:-1] + (2 * x.shape[-1],), x.dtype)
+        wide[..., ::2] = x
+        return wide[..., ::2]
+    return x
+
+
+sizes = st.sampled_from([1, 3, 7, 33, 65, 257])
+
+
+@settings(deadline=None, max_examples=30)
+@given(
+    dtype=st.sampled_from([np.float32, np.float64]),
+    m=sizes, k=sizes, n=sizes,
+    batches=st.sampled_from([((), ()), ((2,), ()), ((), (3,)), ((2, 1), (3,)), ((1, 2), (4, 1))]),
+    kinds=st.tuples(*[st.sampled_from(["C", "transposed", "strided"])] * 2),
+    seed=st.integers(0, 2**16),
+)
+def test_matmul_matches_numpy(dtype, m, k, n, batches, kinds, seed):
+    rng = np.random.default_rng(seed)
+    a = layout(rng.standard_normal(batches[0] + (m, k)).astype(dtype), kinds[0])
+    b = layout(rng.standard_normal(batches[1] + (k, n)).astype(dtype), kinds[1])
+    close(nb.matmul(a, b), ref.matmul(a, b), dtype, k)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_blocks_and_tails(dtype):
+    """Sizes that cross every block boundary (MC, KC, NC) with ragged tails."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((nb.MC + 5, 2 * nb.KC + 3)).astype(dtype)
+    b = rng.standard_normal((2 * nb.KC + 3, nb.NC + 9)).astype(dtype)
+    close(nb.matmul(a, b), a @ b, dtype, a.shape[1])
+    close(nb.matmul_v1(a, b), a @ b, dtype, a.shape[1])
+
+
+def test_vectors_mixed_dtypes_and_empty():
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((4, 5)).astype(np.float32)
+    v = rng.standard_normal(5)
+    close(nb.matmul(a, v), a @ v, np.float64, 5)  # float32 @ float64 -> float64
+    close(nb.matmul(v, a.T), v @ a.T, np.float64, 5)
+    assert nb.matmul(v, v).shape == ()
+    np.testing.assert_allclose(nb.matmul(v, v), v @ v)
+    assert (nb.matmul(np.zeros((3, 0)), np.zeros((0, 2))) == 0).all()
+    assert nb.matmul(np.zeros((0, 3)), np.zeros((3, 2))).shape == (0, 2)
+    np.testing.assert_array_equal(nb.matmul(np.arange(6).reshape(2, 3), np.arange(3)), [5, 14])
+
+
+def test_bad_shapes_are_rejected():
+    with pytest.raises(ValueError, match="inner"):
+        nb.matmul(np.zeros((2, 3)), np.zeros((4, 2)))
+    with pytest.raises(ValueError, match="broadcast"):
+        nb.matmul(np.zeros((2, 2, 3)), np.zeros((3, 3, 2)))
+    with pytest.raises(ValueError, match="scalar"):
+        nb.matmul(np.float32(2), np.zeros(3))
