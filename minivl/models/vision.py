@@ -1,0 +1,150 @@
+"""The vision transformer encoder, written once and shared: the ViT classifier
+(Dosovitskiy et al. 2021, "An Image is Worth 16x16 Words"; lecture S01), the
+CLIP image tower (Radford et al. 2021; S14) and LLaVA's frozen vision encoder
+(Liu et al. 2023; S29) are all this module with different options.
+
+An image becomes a sequence of tokens:
+
+    image (B, C, H, W)
+      -> patch_embed: Conv2d with kernel = stride = P, i.e. one Linear applied
+         to every non-overlapping P x P patch                 (B, D, H/P, W/P)
+      -> flatten the grid, row by row                         (B, N, D), N = HW/P^2
+      -> prepend the learned [CLS] token (zero init, as in ViT) (B, 1+N, D)
+      -> add the learned 1-D position embedding pos_embed     (B, 1+N, D)
+      -> (CLIP only) ln_pre
+      -> depth pre-LN TransformerBlocks (minivl.nn.Transformer)
+      -> ln_post
+
+Options: ``ln_pre`` (CLIP), ``activation`` ('gelu' for ViT, 'quick_gelu' for
+CLIP), ``patch_bias`` (CLIP's conv has none), ``dropout``, ``eps``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from minivl import functional as F
+from minivl import nn
+from minivl.tensor import Tensor
+
+# ImageNet statistics are meaningless for synthetic images: by default pixels
+# are mapped from [0, 255] to [-1, 1], as HF's ViTImageProcessor does.
+DEFAULT_MEAN, DEFAULT_STD = 0.5, 0.5
+
+
+def preprocess(images, mean=DEFAULT_MEAN, std=DEFAULT_STD) -> Tensor:
+    """A uint8 batch ``(B, H, W, C)`` or ``(B, H, W)`` -> normalised float32 ``(B, C, H, W)``.
+
+    Pixels are scaled to [0, 1] and then standardised per channel with
+    ``mean`` and ``std`` (numbers, or one per channel). A float batch is taken
+    to be in [0, 1] already.
+    """
+    arr = np.asarray(images)
+    if arr.ndim == 3:  # grayscale: add the channel axis
+        arr = arr[..., None]
+    if arr.ndim != 4:
+        raise ValueError(f"preprocess expects images (B, H, W, C) or (B, H, W), got shape {arr.shape}")
+    if arr.dtype == np.uint8:
+        x = arr.astype(np.float32) / 255.0
+    elif arr.dtype.kind == "f":
+        x = arr.astype(np.float32)
+    else:
+        raise TypeError(f"preprocess expects uint8 or float images, got dtype {arr.dtype}")
+    C = x.shape[-1]
+    mean = np.broadcast_to(np.asarray(mean, np.float32), (C,))
+    std = np.broadcast_to(np.asarray(std, np.float32), (C,))
+    x = (x - mean) / std
+    return Tensor(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))  # (B, C, H, W)
+
+
+def patchify(images, patch_size) -> np.ndarray:
+    """Cut ``(B, C, H, W)`` images into their patches ``(B, N, C, P, P)``, row by row.
+
+    The patch embedding is one Linear on each flattened patch:
+    ``patchify(x, P).reshape(B, N, -1) @ patch_embed.weight.reshape(D, -1).T``
+    equals the convolution's output (a test checks it).
+    """
+    x = np.asarray(getattr(images, "data", images))
+    if x.ndim != 4:
+        raise ValueError(f"patchify expects images (B, C, H, W), got shape {x.shape}")
+    B, C, H, W = x.shape
+    P = patch_size
+    if H % P or W % P:
+        raise ValueError(f"image size {H}x{W} (shape {x.shape}) is not divisible by patch_size {P}")
+    x = x.reshape(B, C, H // P, P, W // P, P).transpose(0, 2, 4, 1, 3, 5)  # (B, H/P, W/P, C, P, P)
+    return x.reshape(B, (H // P) * (W // P), C, P, P)
+
+
+class VisionEncoder(nn.Module):
+    """Patches -> tokens -> pre-LN transformer; returns every token's final state."""
+
+    def __init__(self, image_size=32, patch_size=4, in_channels=3, dim=64, depth=4, num_heads=4,
+                 mlp_ratio=4.0, activation="gelu", ln_pre=False, patch_bias=True, dropout=0.0,
+                 eps=1e-5):
+        super().__init__()
+        if image_size % patch_size:
+            raise ValueError(f"image_size {image_size} is not divisible by patch_size {patch_size}")
+        self.image_size, self.patch_size, self.in_channels = image_size, patch_size, in_channels
+        self.dim, self.depth = dim, depth
+        self.grid = image_size // patch_size  # patches per side
+        self.num_patches = self.grid**2
+        self.patch_embed = nn.Conv2d(in_channels, dim, patch_size, stride=patch_size, bias=patch_bias)
+        self.cls_token = nn.Parameter(nn.init.zeros((1, 1, dim)))
+        self.pos_embed = nn.Parameter(nn.init.normal((1, 1 + self.num_patches, dim), std=0.02))
+        self.dropout = nn.Dropout(dropout)
+        self.ln_pre = nn.LayerNorm(dim, eps) if ln_pre else None
+        self.transformer = nn.Transformer(dim, depth, num_heads, mlp_ratio=mlp_ratio, norm_first=True,
+                                          activation=activation, dropout=dropout, eps=eps)
+        self.ln_post = nn.LayerNorm(dim, eps)
+
+    def check_images(self, images):
+        """The input as a float Tensor ``(B, C, H, W)``, or a ValueError saying what is wrong."""
+        x = images if isinstance(images, Tensor) else Tensor(images)
+        expected = (self.in_channels, self.image_size, self.image_size)
+        if x.ndim != 4:
+            raise ValueError(f"images must be 4-D (B, C, H, W) = (B, {', '.join(map(str, expected))}), "
+                             f"got shape {x.shape}; uint8 (B, H, W, C) batches go through preprocess()")
+        if x.dtype.kind != "f":
+            raise TypeError(f"images must be floating point, got dtype {x.dtype}; use preprocess()")
+        _, C, H, W = x.shape
+        if C != self.in_channels:
+            raise ValueError(f"images have {C} channels (shape {x.shape}), the encoder expects "
+                             f"{self.in_channels}: (B, {', '.join(map(str, expected))})")
+        if H % self.patch_size or W % self.patch_size:
+            raise ValueError(f"image size {H}x{W} (shape {x.shape}) is not divisible by "
+                             f"patch_size {self.patch_size}")
+        if (H, W) != (self.image_size, self.image_size):
+            raise ValueError(f"images are {H}x{W} (shape {x.shape}), but the position embedding "
+                             f"was learned for {self.image_size}x{self.image_size}")
+        return x
+
+    def embed(self, images) -> Tensor:
+        """Images ``(B, C, H, W)`` -> token embeddings ``(B, 1+N, D)`` with positions added."""
+        x = self.check_images(images)
+        B, D = x.shape[0], self.dim
+        x = self.patch_embed(x)  # (B, D, H/P, W/P)
+        x = x.reshape(B, D, self.num_patches).transpose(0, 2, 1)  # (B, N, D), patches row by row
+        cls = self.cls_token.expand((B, 1, D))  # (B, 1, D), one shared [CLS] per image
+        x = F.concat([cls, x], axis=1) + self.pos_embed  # (B, 1+N, D)
+        return self.dropout(x)
+
+    def forward(self, images, return_hidden=False, return_weights=False):
+        """Final hidden states ``(B, 1+N, D)`` (token 0 is [CLS]) after ``ln_post``.
+
+        With ``return_hidden`` also the list of ``depth + 1`` hidden states
+        ``[block input, after block 1, ..., after block depth]`` (before
+        ``ln_post``; LLaVA reads ``hidden[-2][:, 1:]``, S29); with
+        ``return_weights`` also each block's attention ``(B, H, 1+N, 1+N)``.
+        Extra outputs come in that order, as ``nn.Transformer`` returns them.
+        """
+        x = self.embed(images)
+        if self.ln_pre is not None:
+            x = self.ln_pre(x)
+        out = self.transformer(x, return_hidden=return_hidden, return_weights=return_weights)
+        if not (return_hidden or return_weights):
+            return self.ln_post(out)
+        return (self.ln_post(out[0]), *out[1:])
+
+    def extra_repr(self):
+        return (f"image_size={self.image_size}, patch_size={self.patch_size}, "
+                f"in_channels={self.in_channels}, tokens=1+{self.num_patches}")
