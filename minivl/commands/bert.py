@@ -17,7 +17,7 @@ import numpy as np
 from minivl import functional as F
 from minivl.data.corpus import TextCorpus, build_corpus, collate_pairs, pair_batches, sentence_pairs
 from minivl.models.bert import BERT, mask_tokens, mlm_accuracy, mlm_loss
-from minivl.models.text import load_checkpoint, save_checkpoint
+from minivl.models.checkpoint import load_checkpoint, save_checkpoint
 from minivl.optim import AdamW, WarmupCosineLR
 from minivl.random import manual_seed
 from minivl.tensor import no_grad

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from minivl.data.corpus import TextCorpus, build_corpus, lm_batches, lm_stream
+from minivl.models.checkpoint import load_checkpoint, save_checkpoint
 from minivl.models.gpt import GPT
-from minivl.models.text import load_checkpoint, save_checkpoint
 from minivl.optim import AdamW, WarmupCosineLR
 from minivl.random import manual_seed
 from minivl.tensor import no_grad

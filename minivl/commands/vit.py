@@ -32,7 +32,7 @@ import numpy as np
 from minivl import functional as F
 from minivl.data import SHAPES, DataLoader, load_digits, random_shift, render, single_object_scenes
 from minivl.data.digits import DIGIT_NAMES
-from minivl.models.text import save_checkpoint
+from minivl.models.checkpoint import save_checkpoint
 from minivl.models.vision import preprocess
 from minivl.models.vit import ViT
 from minivl.optim import AdamW, WarmupCosineLR

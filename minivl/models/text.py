@@ -20,7 +20,6 @@ from __future__ import annotations
 import numpy as np
 
 from minivl import nn
-from minivl.io import load, load_metadata, save
 
 
 class TokenPositionEmbedding(nn.Module):
@@ -128,28 +127,6 @@ def sample_next(logits, temperature=1.0, top_k=None, top_p=None, generator=None)
     cdf = np.cumsum(probs, axis=-1)  # (B, V)
     u = generator.random((probs.shape[0], 1)) * cdf[:, -1:]
     return (cdf <= u).sum(axis=-1)
-
-
-def save_checkpoint(model, path, **metadata):
-    """Write ``model.state_dict()`` with its ``config`` (a dataclass) to ``path``."""
-    import json
-    from dataclasses import asdict
-
-    meta = {"model": type(model).__name__, "config": json.dumps(asdict(model.config))}
-    meta.update({k: str(v) for k, v in metadata.items()})
-    save(model.state_dict(), path, metadata=meta)
-
-
-def load_checkpoint(cls, path):
-    """Rebuild a ``cls`` model (BERT, GPT) from a file written by ``save_checkpoint``."""
-    import json
-
-    meta = load_metadata(path)
-    if meta.get("model") != cls.__name__:
-        raise ValueError(f"{path} holds a {meta.get('model')!r} checkpoint, not {cls.__name__}")
-    model = cls(cls.Config(**json.loads(meta["config"])))
-    model.load_state_dict(load(path))
-    return model
 
 
 def init_weights(model, std=0.02, residual_depth=None):

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minivl.models.bert import BERT, IGNORE_INDEX, mask_tokens, mlm_accuracy, mlm_loss
-from minivl.models.text import load_checkpoint, save_checkpoint
+from minivl.models.checkpoint import load_checkpoint, save_checkpoint
 from minivl.optim import AdamW
 from minivl.tensor import Tensor, no_grad
 

@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from minivl.models.checkpoint import load_checkpoint, save_checkpoint
 from minivl.models.gpt import GPT
-from minivl.models.text import CausalTextEncoder, load_checkpoint, sample_next, save_checkpoint
+from minivl.models.text import CausalTextEncoder, sample_next
 from minivl.optim import AdamW
 from minivl.tensor import no_grad
 

@@ -14,7 +14,7 @@ import minivl as mv
 from minivl import functional as F
 from minivl.commands.vit import ImageTask, train_vit
 from minivl.io import load, save
-from minivl.models.text import load_checkpoint, save_checkpoint
+from minivl.models.checkpoint import load_checkpoint, save_checkpoint
 from minivl.models.vision import VisionEncoder, patchify, preprocess
 from minivl.models.vit import ViT, hf_name_to_minivl
 from minivl.tensor import no_grad
