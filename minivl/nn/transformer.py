@@ -38,13 +38,15 @@ class TransformerBlock(Module):
     """Self-attention and an MLP, each with a residual connection and a LayerNorm."""
 
     def __init__(self, dim, num_heads, mlp_ratio=4.0, norm_first=True, activation="gelu",
-                 dropout=0.0, eps=1e-5, bias=True):
+                 dropout=0.0, eps=1e-5, bias=True, mlp_dim=None):
+        """``mlp_dim`` sets the hidden width exactly (a checkpoint's intermediate_size);
+        otherwise it is ``int(dim * mlp_ratio)``."""
         super().__init__()
         self.norm_first = norm_first
         self.ln_1 = LayerNorm(dim, eps)
         self.attn = MultiHeadAttention(dim, num_heads, bias=bias, dropout=dropout)
         self.ln_2 = LayerNorm(dim, eps)
-        self.mlp = MLP(dim, int(dim * mlp_ratio), activation=activation, dropout=dropout, bias=bias)
+        self.mlp = MLP(dim, mlp_dim or int(dim * mlp_ratio), activation=activation, dropout=dropout, bias=bias)
 
     def forward(self, x, key_padding_mask=None, causal=False, attn_mask=None, cache=None,
                 return_weights=False):

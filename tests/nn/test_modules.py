@@ -158,3 +158,8 @@ def test_conv2d_module_and_errors():
         nn.MultiHeadAttention(10, 3)
     with pytest.raises(ValueError, match="activation"):
         nn.MLP(4, 8, activation="swish2")
+
+
+def test_block_mlp_width_can_be_set_exactly():
+    assert nn.TransformerBlock(8, 2).mlp.fc1.out_features == 32
+    assert nn.TransformerBlock(8, 2, mlp_dim=37).mlp.fc1.out_features == 37
