@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.special import erf as _scipy_erf
+from scipy.special import erfc as _scipy_erfc
 
 # --------------------------------------------------------------------------- matmul
 
@@ -115,16 +115,20 @@ def layer_norm_backward(dy, x, gamma, mean, rstd):
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
 
-def _erf(x):
-    """erf, from SciPy: NumPy has none of its own, and math.erf is scalar-only."""
-    return _scipy_erf(x).astype(x.dtype, copy=False)
+def _phi(x):
+    """The standard normal CDF, Phi(x) = erfc(-x / sqrt 2) / 2 (SciPy's erfc: NumPy has none).
+
+    Written with erfc rather than 1 + erf(x / sqrt 2), which cancels to nothing
+    in float32 for x below about -4.
+    """
+    return (0.5 * _scipy_erfc(-x / math.sqrt(2.0))).astype(x.dtype, copy=False)
 
 
 def gelu_forward(x, approximate="none"):
     """GELU(x) = x * Phi(x). ``approximate='tanh'`` uses GPT-2's tanh formula."""
     if approximate == "tanh":
         return 0.5 * x * (1.0 + np.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)))
-    return 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)))
+    return x * _phi(x)
 
 
 def gelu_backward(x, dy, approximate="none"):
@@ -134,7 +138,7 @@ def gelu_backward(x, dy, approximate="none"):
         t = np.tanh(u)
         du = _SQRT_2_OVER_PI * (1.0 + 3 * 0.044715 * x * x)
         return dy * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du)
-    cdf = 0.5 * (1.0 + _erf(x / math.sqrt(2.0)))
+    cdf = _phi(x)
     pdf = np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
     return dy * (cdf + x * pdf)
 
