@@ -2,8 +2,9 @@
 
 This file is the *spec*. Every fast version (``kernels/numba``, ``kernels/cuda``)
 must agree with these functions, and the property tests in
-``tests/test_kernels_*.py`` check that they do. They work on raw arrays and know
-nothing of autograd: ``minivl.functional`` calls them through ``minivl.backend``.
+``tests/kernels/test_numba_*.py`` and ``tests/kernels/test_cuda_*.py`` check
+that they do. They work on raw arrays and know nothing of autograd:
+``minivl.functional`` calls them through ``minivl.backend``.
 
 Conventions shared by every backend
 -----------------------------------

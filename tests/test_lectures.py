@@ -27,7 +27,7 @@ def symbol_defined(path: Path, symbol: str) -> bool:
         return any(symbol.lower() in line.lower() for line in text.splitlines() if line.lstrip("# ").strip()
                    and line.lstrip().startswith(("#", "# #")))
     name = symbol.split(".")[-1].strip()
-    pattern = rf"^\s*(def|class|async def)\s+{re.escape(name)}\b|^\s*{re.escape(name)}\s*(:[^=]*)?=|__global__.*\b{re.escape(name)}\b"
+    pattern = rf"^\s*(def|class|async def)\s+{re.escape(name)}\b|^\s*{re.escape(name)}\s*(:[^=]*)?=|__global__[^;{{]*\b{re.escape(name)}\b"
     return re.search(pattern, text, re.M) is not None
 
 

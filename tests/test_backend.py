@@ -1,0 +1,61 @@
+"""The backend switch: the same model trains to the same losses on numpy and
+numba; ops without a fast kernel fall back to the reference; report() says
+who served each op."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import minivl as mv
+from minivl import backend
+
+pytest.importorskip("numba")
+
+
+def _losses(name, steps=4):
+    from minivl.models.gpt import GPT
+    from minivl.optim import AdamW
+
+    mv.use(name)
+    mv.manual_seed(0)
+    model = GPT(vocab_size=50, max_len=16, dim=32, depth=2, num_heads=4)
+    opt = AdamW(model.parameters(), lr=1e-2)
+    ids = np.random.default_rng(0).integers(0, 50, (4, 13))
+    out = []
+    for _ in range(steps):
+        loss = model.loss(ids)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        out.append(loss.item())
+    return out, backend.report()
+
+
+def test_same_losses_on_numpy_and_numba():
+    ref, served_ref = _losses("numpy")
+    fast, served_fast = _losses("numba")
+    np.testing.assert_allclose(fast, ref, rtol=2e-5)
+    assert set(served_ref.values()) == {"numpy"}
+    for op in ("matmul", "layer_norm_forward", "attention_forward", "attention_backward", "gelu_forward"):
+        assert served_fast[op] == "numba", served_fast
+
+
+def test_missing_kernel_falls_back_to_reference(monkeypatch):
+    mv.use("numba")
+    monkeypatch.delitem(backend._tables["numba"], "softmax_forward")
+    x = mv.tensor(np.random.default_rng(0).standard_normal((3, 5)).astype(np.float32))
+    y = mv.functional.softmax(x)
+    assert backend.report()["softmax_forward"] == "numpy"
+    np.testing.assert_allclose(y.data.sum(-1), 1.0, rtol=1e-6)
+
+
+def test_use_rejects_unknown_backends():
+    with pytest.raises(ValueError, match="numpy"):
+        mv.use("tpu")
+
+
+def test_available_lists_numpy_and_numba():
+    avail = backend.available()
+    assert avail["numpy"] and avail["numba"]
+    assert "cuda" in avail
