@@ -20,6 +20,10 @@ def test_notebook_runs(path, tmp_path, monkeypatch):
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.setenv("MINIVL_NOTEBOOK_CI", "1")
     monkeypatch.setenv("TQDM_DISABLE", "1")
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # two workers' kernels on two cores: one thread each, or BLAS threads thrash
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+            monkeypatch.setenv(var, "1")
     nb = jupytext.read(path)
     client = nbclient.NotebookClient(
         nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
