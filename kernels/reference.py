@@ -126,22 +126,27 @@ def _phi(x):
 
 
 def gelu_forward(x, approximate="none"):
-    """GELU(x) = x * Phi(x). ``approximate='tanh'`` uses GPT-2's tanh formula."""
+    """GELU(x) = x * Phi(x). ``approximate='tanh'`` uses GPT-2's tanh formula,
+    Phi(x) ~ (1 + tanh(u)) / 2 with u = sqrt(2/pi) (x + 0.044715 x^3)."""
     if approximate == "tanh":
-        return 0.5 * x * (1.0 + np.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)))
+        return 0.5 * x * (1.0 + np.tanh(_tanh_arg(x)))
     return x * _phi(x)
 
 
 def gelu_backward(x, dy, approximate="none"):
-    """d GELU / dx, times dy."""
+    """d GELU / dx, times dy: Phi(x) + x Phi'(x)."""
     if approximate == "tanh":
-        u = _SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)
-        t = np.tanh(u)
-        du = _SQRT_2_OVER_PI * (1.0 + 3 * 0.044715 * x * x)
-        return dy * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du)
-    cdf = _phi(x)
-    pdf = np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
-    return dy * (cdf + x * pdf)
+        x2 = x * x
+        t = np.tanh(_tanh_arg(x))
+        du = _SQRT_2_OVER_PI * (1.0 + 3 * 0.044715 * x2)  # d u / d x
+        # 0.5 (1 + t) + 0.5 x (1 - t^2) du, with few full-size temporaries
+        return dy * 0.5 * (1.0 + t + x * (1.0 - t * t) * du)
+    pdf = np.exp(-0.5 * x * x) * (1.0 / math.sqrt(2.0 * math.pi))
+    return dy * (_phi(x) + x * pdf)
+
+
+def _tanh_arg(x):
+    return _SQRT_2_OVER_PI * x * (1.0 + 0.044715 * (x * x))
 
 
 # --------------------------------------------------------------------------- attention
