@@ -156,10 +156,9 @@ def hf_array(value):
 
 
 def hf_setting(config, name, default=None):
-    """``config.name`` for a ``transformers`` config object, or ``config[name]`` for a dict."""
-    if isinstance(config, dict):
-        return config.get(name, default)
-    value = getattr(config, name, default)
+    """``config.name`` for a ``transformers`` config object, or ``config[name]`` for a dict
+    (``config.to_dict()``); a missing or None setting (GPT-2's ``n_inner``) gives ``default``."""
+    value = config.get(name) if isinstance(config, dict) else getattr(config, name, None)
     return default if value is None else value
 
 

@@ -218,11 +218,13 @@ def test_matches_hf_gpt2_logits(hf_gpt2):
     ids = np.random.default_rng(0).integers(0, 53, (3, 17))
     with torch.no_grad():
         expected = hf(torch.tensor(ids)).logits.numpy()
-    model = GPT.from_hf(hf.state_dict(), config).eval()
-    with no_grad():
-        ours = model(ids).data
     assert np.abs(expected).max() > 1.0
-    np.testing.assert_allclose(ours, expected, atol=1e-4)
+    numpy_state = {k: v.numpy() for k, v in hf.state_dict().items()}
+    for cfg in (config, config.to_dict()):  # a config object, or the plain dict the issue asks for
+        model = GPT.from_hf(numpy_state, cfg).eval()
+        with no_grad():
+            ours = model(ids).data
+        np.testing.assert_allclose(ours, expected, atol=1e-4)
 
 
 @pytest.mark.oracle
