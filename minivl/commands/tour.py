@@ -23,11 +23,11 @@ from minivl.report import Report  # noqa: E402
 # steps per stage: (quick, full)
 STEPS = {
     "bert": (200, 600),
-    "gpt": (200, 400),
-    "vit_digits": (300, 600),
-    "vit_shapes": (300, 800),
-    "clip_shapes": (300, 900),
-    "clip_digits": (150, 400),
+    "gpt": (200, 300),
+    "vit_digits": (300, 400),
+    "vit_shapes": (150, 200),
+    "clip_shapes": (500, 2000),
+    "clip_digits": (150, 300),
 }
 
 
