@@ -122,3 +122,26 @@ def test_manual_seed_reproduces_init():
     mv.manual_seed(5)
     b = nn.Linear(3, 4).weight.data
     np.testing.assert_array_equal(a, b)
+
+
+def test_gradcheck_catches_a_wrong_backward_and_names_the_index():
+    from minivl.testing import GradcheckError, gradcheck
+
+    class WrongSquare(mv.Function):
+        @staticmethod
+        def forward(ctx, a):
+            ctx.save_for_backward(a)
+            return a * a
+
+        @staticmethod
+        def backward(ctx, g):
+            (a,) = ctx.saved
+            wrong = 2 * a
+            wrong[1] += 0.5  # one element off
+            return g * wrong
+
+    x = mv.tensor(np.array([0.3, -1.2, 2.0]), requires_grad=True)
+    with pytest.raises(GradcheckError, match=r"input 0 .* index \(1,\)"):
+        gradcheck(WrongSquare.apply, x)
+    with pytest.raises(TypeError, match="float64"):
+        gradcheck(lambda t: t * t, mv.tensor(np.ones(2, np.float32), requires_grad=True))
