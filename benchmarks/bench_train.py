@@ -157,18 +157,27 @@ def steppers(name):
     return {"numpy": minivl_step("numpy"), "numba": minivl_step("numba"), "torch": torch_step}, got
 
 
-def interleaved_medians(steps, repeats, warmup=2):
-    for fn in steps.values():
+def blocked_medians(steps, repeats, warmup=2):
+    """Median step time of each contender, timed one contender at a time.
+
+    Timing them in blocks (not interleaved) matters: Numba's and torch's
+    OpenMP pools spin for a while after each parallel region, and an
+    interleaved loop would time each framework against the other's spinning
+    threads.
+    """
+    medians = {}
+    for k, fn in steps.items():
         for _ in range(warmup):
             fn()
-    times = {k: [] for k in steps}
-    for _ in range(repeats):
-        for k, fn in steps.items():
+        times = []
+        for _ in range(repeats):
             t0 = time.perf_counter()
             fn()
-            times[k].append(time.perf_counter() - t0)
+            times.append(time.perf_counter() - t0)
+        medians[k] = statistics.median(times)
+        time.sleep(0.2)  # let this contender's thread pool fall asleep
     mv.use("numpy")
-    return {k: statistics.median(v) for k, v in times.items()}
+    return medians
 
 
 def main():
@@ -195,7 +204,7 @@ def main():
             print(f"{name}: model not in minivl yet, skipped")
             continue
         steps, loss = steppers(name)
-        t = interleaved_medians(steps, args.repeats)
+        t = blocked_medians(steps, args.repeats)
         rows[name] = {"seconds": t, "loss": loss,
                       "numpy_over_torch": t["numpy"] / t["torch"],
                       "numba_over_torch": t["numba"] / t["torch"]}

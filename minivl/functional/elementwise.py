@@ -9,6 +9,7 @@ input's shape (``unbroadcast``).
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import expit as _expit
 
 from minivl import backend
 from minivl.functional._util import as_operand, unbroadcast
@@ -176,13 +177,19 @@ class Tanh(Function):
         return g * (1 - y * y)
 
 
+def _sigmoid(a):
+    """1 / (1 + exp(-a)) without overflow warnings: SciPy's expit on the CPU."""
+    if isinstance(a, np.ndarray):
+        return _expit(a)
+    xp = array_module(a)
+    e = xp.exp(-xp.abs(a))  # exp of a non-positive number only: no overflow
+    return xp.where(a >= 0, 1 / (1 + e), e / (1 + e)).astype(a.dtype, copy=False)
+
+
 class Sigmoid(Function):
     @staticmethod
     def forward(ctx, a):
-        xp = array_module(a)
-        # exp of a non-positive number only, so no overflow for large |a|
-        e = xp.exp(-xp.abs(a))
-        y = xp.where(a >= 0, 1 / (1 + e), e / (1 + e)).astype(a.dtype, copy=False)
+        y = _sigmoid(a)
         ctx.save_for_backward(y)
         return y
 
@@ -250,9 +257,24 @@ def gelu(a, approximate="none"):
     return GELU.apply(a, approximate=approximate)
 
 
+class QuickGELU(Function):
+    """CLIP's x * sigmoid(1.702 x); derivative s + 1.702 x s (1 - s)."""
+
+    @staticmethod
+    def forward(ctx, a):
+        s = _sigmoid(a * a.dtype.type(1.702))
+        ctx.save_for_backward(a, s)
+        return a * s
+
+    @staticmethod
+    def backward(ctx, g):
+        a, s = ctx.saved
+        return g * (s + a.dtype.type(1.702) * a * s * (1 - s))
+
+
 def quick_gelu(a):
     """CLIP's x * sigmoid(1.702 x), a cheap GELU."""
-    return mul(a, sigmoid(mul(a, 1.702)))
+    return QuickGELU.apply(a)
 
 
 # --------------------------------------------------------------------------- selection
