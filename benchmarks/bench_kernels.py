@@ -211,9 +211,16 @@ def first_call_times():
 
 
 def main():
+    if "--device" in sys.argv and sys.argv[sys.argv.index("--device") + 1:][:1] == ["gpu"]:
+        # the GPU set lives in its own script; hand the other arguments over
+        sys.path.insert(0, str(Path(__file__).parent))
+        import bench_kernels_gpu
+
+        i = sys.argv.index("--device")
+        return bench_kernels_gpu.main(sys.argv[1:i] + sys.argv[i + 2:])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cpu", choices=["cpu"],
-                        help="cpu only here; the CUDA kernels have bench_kernels_gpu.py")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "gpu"],
+                        help="cpu: this script; gpu: runs bench_kernels_gpu.py with the other arguments")
     parser.add_argument("--quick", action="store_true", help="small sizes, no compile timing")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=os.cpu_count(),

@@ -51,7 +51,10 @@ SIZES = {  # matmul n (n x n x n), row-wise (rows, cols), attention (B, H, N, d)
 
 
 def _import_gpu_stack():
-    import cupy
+    try:
+        import cupy
+    except ImportError:
+        raise SystemExit("bench_kernels_gpu: CuPy is not installed (pip install -e '.[gpu]' on a GPU)") from None
     from minivl.kernels import cuda
 
     if not cuda.available():
