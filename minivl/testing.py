@@ -94,3 +94,22 @@ def assert_close(actual, expected, rtol=1e-5, atol=1e-6, name="value"):
 def tolerances(dtype):
     """(rtol, atol) we expect of float32 and float64 results that took different paths."""
     return (1e-4, 1e-5) if np.dtype(dtype) == np.float32 else (1e-9, 1e-11)
+
+
+LAYOUTS = ("contiguous", "transposed", "strided")
+
+
+def with_layout(x, kind):
+    """The same values as ``x`` in another memory layout, to catch layout bugs
+    in fast kernels (MiniTorch's habit): ``"transposed"`` is a Fortran-order
+    view of the last two axes, ``"strided"`` a view with a stride of 2 along
+    the last axis, ``"contiguous"`` ``x`` itself."""
+    if kind == "transposed":
+        return np.ascontiguousarray(np.swapaxes(x, -1, -2)).swapaxes(-1, -2)
+    if kind == "strided":
+        wide = np.zeros(x.shape[:-1] + (2 * x.shape[-1],), x.dtype)
+        wide[..., ::2] = x
+        return wide[..., ::2]
+    if kind != "contiguous":
+        raise ValueError(f"kind must be one of {LAYOUTS}, got {kind!r}")
+    return x

@@ -11,18 +11,12 @@ from minivl.kernels.numba.vmath import erfc
 from numba import njit
 from scipy.special import erfc as scipy_erfc
 
+from minivl.testing import LAYOUTS
+from minivl.testing import with_layout as layout
+
 # (rtol, atol) per dtype: erfc is good to a few ulp (vmath.py)
 TOL = {np.float32: (2e-6, 1e-7), np.float64: (1e-13, 1e-15)}
 
-
-def layout(x, kind):
-    if kind == "transposed":
-        return np.ascontiguousarray(np.swapaxes(x, -1, -2)).swapaxes(-1, -2)
-    if kind == "strided":
-        wide = np.zeros(x.shape[:-1] + (2 * x.shape[-1],), x.dtype)
-        wide[..., ::2] = x
-        return wide[..., ::2]
-    return x
 
 
 def close_to_truth(got, want, truth, dtype):
@@ -40,7 +34,7 @@ def close_to_truth(got, want, truth, dtype):
     approximate=st.sampled_from(["none", "tanh"]),
     shape=st.sampled_from([(1, 1), (7, 33), (2, 3, 127), (257, 5)]),
     magnitude=st.sampled_from([1.0, 4.0, 1e4]),
-    kind=st.sampled_from(["C", "transposed", "strided"]),
+    kind=st.sampled_from(LAYOUTS),
     seed=st.integers(0, 2**16),
 )
 def test_gelu_matches_reference(dtype, approximate, shape, magnitude, kind, seed):

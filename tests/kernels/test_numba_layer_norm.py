@@ -7,18 +7,12 @@ from hypothesis import strategies as st
 from minivl.kernels import reference as ref
 from minivl.kernels.numba import layer_norm as nb
 
+from minivl.testing import LAYOUTS
+from minivl.testing import with_layout as layout
+
 # (rtol, atol) per dtype, for unit-scale outputs and gradients
 TOL = {np.float32: (1e-4, 2e-5), np.float64: (1e-10, 1e-12)}
 
-
-def layout(x, kind):
-    if kind == "transposed":
-        return np.ascontiguousarray(np.swapaxes(x, -1, -2)).swapaxes(-1, -2)
-    if kind == "strided":
-        wide = np.zeros(x.shape[:-1] + (2 * x.shape[-1],), x.dtype)
-        wide[..., ::2] = x
-        return wide[..., ::2]
-    return x
 
 
 def close(actual, expected, dtype, scale=1.0):
@@ -33,7 +27,7 @@ def close(actual, expected, dtype, scale=1.0):
     shape=st.sampled_from([(1, 1), (1, 7), (7, 33), (2, 5, 127), (65, 257)]),
     offset=st.sampled_from([0.0, 1e4]),  # a large mean: two-pass variance needed
     spread=st.sampled_from([1e-2, 1.0, 1e4]),
-    kind=st.sampled_from(["C", "transposed", "strided"]),
+    kind=st.sampled_from(LAYOUTS),
     seed=st.integers(0, 2**16),
 )
 def test_layer_norm_matches_reference(dtype, shape, offset, spread, kind, seed):

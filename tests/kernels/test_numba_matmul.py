@@ -7,6 +7,9 @@ from hypothesis import strategies as st
 from minivl.kernels import reference as ref
 from minivl.kernels.numba import matmul as nb
 
+from minivl.testing import LAYOUTS
+from minivl.testing import with_layout as layout
+
 # relative tolerance per dtype; the absolute one grows like sqrt(K) for
 # unit-normal inputs (a sum of K rounded products)
 RTOL = {np.float32: 1e-5, np.float64: 1e-13}
@@ -18,15 +21,6 @@ def close(actual, expected, dtype, k):
     np.testing.assert_allclose(actual, expected, rtol=RTOL[dtype], atol=ATOL_PER_SQRT_K[dtype] * np.sqrt(k + 1))
 
 
-def layout(x, kind):
-    if kind == "transposed":
-        return np.ascontiguousarray(np.swapaxes(x, -1, -2)).swapaxes(-1, -2)
-    if kind == "strided":
-        wide = np.zeros(x.shape[:-1] + (2 * x.shape[-1],), x.dtype)
-        wide[..., ::2] = x
-        return wide[..., ::2]
-    return x
-
 
 sizes = st.sampled_from([1, 3, 7, 33, 65, 257])
 
@@ -36,7 +30,7 @@ sizes = st.sampled_from([1, 3, 7, 33, 65, 257])
     dtype=st.sampled_from([np.float32, np.float64]),
     m=sizes, k=sizes, n=sizes,
     batches=st.sampled_from([((), ()), ((2,), ()), ((), (3,)), ((2, 1), (3,)), ((1, 2), (4, 1))]),
-    kinds=st.tuples(*[st.sampled_from(["C", "transposed", "strided"])] * 2),
+    kinds=st.tuples(*[st.sampled_from(LAYOUTS)] * 2),
     seed=st.integers(0, 2**16),
 )
 def test_matmul_matches_numpy(dtype, m, k, n, batches, kinds, seed):

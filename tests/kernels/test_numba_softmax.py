@@ -10,19 +10,12 @@ from minivl.kernels.numba import softmax as nb
 from minivl.kernels.numba.vmath import exp as vexp
 from numba import njit
 
+from minivl.testing import LAYOUTS
+from minivl.testing import with_layout as layout
+
 # (rtol, atol) per dtype: different summation orders and one exp per element
 TOL = {np.float32: (2e-5, 1e-6), np.float64: (1e-12, 1e-14)}
 
-
-def layout(x, kind):
-    """The same values as x, laid out as a C array, a transposed copy or a strided view."""
-    if kind == "transposed":
-        return np.ascontiguousarray(np.swapaxes(x, -1, -2)).swapaxes(-1, -2)
-    if kind == "strided":
-        wide = np.zeros(x.shape[:-1] + (2 * x.shape[-1],), x.dtype)
-        wide[..., ::2] = x
-        return wide[..., ::2]
-    return x
 
 
 @st.composite
@@ -36,7 +29,7 @@ def logits(draw):
     x[rng.random(x.shape) < draw(st.sampled_from([0.0, 0.3]))] = -np.inf
     if draw(st.booleans()):
         x[rng.integers(rows)] = -np.inf  # a fully masked row
-    return layout(x.astype(dtype), draw(st.sampled_from(["C", "transposed", "strided"])))
+    return layout(x.astype(dtype), draw(st.sampled_from(LAYOUTS)))
 
 
 def close(actual, expected, dtype):
