@@ -13,25 +13,20 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
-import time
 from pathlib import Path
 
 import numpy as np
+
+# benchmarks/ is on sys.path when a script in it runs
+from common import time_cpu
 
 import minivl as mv
 from minivl import nn
 
 
 def median_time(fn, repeats=20, warmup=3):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    """Median seconds per call (``common.time_cpu``: warm-up excluded, thread pools settled)."""
+    return time_cpu(fn, repeats=repeats, warmup=warmup)
 
 
 def minivl_block_step(args, backend):

@@ -22,11 +22,12 @@ import importlib
 import json
 import os
 import platform
-import statistics
-import time
 from pathlib import Path
 
 import numpy as np
+
+# benchmarks/ is on sys.path when a script in it runs
+from common import time_cpu
 
 import minivl as mv
 from minivl.optim import AdamW
@@ -165,17 +166,7 @@ def blocked_medians(steps, repeats, warmup=2):
     interleaved loop would time each framework against the other's spinning
     threads.
     """
-    medians = {}
-    for k, fn in steps.items():
-        for _ in range(warmup):
-            fn()
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-        medians[k] = statistics.median(times)
-        time.sleep(0.2)  # let this contender's thread pool fall asleep
+    medians = {k: time_cpu(fn, repeats=repeats, warmup=warmup) for k, fn in steps.items()}
     mv.use("numpy")
     return medians
 
