@@ -176,7 +176,11 @@ def held_out_class_ids(held_out_pairs) -> frozenset[int]:
 
 
 def check_scene_options(
-    image_size: int, min_objects: int = 1, max_objects: int = 1, allow_overlap: bool = False
+    image_size: int,
+    min_objects: int = 1,
+    max_objects: int = 1,
+    allow_overlap: bool = False,
+    grid: int | None = None,
 ) -> None:
     """ValueError unless scenes with these settings can be drawn."""
     if not isinstance(image_size, (int, np.integer)) or image_size < MIN_IMAGE_SIZE:
@@ -188,6 +192,18 @@ def check_scene_options(
         )
     if max_objects > MAX_OBJECTS:
         raise ValueError(f"max_objects={max_objects} is above {MAX_OBJECTS} (counts are words)")
+    if grid is not None:
+        if not isinstance(grid, (int, np.integer)) or grid < 1:
+            raise ValueError(f"grid (cells per side) must be a positive integer or None, got {grid!r}")
+        if max_objects > grid * grid:
+            raise ValueError(f"max_objects={max_objects} do not fit in a {grid}x{grid} grid of cells")
+        cell, large = image_size // grid, object_extent(1, image_size)
+        if large + GAP > cell:
+            raise ValueError(
+                f"a large object ({large} px) plus the gap ({GAP} px) does not fit in a cell of "
+                f"{cell} px (image_size={image_size}, grid={grid}); use a smaller grid"
+            )
+        return
     if not allow_overlap and max_objects > max_objects_that_fit(image_size):
         raise ValueError(
             f"max_objects={max_objects} do not fit apart in a {image_size}x{image_size} image "
@@ -242,6 +258,20 @@ def _place(sides, image_size, rng, allow_overlap, tries=8):
     return placed
 
 
+def _place_in_grid(sides, image_size, grid, rng):
+    """Boxes in distinct cells of a ``grid x grid`` partition, each at a random offset
+    inside its cell (leaving GAP pixels free at the cell's right and bottom edges)."""
+    cell = image_size // grid
+    cells = rng.choice(grid * grid, size=len(sides), replace=False)  # (k,)
+    boxes = []
+    for side, c in zip(sides, cells.tolist()):
+        row, col = divmod(c, grid)
+        dx, dy = rng.integers(0, cell - GAP - side + 1, size=2).tolist()
+        x, y = col * cell + dx, row * cell + dy
+        boxes.append((x, y, x + side, y + side))
+    return boxes
+
+
 def sample_scenes(
     n: int,
     rng: np.random.Generator,
@@ -251,6 +281,7 @@ def sample_scenes(
     split: str = "all",
     held_out_pairs=DEFAULT_HELD_OUT_PAIRS,
     allow_overlap: bool = False,
+    grid: int | None = None,
 ) -> list[Scene]:
     """``n`` random scenes of ``min_objects..max_objects`` objects each.
 
@@ -258,8 +289,13 @@ def sample_scenes(
     uniform over positions that keep the objects apart. With ``allow_overlap``
     objects may cover each other, even hide one another entirely, while the
     text tasks still describe every object.
+
+    With ``grid=g`` the image is cut into ``g x g`` square cells and every
+    object sits inside a cell of its own (at a random offset within it). A ViT
+    whose patch is one cell then sees each object whole in one patch, instead
+    of in pieces cut by the patch grid: the layout the CLIP recipe trains on.
     """
-    check_scene_options(image_size, min_objects, max_objects, allow_overlap)
+    check_scene_options(image_size, min_objects, max_objects, allow_overlap, grid)
     held_out = held_out_class_ids(held_out_pairs)
     _check_request(n, split, held_out)
     first_pool, other_pool = _pair_pools(split, held_out)
@@ -274,11 +310,12 @@ def sample_scenes(
     scenes = []
     for i, k in enumerate(ks.tolist()):
         sides = [object_extent(s, image_size) for s in sizes[i, :k].tolist()]
-        for _ in range(1000):  # a crowded draw is placed again (always fits within the limit)
+        boxes = _place_in_grid(sides, image_size, grid, rng) if grid else None
+        for _ in range(0 if grid else 1000):  # a crowded draw is placed again (always fits within the limit)
             boxes = _place(sides, image_size, rng, allow_overlap)
             if boxes is not None:
                 break
-        else:
+        if boxes is None:
             raise RuntimeError(f"could not place {k} objects apart in {image_size}x{image_size}")
         order = [j for j in orders[i].tolist() if j < k]
         objects = tuple(

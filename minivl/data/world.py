@@ -51,8 +51,10 @@ class ShapesWorld:
         allow_overlap: bool = False,
         held_out_pairs=DEFAULT_HELD_OUT_PAIRS,
         seed: int = 0,
+        grid: int | None = None,
     ):
-        check_scene_options(image_size, min_objects, max_objects, allow_overlap)
+        check_scene_options(image_size, min_objects, max_objects, allow_overlap, grid)
+        self.grid = grid
         self.held_out_class_ids = held_out_class_ids(held_out_pairs)
         self.image_size = image_size
         self.min_objects, self.max_objects = min_objects, max_objects
@@ -63,7 +65,7 @@ class ShapesWorld:
     def __repr__(self) -> str:
         return (
             f"ShapesWorld(image_size={self.image_size}, objects={self.min_objects}.."
-            f"{self.max_objects}, allow_overlap={self.allow_overlap}, "
+            f"{self.max_objects}, allow_overlap={self.allow_overlap}, grid={self.grid}, "
             f"held_out_pairs={len(self.held_out_pairs)})"
         )
 
@@ -78,11 +80,17 @@ class ShapesWorld:
 
     # scenes and pixels
 
-    def scenes(self, n: int, split: str = "all", rng=None) -> list[Scene]:
-        """``n`` scenes; split "train" never shows a held-out pair, "test" always does, "all" any."""
+    def scenes(self, n: int, split: str = "all", rng=None, objects=None) -> list[Scene]:
+        """``n`` scenes; split "train" never shows a held-out pair, "test" always does, "all" any.
+
+        ``objects``: an int or a ``(min, max)`` pair that overrides the world's
+        number of objects per scene for this call.
+        """
+        low, high = (self.min_objects, self.max_objects) if objects is None else \
+            (objects, objects) if isinstance(objects, (int, np.integer)) else tuple(objects)
         return sample_scenes(
-            n, self._rng(rng), self.image_size, self.min_objects, self.max_objects,
-            split, self.held_out_pairs, self.allow_overlap,
+            n, self._rng(rng), self.image_size, low, high,
+            split, self.held_out_pairs, self.allow_overlap, self.grid,
         )  # fmt: skip
 
     def single_object_scenes(self, n: int, split: str = "all", rng=None) -> list[Scene]:

@@ -215,6 +215,9 @@ def test_location_features_and_stack_objects():
         ({"min_objects": 3, "max_objects": 2}, "min_objects"),
         ({"held_out_pairs": [("red", "hexagon")]}, "shape"),
         ({"held_out_pairs": [("mauve", "circle")]}, "colour"),
+        ({"image_size": 48, "grid": 4}, "cell"),
+        ({"image_size": 48, "grid": 0}, "grid"),
+        ({"image_size": 48, "grid": 2, "max_objects": 5}, "grid"),
     ],
 )
 def test_bad_world_settings_raise_value_errors(kwargs, match):
@@ -248,3 +251,39 @@ def test_overlap_allowed_places_more_objects_than_fit_apart():
     scenes = world.scenes(5)
     assert all(len(s) == 7 for s in scenes)
     assert world.render(scenes).shape == (5, 32, 32, 3)
+
+
+@settings(deadline=None, max_examples=15)
+@given(seed=seeds, size=st.sampled_from([48, 60, 96]), k=st.integers(1, 5))
+def test_grid_layout_puts_each_object_whole_inside_its_own_cell(seed, size, k):
+    grid = 3
+    world = ShapesWorld(image_size=size, max_objects=k, grid=grid, seed=seed)
+    cell = size // grid
+    scenes = world.scenes(20, objects=(1, k))
+    images = world.render(scenes)  # (20, S, S, 3)
+    for scene, image in zip(scenes, images):
+        cells = []
+        for obj in scene.objects:
+            x1, y1, x2, y2 = obj.box
+            col, row = x1 // cell, y1 // cell
+            # the whole box, plus the one-pixel gap, lies inside one cell
+            assert x2 + 1 <= (col + 1) * cell and y2 + 1 <= (row + 1) * cell
+            cells.append((row, col))
+            painted = np.any(image[y1:y2, x1:x2] != 0, axis=-1)
+            assert painted.any()
+        assert len(set(cells)) == len(cells), "two objects share a cell"
+    # sentences about grid scenes stay true: boxes in different cells never overlap
+    for scene in scenes:
+        for i, a in enumerate(scene.objects):
+            for b in scene.objects[i + 1 :]:
+                assert box_iou([a.box], [b.box])[0, 0] == 0
+
+
+def test_grid_layout_uses_every_cell_and_objects_override():
+    world = ShapesWorld(image_size=48, max_objects=3, grid=3, seed=0)
+    scenes = world.scenes(300, objects=1)
+    assert all(len(s) == 1 for s in scenes)
+    cells = {(s.objects[0].box[1] // 16, s.objects[0].box[0] // 16) for s in scenes}
+    assert cells == {(r, c) for r in range(3) for c in range(3)}
+    assert {len(s) for s in world.scenes(200)} == {1, 2, 3}
+    assert {len(s) for s in world.scenes(100, objects=(2, 3))} == {2, 3}
