@@ -52,12 +52,12 @@ def clip_case(rng, batch=128):
 
     text = dict(vocab_size=320, hidden_size=64, intermediate_size=256, num_hidden_layers=2,
                 num_attention_heads=4, max_position_embeddings=32, eos_token_id=2)
-    vision = dict(image_size=32, patch_size=8, hidden_size=64, intermediate_size=256,
+    vision = dict(image_size=48, patch_size=16, hidden_size=64, intermediate_size=256,
                   num_hidden_layers=2, num_attention_heads=4)
     config = transformers.CLIPConfig(text_config=text, vision_config=vision, projection_dim=64)
     hf = transformers.CLIPModel(config)
     ours = CLIP.from_hf(numpy_state(hf), config.to_dict()).train()
-    pixels = rng.standard_normal((batch, 3, 32, 32)).astype(np.float32)
+    pixels = rng.standard_normal((batch, 3, 48, 48)).astype(np.float32)  # minivl clip train's size
     ids = rng.integers(3, 318, (batch, 16))
     ids[:, -1] = 319  # the end-of-text id, the largest
     tp, ti = torch.tensor(pixels), torch.tensor(ids)
@@ -112,7 +112,7 @@ def vit_case(rng, batch=64):
                                     hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     hf = transformers.ViTForImageClassification(config)
     ours = ViT.from_hf(numpy_state(hf), config.to_dict()).train()
-    pixels = rng.standard_normal((batch, 3, 32, 32)).astype(np.float32)
+    pixels = rng.standard_normal((batch, 3, 48, 48)).astype(np.float32)  # minivl clip train's size
     labels = rng.integers(0, 10, batch)
     tp, tl = torch.tensor(pixels), torch.tensor(labels)
     return (hf, ours, lambda: hf(pixel_values=tp, labels=tl).loss,

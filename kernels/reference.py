@@ -26,6 +26,7 @@ import math
 
 import numpy as np
 from scipy.special import erfc as _scipy_erfc
+from scipy.special import expit as _scipy_expit
 
 # --------------------------------------------------------------------------- matmul
 
@@ -114,6 +115,13 @@ def layer_norm_backward(dy, x, gamma, mean, rstd):
 # --------------------------------------------------------------------------- GELU
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_SIGMOID_SCALE = 1.702  # Hendrycks & Gimpel's sigmoid fit, Phi(x) ~ sigmoid(1.702 x); CLIP's QuickGELU
+_GELU_FORMS = ("none", "tanh", "sigmoid")
+
+
+def _check_form(name, approximate):
+    if approximate not in _GELU_FORMS:
+        raise ValueError(f"{name}: approximate must be one of {_GELU_FORMS}, got {approximate!r}")
 
 
 def _phi(x):
@@ -125,22 +133,44 @@ def _phi(x):
     return (0.5 * _scipy_erfc(-x / math.sqrt(2.0))).astype(x.dtype, copy=False)
 
 
+def _sigmoid(z):
+    """1 / (1 + exp(-z)) without overflow: SciPy's expit for NumPy arrays;
+    otherwise (CuPy) exp(min(z, 0)) / (1 + exp(-|z|)), where no exp ever sees a
+    positive argument, with no per-element branch. Keeps z's dtype."""
+    if isinstance(z, np.ndarray):
+        return _scipy_expit(z)
+    return np.exp(np.minimum(z, 0.0)) / (1.0 + np.exp(-np.abs(z)))
+
+
 def gelu_forward(x, approximate="none"):
-    """GELU(x) = x * Phi(x). ``approximate='tanh'`` uses GPT-2's tanh formula,
-    Phi(x) ~ (1 + tanh(u)) / 2 with u = sqrt(2/pi) (x + 0.044715 x^3)."""
+    """GELU(x) = x * Phi(x), or one of its two approximations of Phi:
+
+    * ``'tanh'`` (GPT-2): Phi(x) ~ (1 + tanh(u)) / 2, u = sqrt(2/pi) (x + 0.044715 x^3);
+    * ``'sigmoid'`` (CLIP's QuickGELU): Phi(x) ~ sigmoid(1.702 x).
+    """
+    _check_form("gelu_forward", approximate)
     if approximate == "tanh":
         return 0.5 * x * (1.0 + np.tanh(_tanh_arg(x)))
+    if approximate == "sigmoid":
+        return x * _sigmoid(_SIGMOID_SCALE * x)
     return x * _phi(x)
 
 
 def gelu_backward(x, dy, approximate="none"):
-    """d GELU / dx, times dy: Phi(x) + x Phi'(x)."""
+    """d GELU / dx, times dy: Phi(x) + x Phi'(x), with Phi the chosen form."""
+    _check_form("gelu_backward", approximate)
     if approximate == "tanh":
         x2 = x * x
         t = np.tanh(_tanh_arg(x))
         du = _SQRT_2_OVER_PI * (1.0 + 3 * 0.044715 * x2)  # d u / d x
         # 0.5 (1 + t) + 0.5 x (1 - t^2) du, with few full-size temporaries
         return dy * 0.5 * (1.0 + t + x * (1.0 - t * t) * du)
+    if approximate == "sigmoid":
+        z = _SIGMOID_SCALE * x
+        s, s_minus = _sigmoid(z), _sigmoid(-z)
+        # s + 1.702 x s (1 - s), with 1 - s = sigmoid(-z) computed on its own:
+        # no cancellation where s is near 1
+        return dy * (s + z * s * s_minus)
     pdf = np.exp(-0.5 * x * x) * (1.0 / math.sqrt(2.0 * math.pi))
     return dy * (_phi(x) + x * pdf)
 

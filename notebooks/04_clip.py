@@ -57,12 +57,20 @@ mv.manual_seed(0)
 # over a grey version of the image, so that shape has to be read from the
 # outline alone). Six (colour, shape) pairs — a red triangle, a green ring, … —
 # never appear in training; we will ask CLIP about them at the end.
+#
+# The objects sit in a 3 × 3 grid of 16-pixel cells, and the image tower reads
+# 16 × 16 patches, so each object lies whole inside one patch: one object, one
+# token. When objects fall anywhere, the patch grid cuts them into pieces that a
+# tiny ViT must learn to put back together, which takes far more data than a
+# few minutes of training provide (the notes, `lectures/04-clip.md`, give the
+# numbers). That is the ViT paper's lesson about inductive bias, at the
+# scale of a laptop.
 
 # %%
 from minivl.commands.clip import make_data
 
-images, captions, evals = make_data("shapes", n_train=16, image_size=32, seed=0, n_zero_shot=8,
-                                    n_retrieval=8, partial=0.5, grey=1.0)
+images, captions, evals = make_data("shapes", n_train=16, image_size=48, seed=0, n_zero_shot=8,
+                                    n_retrieval=8, partial=0.5, grey=1.0, grid=3)
 image_grid(images[::2], captions=captions[::2], ncols=8, panel_size=1.6)
 
 # %% [markdown]

@@ -1,4 +1,4 @@
-"""GELU forward and backward on the GPU (``gelu.cu``), exact (erf) or tanh form.
+"""GELU forward and backward on the GPU (``gelu.cu``): exact (erf), tanh or sigmoid form.
 
 Same signatures and semantics as ``kernels/reference.py``; float32 or float64,
 any shape (elementwise over the flattened array).
@@ -11,12 +11,12 @@ from minivl.kernels.cuda import loader
 
 _THREADS = 256
 _MAX_BLOCKS = 8192  # the kernels loop over the rest (grid-stride)
-_FORMS = {"none": 0, "tanh": 1}
+_FORMS = {"none": 0, "tanh": 1, "sigmoid": 2}  # gelu.cu's GELU_ERF, GELU_TANH, GELU_SIGMOID
 
 
 def _form(approximate: str) -> np.int32:
     if approximate not in _FORMS:
-        raise ValueError(f"approximate must be 'none' or 'tanh', got {approximate!r}")
+        raise ValueError(f"approximate must be one of {tuple(_FORMS)}, got {approximate!r}")
     return np.int32(_FORMS[approximate])
 
 
@@ -30,7 +30,7 @@ def _launch(name: str, out, *args) -> None:
 
 
 def gelu_forward(x, approximate="none"):
-    """GELU(x) = x * Phi(x); ``approximate='tanh'`` uses GPT-2's tanh formula."""
+    """GELU(x) = x * Phi(x); ``approximate`` is 'none' (erf), 'tanh' (GPT-2) or 'sigmoid' (CLIP)."""
     form = _form(approximate)
     x = loader.device_array(x, "x")
     y = loader.xp().empty_like(x)

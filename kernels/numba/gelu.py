@@ -1,10 +1,12 @@
-"""GELU, exact (erf) and tanh forms, forward and backward, as Numba kernels.
+"""GELU, exact (erf), tanh and sigmoid forms, forward and backward, as Numba kernels.
 
 Same signatures and semantics as ``reference.gelu_forward`` /
 ``gelu_backward`` (Hendrycks & Gimpel, "Gaussian Error Linear Units", 2016:
-GELU(x) = x * Phi(x); GPT-2 and BERT use the tanh approximation).
+GELU(x) = x * Phi(x); BERT and ViT use it exactly, GPT-2 its tanh
+approximation, CLIP its sigmoid approximation Phi(x) ~ sigmoid(1.702 x), which
+CLIP calls QuickGELU).
 
-Both are one fused, parallel pass over the elements, where NumPy makes a
+Each is one fused, parallel pass over the elements, where NumPy makes a
 temporary per operation.
 
 * erf form: written as GELU(x) = 0.5 x erfc(-x / sqrt 2), with ``vmath.erfc``
@@ -14,6 +16,9 @@ temporary per operation.
   GELU(x) = x / (1 + exp(-2u)), u = sqrt(2/pi) (x + 0.044715 x^3).
   That needs only ``vmath.exp``, so the loop vectorises, and it is also more
   accurate for very negative x, where 1 + tanh(u) cancels.
+* sigmoid form: x / (1 + exp(-1.702 x)), again only ``vmath.exp``. Its
+  backward needs s (1 - s); it takes sigmoid(-z) from its own exp rather than
+  as 1 - s, which keeps full relative precision when s is near 1.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _INV_SQRT_2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _CUBIC = 0.044715
+_SIGMOID_SCALE = 1.702
 
 
 @njit(parallel=True, **JIT_OPTIONS)
@@ -71,19 +77,42 @@ def _backward_tanh(x, dy, dx):
         dx[i] = dy[i] * (s + t(2) * xi * (s * s_minus) * du)
 
 
+@njit(parallel=True, **JIT_OPTIONS)
+def _forward_sigmoid(x, y):
+    t = x.dtype.type
+    for i in prange(x.shape[0]):
+        xi = x[i]
+        y[i] = xi / (t(1) + exp(t(-_SIGMOID_SCALE) * xi))  # x * sigmoid(1.702 x); exp = inf gives -0
+
+
+@njit(parallel=True, **JIT_OPTIONS)
+def _backward_sigmoid(x, dy, dx):
+    t = x.dtype.type
+    for i in prange(x.shape[0]):
+        z = t(_SIGMOID_SCALE) * x[i]
+        s = t(1) / (t(1) + exp(-z))  # sigmoid(z)
+        s_minus = t(1) / (t(1) + exp(z))  # sigmoid(-z) = 1 - s, without cancelling
+        # d/dx [x * s] = s + 1.702 x s (1 - s)
+        dx[i] = dy[i] * (s + z * (s * s_minus))
+
+
+_FORWARD = {"none": _forward_erf, "tanh": _forward_tanh, "sigmoid": _forward_sigmoid}
+_BACKWARD = {"none": _backward_erf, "tanh": _backward_tanh, "sigmoid": _backward_sigmoid}
+
+
 def _check_approximate(name, approximate):
-    if approximate not in ("none", "tanh"):
-        raise ValueError(f"{name}: approximate must be 'none' or 'tanh', got {approximate!r}")
+    if approximate not in _FORWARD:
+        raise ValueError(f"{name}: approximate must be one of {tuple(_FORWARD)}, got {approximate!r}")
 
 
 def gelu_forward(x, approximate="none"):
-    """GELU(x) = x * Phi(x); ``approximate='tanh'`` uses GPT-2's tanh formula."""
+    """GELU(x) = x * Phi(x); ``approximate`` is 'none' (erf), 'tanh' (GPT-2) or 'sigmoid' (CLIP)."""
     _check_approximate("gelu_forward", approximate)
     x = np.asarray(x)
     dtype = float_dtype("gelu_forward", x)
     flat = np.ascontiguousarray(x, dtype).ravel()  # (n,)
     y = np.empty_like(flat)
-    (_forward_tanh if approximate == "tanh" else _forward_erf)(flat, y)
+    _FORWARD[approximate](flat, y)
     return y.reshape(x.shape)
 
 
@@ -97,5 +126,5 @@ def gelu_backward(x, dy, approximate="none"):
     flat_x = np.ascontiguousarray(x, dtype).ravel()
     flat_dy = np.ascontiguousarray(dy, dtype).ravel()
     dx = np.empty_like(flat_x)
-    (_backward_tanh if approximate == "tanh" else _backward_erf)(flat_x, flat_dy, dx)
+    _BACKWARD[approximate](flat_x, flat_dy, dx)
     return dx.reshape(x.shape)

@@ -113,18 +113,28 @@ def gemm_tile(c, a, b):
 
 @njit(cache=True)
 def _copy(dst, src):
-    """dst[...] = src for 2-D arrays (a plain loop compiles faster than a slice copy)."""
-    for i in range(src.shape[0]):
+    """dst[...] = src for 2-D arrays (a plain loop compiles faster than a slice copy).
+
+    The loops follow ``src``'s memory order, so that packing a transposed
+    operand also reads memory in sequence.
+    """
+    if src.strides[0] < src.strides[1]:  # column-major, e.g. x.T
         for j in range(src.shape[1]):
-            dst[i, j] = src[i, j]
+            for i in range(src.shape[0]):
+                dst[i, j] = src[i, j]
+    else:
+        for i in range(src.shape[0]):
+            for j in range(src.shape[1]):
+                dst[i, j] = src[i, j]
 
 
 @njit(parallel=True, **JIT_OPTIONS)
 def _matmul_blocked(a, b, a_index, b_index, out, mc):
     """out[t] = a[a_index[t]] @ b[b_index[t]] for every t; blocks of C in parallel.
 
-    a (Ba, M, K), b (Bb, K, N), out (T, M, N), all C-contiguous; the index
-    arrays carry the broadcasting of the leading axes without copying.
+    a (Ba, M, K), b (Bb, K, N) in any memory layout, out (T, M, N)
+    C-contiguous; the index arrays carry the broadcasting of the leading axes
+    without copying.
     """
     T, M, N = out.shape
     K = a.shape[2]
@@ -186,8 +196,12 @@ def matmul(a, b):
         raise ValueError(
             f"matmul: batch axes do not broadcast, a.shape={a.shape}, b.shape={b.shape}"
         ) from None
-    a3 = np.ascontiguousarray(a, dtype).reshape((int(np.prod(a.shape[:-2])), M, K))
-    b3 = np.ascontiguousarray(b, dtype).reshape((int(np.prod(b.shape[:-2])), K, N))
+    # No copy into C order here: the kernel packs every block into contiguous
+    # panels anyway, so a transposed operand (x.T in a weight gradient) is read
+    # through its strides once, during packing (reshape copies only when the
+    # batch axes cannot be merged).
+    a3 = a.astype(dtype, copy=False).reshape((int(np.prod(a.shape[:-2])), M, K))
+    b3 = b.astype(dtype, copy=False).reshape((int(np.prod(b.shape[:-2])), K, N))
     a_index = np.broadcast_to(np.arange(a3.shape[0]).reshape(a.shape[:-2]), batch).ravel()
     b_index = np.broadcast_to(np.arange(b3.shape[0]).reshape(b.shape[:-2]), batch).ravel()
     out = np.empty((a_index.shape[0], M, N), dtype)  # (T, M, N)

@@ -9,7 +9,11 @@ share:
   grey image, or "a photo of a red shape.") plus multi-object scenes
   captioned by listing their objects ("a small blue square and a green
   ring."), all from the *train* split, so the held-out (colour, shape) pairs
-  are never seen;
+  are never seen. Objects sit in a 3 x 3 grid of 16-pixel cells of a 48 x 48
+  image, one ViT patch per cell (``layout="grid"``; ``"free"`` places them
+  anywhere in 32 x 32 images). Every multi-object scene comes with a *twin*
+  that differs in one word of its caption, drawn into the same batch: a hard
+  negative;
   digits: the scikit-learn digits, captioned "a photo of the digit seven." etc.;
 * a ``CLIPTokenizer`` (byte-level BPE) learned on the training captions;
 * AdamW with warm-up + cosine, weight decay on matrices only, the temperature
@@ -65,6 +69,8 @@ from minivl.tokenizers import BPETokenizer
 from minivl.train import History, run_eval, train
 
 TASKS = ("shapes", "digits")
+LAYOUTS = ("grid", "free")  # where shapes-world objects sit: in a 3 x 3 grid of cells, or anywhere
+GRID = 3
 
 
 # --------------------------------------------------------------------------- data
@@ -145,6 +151,13 @@ def twin_scene(scene, rng, held_out_ids):
     return None
 
 
+def one_object_scenes(world, n, split, rng):
+    """Single-object scenes: one object in a random cell on a grid world, else one big centred one."""
+    if world.grid:
+        return world.scenes(n, split=split, rng=rng, objects=1)
+    return world.single_object_scenes(n, split=split, rng=rng)
+
+
 def shapes_pairs(world, n_single, n_multi, rng, partial=0.0, twins=False, grey=0.0):
     """Training pairs: uint8 images ``(N, S, S, 3)`` and one caption each.
 
@@ -158,7 +171,7 @@ def shapes_pairs(world, n_single, n_multi, rng, partial=0.0, twins=False, grey=0
     batch: each pair then meets a negative that differs from it in one word,
     the kind of hard negative a batch of 32,768 holds by chance (S14).
     """
-    single = world.single_object_scenes(n_single, split="train", rng=rng) if n_single else []
+    single = one_object_scenes(world, n_single, "train", rng) if n_single else []
     multi = world.scenes(n_multi // 2 if twins else n_multi, split="train", rng=rng) if n_multi else []
     if twins:
         paired = []
@@ -182,7 +195,7 @@ def digit_images(split, size, seed=0):
 
 
 def make_data(task, n_train, image_size, seed, n_zero_shot=600, n_retrieval=1000,
-              multi_fraction=0.5, partial=0.0, twins=False, grey=0.0):
+              multi_fraction=0.5, partial=0.0, twins=False, grey=0.0, grid=None):
     """Training pairs and the evaluation sets of ``task`` (all seeded).
 
     Shapes: ``multi_fraction`` of the pairs are multi-object scenes, the rest
@@ -190,13 +203,13 @@ def make_data(task, n_train, image_size, seed, n_zero_shot=600, n_retrieval=1000
     """
     rng = np.random.default_rng(seed)
     if task == "shapes":
-        world = ShapesWorld(image_size=image_size, max_objects=3, seed=seed)
+        world = ShapesWorld(image_size=image_size, max_objects=3, seed=seed, grid=grid)
         n_multi = 2 * int(round(n_train * multi_fraction / 2))  # even: twins come in pairs
         images, captions = shapes_pairs(world, n_train - n_multi, n_multi, rng, partial, twins,
                                         grey)
         test_rng = np.random.default_rng([seed, 1])  # independent of how much was trained on
-        held_out = world.single_object_scenes(n_zero_shot, split="test", rng=test_rng)
-        seen = world.single_object_scenes(n_zero_shot, split="train", rng=test_rng)
+        held_out = one_object_scenes(world, n_zero_shot, "test", test_rng)
+        seen = one_object_scenes(world, n_zero_shot, "train", test_rng)
         scenes, texts = distinct_caption_set(world, n_retrieval, test_rng)
         evals = {
             "held_out": (world.render(held_out), np.array([s.class_ids[0] for s in held_out])),
@@ -303,8 +316,8 @@ def train_clip(task="shapes", steps=None, batch_size=None, chunk_size=None, lr=2
                weight_decay=0.1, image_size=None, patch_size=None, dim=64, depth=2, heads=4,
                embed_dim=64, n_train=40000, vocab_size=320, eval_every=250, seed=0,
                progress=True, out=None, resume=None, stop_after=None, multi_fraction=0.5,
-               partial_captions=0.5, twins=False, grey=1.0, n_zero_shot=600,
-               n_retrieval=1000) -> dict:
+               partial_captions=0.5, twins=True, grey=1.0, n_zero_shot=600,
+               n_retrieval=1000, layout="grid") -> dict:
     """Train a CLIP on ``task`` ("shapes" or "digits") and evaluate it.
 
     Returns ``{"model", "tokenizer", "history", "scale", "metrics", "evals"}``:
@@ -318,20 +331,33 @@ def train_clip(task="shapes", steps=None, batch_size=None, chunk_size=None, lr=2
     Shapes data: ``n_train`` pairs, ``multi_fraction`` of them multi-object
     scenes, ``partial_captions`` of the single-object captions naming one
     attribute only, ``grey`` of the shape-only ones shown in grey, ``twins``
-    (see ``shapes_pairs``). Digits use the whole train split. ``chunk_size``
-    turns on gradient caching.
+    (see ``shapes_pairs``). ``layout="grid"`` (the default) draws 48 x 48
+    scenes whose objects sit in a 3 x 3 grid of cells, read by a ViT with one
+    16 x 16 patch per cell; ``"free"`` places objects anywhere in 32 x 32
+    images read in 8 x 8 patches, so objects are cut by the patch grid (see
+    ``lectures/04-clip.md`` for what that costs). Digits use the whole train
+    split. ``chunk_size`` turns on gradient caching.
     """
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
-    steps = steps or (2000 if task == "shapes" else 300)
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    grid = GRID if task == "shapes" and layout == "grid" else None
+    steps = steps or (3000 if task == "shapes" else 300)
     batch_size = batch_size or (128 if task == "shapes" else 64)
     began = time.perf_counter()
     manual_seed(seed)
-    image_size = image_size or (32 if task == "shapes" else 16)
-    patch_size = patch_size or (8 if task == "shapes" else 4)
+    if task == "digits":
+        image_size, patch_size = image_size or 16, patch_size or 4
+    elif grid:  # one patch per grid cell: every object lies whole inside one patch
+        image_size = image_size or 48
+        patch_size = patch_size or image_size // grid
+    else:
+        image_size, patch_size = image_size or 32, patch_size or 8
     twins = twins and task == "shapes"
     images, captions, evals = make_data(task, 2 * (n_train // 2), image_size, seed, n_zero_shot,
-                                        n_retrieval, multi_fraction, partial_captions, twins, grey)
+                                        n_retrieval, multi_fraction, partial_captions, twins, grey,
+                                        grid)
     start = 0
     if resume:
         model, tokenizer, state = load_run(resume)
@@ -392,7 +418,8 @@ def _train(args):
     result = train_clip(task=args.task, steps=args.steps, batch_size=args.batch_size,
                         chunk_size=args.chunk_size, lr=args.lr, dim=args.dim, depth=args.depth,
                         heads=args.heads, n_train=args.n_train, eval_every=args.eval_every,
-                        seed=args.seed, progress=not args.quiet, out=args.out, resume=args.resume)
+                        seed=args.seed, progress=not args.quiet, out=args.out, resume=args.resume,
+                        layout=args.layout, twins=args.twins)
     m = result["metrics"]
     print(f"CLIP on {m['task']}: {m['parameters']:,} parameters, {m['train_pairs']:,} training "
           f"pairs, {m['steps']} steps of {m['batch_size']} in {m['train_seconds']:.0f} s "
@@ -415,7 +442,7 @@ def register(subparsers):
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     t = sub.add_parser("train", help="train a tiny CLIP (a few minutes on 2 cores)")
     t.add_argument("--task", choices=TASKS, default="shapes")
-    t.add_argument("--steps", type=int, default=None, help="default: 2000 (shapes), 300 (digits)")
+    t.add_argument("--steps", type=int, default=None, help="default: 3000 (shapes), 300 (digits)")
     t.add_argument("--batch-size", type=int, default=None, help="default: 128 (shapes), 64 (digits)")
     t.add_argument("--chunk-size", type=int, default=None,
                    help="gradient caching: encode the batch in chunks of this many pairs")
@@ -424,6 +451,10 @@ def register(subparsers):
     t.add_argument("--depth", type=int, default=2)
     t.add_argument("--heads", type=int, default=4)
     t.add_argument("--n-train", type=int, default=40000, help="training pairs (shapes)")
+    t.add_argument("--layout", choices=LAYOUTS, default="grid",
+                   help="shapes: objects in a 3x3 grid of patch-sized cells (48 px), or anywhere (32 px)")
+    t.add_argument("--no-twins", dest="twins", action="store_false",
+                   help="shapes: no one-word-different twin beside each multi-object scene in its batch")
     t.add_argument("--eval-every", type=int, default=250)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", default="runs/clip", help="folder for clip.safetensors")

@@ -211,7 +211,7 @@ class ReLU(Function):
 
 
 class GELU(Function):
-    """GELU(x) = x * Phi(x); the erf form (BERT, ViT) or GPT-2's tanh form."""
+    """GELU(x) = x * Phi(x): the erf form (BERT, ViT), GPT-2's tanh form or CLIP's sigmoid form."""
 
     @staticmethod
     def forward(ctx, a, approximate="none"):
@@ -250,31 +250,23 @@ def relu(a):
     return ReLU.apply(a)
 
 
+_GELU_FORMS = ("none", "tanh", "sigmoid")
+
+
 def gelu(a, approximate="none"):
-    """Gaussian Error Linear Unit: ``approximate`` is 'none' (erf) or 'tanh'."""
-    if approximate not in ("none", "tanh"):
-        raise ValueError(f"approximate must be 'none' or 'tanh', got {approximate!r}")
+    """Gaussian Error Linear Unit, x * Phi(x) (Hendrycks & Gimpel, 2016).
+
+    ``approximate`` picks how Phi is computed: 'none' (exact, erf), 'tanh'
+    (GPT-2's tanh formula) or 'sigmoid' (Phi(x) ~ sigmoid(1.702 x), CLIP's QuickGELU).
+    """
+    if approximate not in _GELU_FORMS:
+        raise ValueError(f"approximate must be one of {_GELU_FORMS}, got {approximate!r}")
     return GELU.apply(a, approximate=approximate)
 
 
-class QuickGELU(Function):
-    """CLIP's x * sigmoid(1.702 x); derivative s + 1.702 x s (1 - s)."""
-
-    @staticmethod
-    def forward(ctx, a):
-        s = _sigmoid(a * a.dtype.type(1.702))
-        ctx.save_for_backward(a, s)
-        return a * s
-
-    @staticmethod
-    def backward(ctx, g):
-        a, s = ctx.saved
-        return g * (s + a.dtype.type(1.702) * a * s * (1 - s))
-
-
 def quick_gelu(a):
-    """CLIP's x * sigmoid(1.702 x), a cheap GELU."""
-    return QuickGELU.apply(a)
+    """CLIP's QuickGELU, x * sigmoid(1.702 x): the GELU paper's sigmoid approximation."""
+    return GELU.apply(a, approximate="sigmoid")
 
 
 # --------------------------------------------------------------------------- selection

@@ -82,8 +82,8 @@ HF_ACTIVATIONS = {"quick_gelu": "quick_gelu", "gelu": "gelu", "gelu_new": "gelu_
 class CLIPConfig:
     embed_dim: int = 64  # the shared space (ViT-B/32: 512)
     # image tower (ViT-B/32: 224 / 32, width 768, 12 layers, 12 heads)
-    image_size: int = 32
-    patch_size: int = 8
+    image_size: int = 48  # the shapes world's grid layout: 3 x 3 cells of 16 px,
+    patch_size: int = 16  # one patch per cell (see minivl.commands.clip)
     in_channels: int = 3
     vision_dim: int = 64
     vision_depth: int = 2

@@ -6,6 +6,7 @@ broadcasting."""
 from __future__ import annotations
 
 import math
+import warnings
 
 import hypothesis.extra.numpy as hnp
 import numpy as np
@@ -56,6 +57,36 @@ def test_unary(name, data):
         x = np.where(np.abs(x) < 1e-3, 0.5, x)
     np.testing.assert_allclose(fn(leaf(x)).data, ref(x), rtol=1e-10, atol=1e-12)
     gradcheck(fn, leaf(x))
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@given(data=st.data())
+def test_quick_gelu_is_the_sigmoid_form_of_gelu(backend, data):
+    """CLIP's x sigmoid(1.702 x) through the GELU kernels of each CPU backend."""
+    mv.use(backend)
+    x = data.draw(arrays(data.draw(shapes), -8, 8))
+    y = F.quick_gelu(leaf(x))
+    np.testing.assert_allclose(y.data, x / (1 + np.exp(-1.702 * x)), rtol=1e-12, atol=1e-15)
+    np.testing.assert_array_equal(y.data, F.gelu(leaf(x), "sigmoid").data)
+    gradcheck(F.quick_gelu, leaf(x))
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_quick_gelu_saturates_in_float32_without_warnings(backend):
+    mv.use(backend)
+    x = mv.tensor(np.array([-1e4, -80.0, 0.0, 80.0, 1e4], dtype=np.float32), requires_grad=True)
+    with warnings.catch_warnings(), np.errstate(over="raise", invalid="raise", divide="raise"):
+        warnings.simplefilter("error")
+        y = F.quick_gelu(x)
+        y.backward(np.ones(5, dtype=np.float32))
+    assert y.dtype == x.grad.dtype == np.float32
+    np.testing.assert_allclose(y.data, [0.0, 0.0, 0.0, 80.0, 1e4], rtol=1e-7, atol=1e-30)
+    np.testing.assert_allclose(x.grad, [0.0, 0.0, 0.5, 1.0, 1.0], rtol=1e-7, atol=1e-30)
+
+
+def test_gelu_rejects_unknown_forms():
+    with pytest.raises(ValueError, match=r"approximate must be one of \('none', 'tanh', 'sigmoid'\)"):
+        F.gelu(leaf([1.0]), "quick")
 
 
 BINARY = {

@@ -37,6 +37,7 @@ CASES = {
     "tanh_sigmoid_relu": (lambda a: F.tanh(a) * F.sigmoid(a) + F.relu(a), lambda a: a.tanh() * a.sigmoid() + a.relu(), [X]),
     "gelu": (F.gelu, tF.gelu, [X]),
     "gelu_tanh": (lambda a: F.gelu(a, "tanh"), lambda a: tF.gelu(a, approximate="tanh"), [X]),
+    "quick_gelu": (F.quick_gelu, lambda a: a * torch.sigmoid(1.702 * a), [4 * X]),  # CLIP
     "sum_mean_max_var": (
         lambda a: a.sum(axis=1) + a.mean(axis=1) + a.max(axis=1) + a.var(axis=1),
         lambda a: a.sum(1) + a.mean(1) + a.amax(1) + a.var(1, unbiased=False), [X]),

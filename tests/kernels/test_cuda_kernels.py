@@ -251,10 +251,10 @@ def test_layer_norm_rejects_mismatched_parameters(device):
 @given(data=st.data())
 def test_gelu_matches_reference(device, data):
     dtype = data.draw(st.sampled_from([np.float32, np.float64]), label="dtype")
-    approximate = data.draw(st.sampled_from(["none", "tanh"]), label="approximate")
+    approximate = data.draw(st.sampled_from(["none", "tanh", "sigmoid"]), label="approximate")
     lead = tuple(data.draw(st.lists(st.integers(1, 3), max_size=2), label="lead"))
     shape = (*lead, data.draw(st.sampled_from(device.sizes), label="cols"))
-    scale = data.draw(st.sampled_from([1.0, 8.0]), label="magnitude")
+    scale = data.draw(st.sampled_from([1.0, 8.0, 80.0]), label="magnitude")  # 80: every form saturates
     rng = draw_rng(data)
     x = (scale * rng.standard_normal(shape)).astype(dtype)
     dy = rng.standard_normal(shape).astype(dtype)
@@ -267,7 +267,9 @@ def test_gelu_matches_reference(device, data):
 
 def test_gelu_rejects_unknown_form(device):
     with pytest.raises(ValueError, match="approximate"):
-        cuda.gelu_forward(device.put(np.ones(3)), "sigmoid")
+        cuda.gelu_forward(device.put(np.ones(3)), "erf")
+    with pytest.raises(ValueError, match="approximate"):
+        cuda.gelu_backward(device.put(np.ones(3)), device.put(np.ones(3)), "quick")
 
 
 # --------------------------------------------------------------------------- attention
