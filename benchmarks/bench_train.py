@@ -112,7 +112,7 @@ def vit_case(rng, batch=64):
                                     hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     hf = transformers.ViTForImageClassification(config)
     ours = ViT.from_hf(numpy_state(hf), config.to_dict()).train()
-    pixels = rng.standard_normal((batch, 3, 48, 48)).astype(np.float32)  # minivl clip train's size
+    pixels = rng.standard_normal((batch, 3, 32, 32)).astype(np.float32)
     labels = rng.integers(0, 10, batch)
     tp, tl = torch.tensor(pixels), torch.tensor(labels)
     return (hf, ours, lambda: hf(pixel_values=tp, labels=tl).loss,

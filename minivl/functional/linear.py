@@ -65,5 +65,40 @@ def linear(x, weight, bias=None):
             f"linear: input has {x.shape[-1]} features (shape {x.shape}), weight expects "
             f"{weight.shape[1]} (weight shape {weight.shape})"
         )
-    y = matmul(x, weight.T)
-    return y if bias is None else y + bias
+    if bias is not None and bias.shape != (weight.shape[0],):
+        raise ValueError(f"linear: bias must have shape ({weight.shape[0]},), got {bias.shape}")
+    return Linear.apply(x, weight) if bias is None else Linear.apply(x, weight, bias)
+
+
+class Linear(Function):
+    """y = x W^T + b as one node: ``x (..., in)``, ``W (out, in)``, ``b (out,)``.
+
+    The same math as ``matmul(x, weight.T) + bias``, with fewer passes over
+    memory: the bias is added into the product's fresh output, and the
+    gradients come out in the parameters' own layout,
+
+        dx = dy W,   dW = dy^T x,   db = sum of dy over every row,
+
+    with the batch axes of ``x`` folded into the rows of one GEMM.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias=None):
+        ctx.save_for_backward(x, weight)
+        x2 = x.reshape(-1, x.shape[-1])  # (R, in)
+        y = backend.kernel("matmul", x)(x2, weight.T)  # (R, out)
+        if bias is not None and bias.dtype == y.dtype:
+            y += bias  # in place: no second (R, out) array
+        elif bias is not None:
+            y = y + bias  # promotes, e.g. a float64 bias
+        return y.reshape(x.shape[:-1] + (weight.shape[0],))
+
+    @staticmethod
+    def backward(ctx, g):
+        x, weight = ctx.saved
+        mm = backend.kernel("matmul", g)
+        g2 = g.reshape(-1, g.shape[-1])  # (R, out)
+        gx = mm(g2, weight).reshape(x.shape) if ctx.needs_input_grad[0] else None
+        gw = mm(g2.T, x.reshape(-1, x.shape[-1])) if ctx.needs_input_grad[1] else None  # (out, in)
+        gb = g2.sum(axis=0) if len(ctx.needs_input_grad) > 2 and ctx.needs_input_grad[2] else None
+        return (gx, gw) if len(ctx.needs_input_grad) == 2 else (gx, gw, gb)

@@ -123,5 +123,26 @@ def test_linear():
     x, w, b = randn(2, 3, 4), randn(5, 4, seed=1), randn(5, seed=2)
     np.testing.assert_allclose(F.linear(leaf(x), leaf(w), leaf(b)).data, x @ w.T + b, rtol=1e-12)
     gradcheck(F.linear, leaf(x), leaf(w), leaf(b))
+    gradcheck(F.linear, leaf(x), leaf(w))  # no bias
+    gradcheck(F.linear, leaf(randn(4)), leaf(w), leaf(b))  # one vector
     with pytest.raises(ValueError, match="features"):
         F.linear(leaf(x), leaf(randn(5, 3)))
+    with pytest.raises(ValueError, match="bias"):
+        F.linear(leaf(x), leaf(w), leaf(randn(4)))
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_linear_node_equals_matmul_plus_bias_in_float32(backend):
+    mv.use(backend)
+    x, w, b = (randn(3, 7, 6), randn(5, 6, seed=1), randn(5, seed=2))
+    x, w, b = (a.astype(np.float32) for a in (x, w, b))
+    fused = [mv.tensor(a, requires_grad=True) for a in (x, w, b)]
+    composed = [mv.tensor(a, requires_grad=True) for a in (x, w, b)]
+    y1 = F.linear(*fused)
+    y2 = F.matmul(composed[0], composed[1].T) + composed[2]
+    assert y1.dtype == np.float32
+    np.testing.assert_allclose(y1.data, y2.data, rtol=1e-5, atol=1e-6)
+    (y1 * y1).sum().backward()
+    (y2 * y2).sum().backward()
+    for a, c in zip(fused, composed):
+        np.testing.assert_allclose(a.grad, c.grad, rtol=1e-4, atol=1e-5)
