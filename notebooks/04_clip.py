@@ -213,9 +213,13 @@ with mv.no_grad():
 #
 # `train_clip` (the recipe behind `minivl clip train`) trains on the shapes
 # world with AdamW, warm-up + cosine, and the temperature clipped at 100 after
-# every step. The full run (`minivl clip train`, 2,000 steps) takes four to five
-# minutes on two cores; here a shorter one (and a very short one when the test
-# suite runs this notebook, so expect weak numbers there).
+# every step. Each scene with several objects shares its batch with a *twin*
+# whose caption differs in one word ("the image shows a big red square and a
+# green ring." against "... and a green cross."): a hard negative that a random batch of 128
+# would almost never contain. The full run (`minivl --backend numba clip
+# train`, 3,000 steps) takes five minutes on two cores; here a shorter one (and
+# a very short one when the test suite runs this notebook, so expect weak
+# numbers there).
 
 # %%
 from minivl.commands.clip import train_clip

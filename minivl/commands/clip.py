@@ -126,18 +126,24 @@ def distinct_caption_set(world, n, rng, max_objects=3):
 def twin_scene(scene, rng, held_out_ids):
     """The scene with one change that its caption would notice, or None if none is allowed.
 
-    Either one object gets another colour or shape, or (with two objects of
-    different colours) two objects swap colours, which keeps the bag of words
-    and changes only who is what colour. Held-out pairs stay out.
+    Either one object gets another colour or shape, or two objects swap
+    colours, which keeps the bag of words and changes only who is what colour.
+    A swap must change what the caption says, so the two objects differ in
+    colour and in shape or size (two big squares, red and cyan, swapped, are
+    the same scene described twice: a false negative). Held-out pairs stay out.
     """
     objects = list(scene.objects)
-    kinds = ["colour", "shape"] + (["swap"] if len({o.colour for o in objects}) > 1 else [])
+
+    def swappable(a, b):
+        return a.colour != b.colour and (a.shape, a.size) != (b.shape, b.size)
+
+    kinds = ["colour", "shape"] + (["swap"] if len(objects) > 1 else [])
     for _ in range(20):
         kind = kinds[int(rng.integers(len(kinds)))]
         new = list(objects)
         if kind == "swap":
             i, j = rng.choice(len(objects), 2, replace=False)
-            if objects[i].colour == objects[j].colour:
+            if not swappable(objects[i], objects[j]):
                 continue
             new[i] = replace(objects[i], colour=objects[j].colour)
             new[j] = replace(objects[j], colour=objects[i].colour)
