@@ -146,7 +146,11 @@ def _matmul_blocked(a, b, a_index, b_index, out, mc):
         i1, j1 = min(M, i0 + mc), min(N, j0 + NC)
         A, B = a[a_index[t]], b[b_index[t]]  # (M, K), (K, N)
         mb, nb = i1 - i0, j1 - j0
-        c_block = np.zeros((mb, nb), out.dtype)
+        if nb == N:  # the block spans whole rows of C: accumulate straight into them
+            c_block = out[t][i0:i1]  # (mb, N), C-contiguous
+            c_block[:] = 0
+        else:
+            c_block = np.zeros((mb, nb), out.dtype)
         a_buf = np.empty(mb * min(KC, K), out.dtype)
         b_buf = np.empty(min(KC, K) * nb, out.dtype)
         for k0 in range(0, K, KC):
@@ -158,7 +162,8 @@ def _matmul_blocked(a, b, a_index, b_index, out, mc):
             _copy(a_panel, A[i0:i1, k0 : k0 + kb])
             _copy(b_panel, B[k0 : k0 + kb, j0:j1])
             gemm_tile(c_block, a_panel, b_panel)
-        _copy(out[t, i0:i1, j0:j1], c_block)
+        if nb != N:
+            _copy(out[t, i0:i1, j0:j1], c_block)
 
 
 def _row_block(M, n_col_tasks):
