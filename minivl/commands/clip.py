@@ -369,6 +369,13 @@ def train_clip(task="shapes", steps=None, batch_size=None, chunk_size=None, lr=2
         model, tokenizer, state = load_run(resume)
         if state["task"] != task:
             raise ValueError(f"{resume} is a {state['task']!r} run, not {task!r}")
+        trained = (model.config.image_size, model.config.patch_size)
+        if trained != (image_size, patch_size):
+            raise ValueError(
+                f"{resume} was trained on {trained[0]} px images in {trained[1]} px patches, this "
+                f"run draws {image_size} px images in {patch_size} px patches: resume with the "
+                "same layout (and image and patch sizes)"
+            )
         start = int(state["step"])
     else:
         tokenizer = CLIPTokenizer.train(captions, vocab_size, context_length=32)

@@ -251,6 +251,8 @@ def test_training_resumes_exactly(tmp_path):
         np.testing.assert_allclose(b[name], a[name], rtol=1e-5, atol=1e-7, err_msg=name)
     model, tokenizer, state = load_run(tmp_path / "clip.safetensors")
     assert int(state["step"]) == 3 and tokenizer.vocab_size == model.config.vocab_size
+    with pytest.raises(ValueError, match="patches"):  # a run drawn at another image size
+        train_clip(steps=6, resume=tmp_path / "clip.safetensors", **{**options, "image_size": 8})
     assert 0.0 <= resumed["metrics"]["zero_shot_top1"] <= 1.0
 
 
