@@ -155,24 +155,35 @@ def _matmul_blocked(a, b, a_index, b_index, out, mc):
         b_buf = np.empty(min(KC, K) * nb, out.dtype)
         for k0 in range(0, K, KC):
             kb = min(K, k0 + KC) - k0
-            # pack both operands into contiguous panels: the inner loops then
-            # stream memory, and gemm_tile is compiled for one layout only
-            a_panel = a_buf[: mb * kb].reshape((mb, kb))
-            b_panel = b_buf[: kb * nb].reshape((kb, nb))
-            _copy(a_panel, A[i0:i1, k0 : k0 + kb])
-            _copy(b_panel, B[k0 : k0 + kb, j0:j1])
+            # Both operands go to gemm_tile as C-contiguous panels: the inner
+            # loops then stream memory, and gemm_tile is compiled for one
+            # layout only. A panel that already is one (whole rows of a
+            # C-ordered operand) is used in place; any other is packed
+            # (copied) into a buffer that stays in L2.
+            if kb == K:
+                a_panel = np.ascontiguousarray(A[i0:i1])  # a view unless A is strided
+            else:
+                a_panel = a_buf[: mb * kb].reshape((mb, kb))
+                _copy(a_panel, A[i0:i1, k0 : k0 + kb])
+            if kb == K and nb == N:
+                b_panel = np.ascontiguousarray(B)
+            else:
+                b_panel = b_buf[: kb * nb].reshape((kb, nb))
+                _copy(b_panel, B[k0 : k0 + kb, j0:j1])
             gemm_tile(c_block, a_panel, b_panel)
         if nb != N:
             _copy(out[t, i0:i1, j0:j1], c_block)
 
 
 def _row_block(M, n_col_tasks):
-    """Rows per task: MC, or fewer when there would be too few tasks to share."""
-    want = 2 * numba.get_num_threads()
-    if n_col_tasks >= want:
-        return MC
-    splits = -(-want // max(n_col_tasks, 1))
-    rows = -(-M // splits)
+    """Rows per task: at most MC, and enough row blocks that the tasks (row
+    blocks x column blocks) come in a multiple of the thread count, so that no
+    thread is left with one more block than the others."""
+    threads = numba.get_num_threads()
+    n_row = max(-(-2 * threads // max(n_col_tasks, 1)), -(-M // MC))  # at least this many
+    while (n_row * n_col_tasks) % threads:
+        n_row += 1
+    rows = -(-M // n_row)
     return int(min(MC, max(4, -(-rows // 4) * 4)))
 
 
