@@ -26,7 +26,7 @@ STEPS = {
     "gpt": (200, 300),
     "vit_digits": (300, 400),
     "vit_shapes": (150, 200),
-    "clip_shapes": (1000, 3000),
+    "clip_shapes": (1500, 3000),
     "clip_digits": (150, 300),
 }
 
