@@ -129,7 +129,7 @@ def _copy(dst, src):
 
 
 @njit(parallel=True, **JIT_OPTIONS)
-def _matmul_blocked(a, b, a_index, b_index, out, mc):
+def _matmul_blocked(a, b, a_index, b_index, out, mc, nc):
     """out[t] = a[a_index[t]] @ b[b_index[t]] for every t; blocks of C in parallel.
 
     a (Ba, M, K), b (Bb, K, N) in any memory layout, out (T, M, N)
@@ -138,12 +138,12 @@ def _matmul_blocked(a, b, a_index, b_index, out, mc):
     """
     T, M, N = out.shape
     K = a.shape[2]
-    n_i, n_j = (M + mc - 1) // mc, (N + NC - 1) // NC
+    n_i, n_j = (M + mc - 1) // mc, (N + nc - 1) // nc
     for task in prange(T * n_i * n_j):
         t = task // (n_i * n_j)
         i0 = (task // n_j) % n_i * mc
-        j0 = task % n_j * NC
-        i1, j1 = min(M, i0 + mc), min(N, j0 + NC)
+        j0 = task % n_j * nc
+        i1, j1 = min(M, i0 + mc), min(N, j0 + nc)
         A, B = a[a_index[t]], b[b_index[t]]  # (M, K), (K, N)
         mb, nb = i1 - i0, j1 - j0
         if nb == N:  # the block spans whole rows of C: accumulate straight into them
@@ -175,16 +175,26 @@ def _matmul_blocked(a, b, a_index, b_index, out, mc):
             _copy(out[t, i0:i1, j0:j1], c_block)
 
 
-def _row_block(M, n_col_tasks):
-    """Rows per task: at most MC, and enough row blocks that the tasks (row
-    blocks x column blocks) come in a multiple of the thread count, so that no
-    thread is left with one more block than the others."""
+def _block_sizes(T, M, N):
+    """Rows and columns ``(mc, nc)`` of the blocks of C that the tasks compute.
+
+    At most MC x NC, and cut finer until there are at least two tasks per
+    thread, in a multiple of the thread count (so no thread is left with one
+    more block than the others). Each extra row block re-packs B, each extra
+    column block re-packs A, so the cut goes through the dimension whose
+    operand is cheaper to pack again: rows when N <= M, else columns.
+    """
     threads = numba.get_num_threads()
-    n_row = max(-(-2 * threads // max(n_col_tasks, 1)), -(-M // MC))  # at least this many
-    while (n_row * n_col_tasks) % threads:
-        n_row += 1
-    rows = -(-M // n_row)
-    return int(min(MC, max(4, -(-rows // 4) * 4)))
+    n_row, n_col = -(-M // MC), -(-N // NC)
+    while T * n_row * n_col < 2 * threads or (T * n_row * n_col) % threads:
+        if (N <= M and n_row < -(-M // 4)) or n_col >= N:
+            n_row += 1
+        else:
+            n_col += 1
+        if n_row >= -(-M // 4) and n_col >= N:
+            break  # blocks of 4 rows and one column: nothing left to cut
+    mc = -(-M // n_row)
+    return int(min(MC, -(-mc // 4) * 4)), int(min(NC, -(-N // n_col)))
 
 
 def matmul(a, b):
@@ -222,8 +232,7 @@ def matmul(a, b):
     b_index = np.broadcast_to(np.arange(b3.shape[0]).reshape(b.shape[:-2]), batch).ravel()
     out = np.empty((a_index.shape[0], M, N), dtype)  # (T, M, N)
     if out.size:
-        n_col_tasks = out.shape[0] * -(-N // NC)
-        _matmul_blocked(a3, b3, a_index, b_index, out, _row_block(M, n_col_tasks))
+        _matmul_blocked(a3, b3, a_index, b_index, out, *_block_sizes(out.shape[0], M, N))
     out = out.reshape(batch + (M, N))
     if vector_a:
         out = out[..., 0, :]
