@@ -11,8 +11,9 @@ Two numbered versions, llm.c style, so the difference is the lesson:
 * ``matmul`` (v2) -- the structure of Goto & van de Geijn, "Anatomy of
   high-performance matrix multiplication" (2008), as in BLIS: C is cut into
   blocks of MC x NC computed by independent parallel tasks; K is cut into
-  panels of KC, and the MC x KC block of A and KC x NC panel of B are copied
-  ("packed") into contiguous buffers that stay in L2; inside a block, a
+  panels of KC, and each KC x NC panel of B is copied ("packed") into a
+  contiguous buffer that stays in L2 unless it already is one (A needs no
+  packing here: the register tile reads it only as scalars); inside a block, a
   *register tile* (in ``gemm_tile``) gives four rows of C a rank-4
   update in one sweep: 16 scalars of A sit in registers, every vector of B
   loaded feeds 4 rows and every vector of C loaded receives 4 multiply-adds.
@@ -151,20 +152,16 @@ def _matmul_blocked(a, b, a_index, b_index, out, mc, nc):
             c_block[:] = 0
         else:
             c_block = np.zeros((mb, nb), out.dtype)
-        a_buf = np.empty(mb * min(KC, K), out.dtype)
         b_buf = np.empty(min(KC, K) * nb, out.dtype)
         for k0 in range(0, K, KC):
             kb = min(K, k0 + KC) - k0
-            # Both operands go to gemm_tile as C-contiguous panels: the inner
-            # loops then stream memory, and gemm_tile is compiled for one
-            # layout only. A panel that already is one (whole rows of a
-            # C-ordered operand) is used in place; any other is packed
-            # (copied) into a buffer that stays in L2.
-            if kb == K:
-                a_panel = np.ascontiguousarray(A[i0:i1])  # a view unless A is strided
-            else:
-                a_panel = a_buf[: mb * kb].reshape((mb, kb))
-                _copy(a_panel, A[i0:i1, k0 : k0 + kb])
+            # gemm_tile streams B and C through its vectorised inner loop, so
+            # those two must be C-contiguous: a panel of B that is not (a
+            # column range, a transposed weight) is packed (copied) into a
+            # buffer that stays in L2. A is only ever read as scalars that
+            # are broadcast into registers, so it is read in place, in any
+            # layout: no copy even for x.T in a weight gradient.
+            a_panel = A[i0:i1, k0 : k0 + kb]  # (mb, kb)
             if kb == K and nb == N:
                 b_panel = np.ascontiguousarray(B)
             else:
