@@ -219,12 +219,12 @@ def matmul(a, b):
         raise ValueError(
             f"matmul: batch axes do not broadcast, a.shape={a.shape}, b.shape={b.shape}"
         ) from None
-    # No copy into C order here: the kernel packs every block into contiguous
-    # panels anyway, so a transposed operand (x.T in a weight gradient) is read
-    # through its strides once, during packing (reshape copies only when the
-    # batch axes cannot be merged).
+    # A is read in place, in any layout (see _matmul_blocked). B is made
+    # C-ordered once here, when it is not (a weight W.T in x @ W.T), rather
+    # than packed again by every task that needs it. (reshape copies only when
+    # the batch axes cannot be merged.)
     a3 = a.astype(dtype, copy=False).reshape((int(np.prod(a.shape[:-2])), M, K))
-    b3 = b.astype(dtype, copy=False).reshape((int(np.prod(b.shape[:-2])), K, N))
+    b3 = np.ascontiguousarray(b, dtype).reshape((int(np.prod(b.shape[:-2])), K, N))
     a_index = np.broadcast_to(np.arange(a3.shape[0]).reshape(a.shape[:-2]), batch).ravel()
     b_index = np.broadcast_to(np.arange(b3.shape[0]).reshape(b.shape[:-2]), batch).ravel()
     out = np.empty((a_index.shape[0], M, N), dtype)  # (T, M, N)
