@@ -94,6 +94,19 @@ def test_embedding_scatter_adds_repeated_ids():
     np.testing.assert_array_equal(t.grad[:, 0], [1, 4, 0, 0, 1])  # id 1 used four times
     with pytest.raises(ValueError, match=r"\[0, 5\)"):
         F.embedding(np.array([5]), leaf(w))
+    t = leaf(w)
+    F.embedding(np.zeros((2, 0), dtype=np.int64), t).sum().backward()  # no ids: a zero gradient
+    np.testing.assert_array_equal(t.grad, np.zeros_like(w))
+
+
+@given(ids=hnp.arrays(np.int64, st.integers(1, 40), elements=st.integers(0, 6)), seed=st.integers(0, 9))
+def test_embedding_gradient_is_numpys_add_at(ids, seed):
+    w, g = randn(7, 4, seed=seed), randn(len(ids), 4, seed=seed + 1)
+    t = leaf(w)
+    (F.embedding(ids, t) * mv.tensor(g)).sum().backward()
+    expected = np.zeros_like(w)
+    np.add.at(expected, ids, g)
+    np.testing.assert_allclose(t.grad, expected, rtol=1e-12, atol=1e-12)
     with pytest.raises(TypeError, match="integers"):
         F.embedding(np.array([0.5]), leaf(w))
 
