@@ -29,6 +29,8 @@ AVX-512 machine, CPU time): v1 about a third of OpenBLAS, v2 70-100 %
 
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
 from numba import njit, prange
@@ -194,6 +196,9 @@ def _block_sizes(T, M, N):
     return int(min(MC, -(-mc // 4) * 4)), int(min(NC, -(-N // n_col)))
 
 
+_ONE_MATRIX = np.zeros(1, dtype=np.int64)  # the batch index of a plain 2-D product
+
+
 def matmul(a, b):
     """Batched ``a @ b`` with NumPy's broadcasting rules (float32/float64 kernels).
 
@@ -223,10 +228,13 @@ def matmul(a, b):
     # C-ordered once here, when it is not (a weight W.T in x @ W.T), rather
     # than packed again by every task that needs it. (reshape copies only when
     # the batch axes cannot be merged.)
-    a3 = a.astype(dtype, copy=False).reshape((int(np.prod(a.shape[:-2])), M, K))
-    b3 = np.ascontiguousarray(b, dtype).reshape((int(np.prod(b.shape[:-2])), K, N))
-    a_index = np.broadcast_to(np.arange(a3.shape[0]).reshape(a.shape[:-2]), batch).ravel()
-    b_index = np.broadcast_to(np.arange(b3.shape[0]).reshape(b.shape[:-2]), batch).ravel()
+    a3 = a.astype(dtype, copy=False).reshape((math.prod(a.shape[:-2]), M, K))
+    b3 = np.ascontiguousarray(b, dtype).reshape((math.prod(b.shape[:-2]), K, N))
+    if batch == ():  # two matrices (every Linear layer): skip the broadcasting machinery
+        a_index = b_index = _ONE_MATRIX
+    else:
+        a_index = np.broadcast_to(np.arange(a3.shape[0]).reshape(a.shape[:-2]), batch).ravel()
+        b_index = np.broadcast_to(np.arange(b3.shape[0]).reshape(b.shape[:-2]), batch).ravel()
     out = np.empty((a_index.shape[0], M, N), dtype)  # (T, M, N)
     if out.size:
         _matmul_blocked(a3, b3, a_index, b_index, out, *_block_sizes(out.shape[0], M, N))
