@@ -121,9 +121,14 @@ class VisionEncoder(nn.Module):
     def embed(self, images) -> Tensor:
         """Images ``(B, C, H, W)`` -> token embeddings ``(B, 1+N, D)`` with positions added."""
         x = self.check_images(images)
-        B, D = x.shape[0], self.dim
-        x = self.patch_embed(x)  # (B, D, H/P, W/P)
-        x = x.reshape(B, D, self.num_patches).transpose(0, 2, 1)  # (B, N, D), patches row by row
+        B, C, D, P, g = x.shape[0], self.in_channels, self.dim, self.patch_size, self.grid
+        # The convolution with kernel = stride = P is one Linear on each flattened
+        # patch, so it runs as one: cut the patches out (row by row, as
+        # patchify does), then (B, N, C*P*P) @ weight (D, C*P*P)^T + bias.
+        patches = x.reshape(B, C, g, P, g, P).transpose(0, 2, 4, 1, 3, 5)  # (B, g, g, C, P, P)
+        patches = patches.reshape(B, self.num_patches, C * P * P)  # (B, N, C*P*P)
+        weight = self.patch_embed.weight.reshape(D, C * P * P)
+        x = F.linear(patches, weight, self.patch_embed.bias)  # (B, N, D), patches row by row
         cls = self.cls_token.expand((B, 1, D))  # (B, 1, D), one shared [CLS] per image
         x = F.concat([cls, x], axis=1) + self.pos_embed  # (B, 1+N, D)
         return self.dropout(x)
