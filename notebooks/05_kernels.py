@@ -151,7 +151,7 @@ print("online softmax(x) @ v vs reference: max abs err", np.abs(o / l[:, None] -
 # for each head, plus a mask and the probabilities of the same size. Memory
 # therefore grows as $N^2$: at N = 16k and float32 that is 1 GiB *per head*. The
 # fused kernel (`kernels/numba/attention.py`, after Dao et al.'s FlashAttention)
-# takes a tile of 64 queries and walks over tiles of 64 keys with the online
+# takes a tile of 80 queries and walks over tiles of 80 keys with the online
 # softmax above. A score tile lives only as long as its inner loop. What
 # survives is O(N) per head: the running $m$ and $\ell$, and the saved
 # log-sum-exp $\text{lse} = m + \log \ell$. The backward pass rebuilds
@@ -172,7 +172,7 @@ for n in (256, 1024, 4096, 16384, 65536):
 # slope 2 on the log-log plot. The fused kernel's peak grows with slope 1: it
 # is the output and a transposed copy of K, each N x D. Its per-task tile
 # buffers are allocated by Numba's runtime, so tracemalloc cannot see them.
-# They are a few 64 x 64 tiles per thread, about 50 KiB, whatever N is.
+# They are a few 80 x 80 tiles per thread, about 75 KiB, whatever N is.
 
 # %%
 def peak_bytes(fn, *args):
