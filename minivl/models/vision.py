@@ -6,9 +6,9 @@ CLIP image tower (Radford et al. 2021; S14) and LLaVA's frozen vision encoder
 An image becomes a sequence of tokens:
 
     image (B, C, H, W)
-      -> patch_embed: Conv2d with kernel = stride = P, i.e. one Linear applied
-         to every non-overlapping P x P patch                 (B, D, H/P, W/P)
-      -> flatten the grid, row by row                         (B, N, D), N = HW/P^2
+      -> cut into non-overlapping P x P patches, row by row   (B, N, C*P*P), N = HW/P^2
+      -> patch_embed: a Conv2d with kernel = stride = P, which is one Linear
+         applied to every flattened patch, and runs as one     (B, N, D)
       -> prepend the learned [CLS] token (zero init, as in ViT) (B, 1+N, D)
       -> add the learned 1-D position embedding pos_embed     (B, 1+N, D)
       -> (CLIP only) ln_pre
