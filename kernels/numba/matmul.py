@@ -116,26 +116,17 @@ def gemm_tile(c, a, b):
 
 @njit(cache=True)
 def _copy(dst, src):
-    """dst[...] = src for 2-D arrays (a plain loop compiles faster than a slice copy).
-
-    The loops follow ``src``'s memory order, so that packing a transposed
-    operand also reads memory in sequence.
-    """
-    if src.strides[0] < src.strides[1]:  # column-major, e.g. x.T
+    """dst[...] = src for 2-D arrays (a plain loop compiles faster than a slice copy)."""
+    for i in range(src.shape[0]):
         for j in range(src.shape[1]):
-            for i in range(src.shape[0]):
-                dst[i, j] = src[i, j]
-    else:
-        for i in range(src.shape[0]):
-            for j in range(src.shape[1]):
-                dst[i, j] = src[i, j]
+            dst[i, j] = src[i, j]
 
 
 @njit(parallel=True, **JIT_OPTIONS)
 def _matmul_blocked(a, b, a_index, b_index, out, mc, nc):
     """out[t] = a[a_index[t]] @ b[b_index[t]] for every t; blocks of C in parallel.
 
-    a (Ba, M, K), b (Bb, K, N) in any memory layout, out (T, M, N)
+    a (Ba, M, K) in any memory layout, b (Bb, K, N) and out (T, M, N)
     C-contiguous; the index arrays carry the broadcasting of the leading axes
     without copying.
     """
@@ -158,14 +149,14 @@ def _matmul_blocked(a, b, a_index, b_index, out, mc, nc):
         for k0 in range(0, K, KC):
             kb = min(K, k0 + KC) - k0
             # gemm_tile streams B and C through its vectorised inner loop, so
-            # those two must be C-contiguous: a panel of B that is not (a
-            # column range, a transposed weight) is packed (copied) into a
-            # buffer that stays in L2. A is only ever read as scalars that
-            # are broadcast into registers, so it is read in place, in any
-            # layout: no copy even for x.T in a weight gradient.
+            # those two must be C-contiguous: B is (made so by matmul), and a
+            # panel of it that is only part of its rows or columns is packed
+            # (copied) into a buffer that stays in L2. A is only ever read as
+            # scalars that are broadcast into registers, so it is read in
+            # place, in any layout: no copy even for x.T in a weight gradient.
             a_panel = A[i0:i1, k0 : k0 + kb]  # (mb, kb)
             if kb == K and nb == N:
-                b_panel = np.ascontiguousarray(B)
+                b_panel = B
             else:
                 b_panel = b_buf[: kb * nb].reshape((kb, nb))
                 _copy(b_panel, B[k0 : k0 + kb, j0:j1])
