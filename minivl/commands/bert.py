@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from minivl import functional as F
+from minivl.commands._options import add_training_options
 from minivl.data.corpus import TextCorpus, build_corpus, collate_pairs, pair_batches, sentence_pairs
 from minivl.models.bert import BERT, mask_tokens, mlm_accuracy, mlm_loss
 from minivl.models.checkpoint import load_checkpoint, save_checkpoint
@@ -171,15 +172,8 @@ def register(subparsers):
     p = subparsers.add_parser("bert", help="BERT: masked-LM pretraining on captions, fill-in (S01)")
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     t = sub.add_parser("train", help="train a tiny BERT (a couple of minutes on 2 cores)")
-    t.add_argument("--steps", type=int, default=600)
-    t.add_argument("--batch-size", type=int, default=64)
-    t.add_argument("--dim", type=int, default=64)
-    t.add_argument("--depth", type=int, default=2)
-    t.add_argument("--heads", type=int, default=4)
-    t.add_argument("--lr", type=float, default=4e-3)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--out", default="runs/bert", help="folder for bert.safetensors + tokenizer.json")
-    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_training_options(t, steps=600, batch_size=64, lr=4e-3, depth=2, out="runs/bert",
+                         out_help="folder for bert.safetensors + tokenizer.json")
     t.set_defaults(func=_train)
     f = sub.add_parser("fill", help="predict the [MASK] words of sentences with a trained BERT")
     f.add_argument("text", nargs="*", help="one or two sentences (segments A and B) with [MASK]s "

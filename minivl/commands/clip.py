@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from minivl.commands._options import add_training_options
 from minivl.data import (
     CLASS_NAMES,
     CLIP_TEMPLATES,
@@ -455,22 +456,17 @@ def register(subparsers):
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     t = sub.add_parser("train", help="train a tiny CLIP (a few minutes on 2 cores)")
     t.add_argument("--task", choices=TASKS, default="shapes")
-    t.add_argument("--steps", type=int, default=None, help="default: 3000 (shapes), 300 (digits)")
-    t.add_argument("--batch-size", type=int, default=None, help="default: 128 (shapes), 64 (digits)")
+    add_training_options(t, steps=None, batch_size=None, lr=2e-3, depth=2, out="runs/clip",
+                         out_help="folder for clip.safetensors",
+                         steps_help="default: 3000 (shapes), 300 (digits)",
+                         batch_help="default: 128 (shapes), 64 (digits)")
     t.add_argument("--chunk-size", type=int, default=None,
                    help="gradient caching: encode the batch in chunks of this many pairs")
-    t.add_argument("--lr", type=float, default=2e-3)
-    t.add_argument("--dim", type=int, default=64)
-    t.add_argument("--depth", type=int, default=2)
-    t.add_argument("--heads", type=int, default=4)
     t.add_argument("--n-train", type=int, default=40000, help="training pairs (shapes)")
     t.add_argument("--layout", choices=LAYOUTS, default="grid",
                    help="shapes: objects in a 3x3 grid of patch-sized cells (48 px), or anywhere (32 px)")
     t.add_argument("--no-twins", dest="twins", action="store_false",
                    help="shapes: no one-word-different twin beside each multi-object scene in its batch")
     t.add_argument("--eval-every", type=int, default=250)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--out", default="runs/clip", help="folder for clip.safetensors")
     t.add_argument("--resume", default=None, help="a clip.safetensors to continue from")
-    t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=_train)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from minivl.commands._options import add_training_options
 from minivl.data.corpus import TextCorpus, build_corpus, lm_batches, lm_stream
 from minivl.models.checkpoint import load_checkpoint, save_checkpoint
 from minivl.models.gpt import GPT
@@ -140,16 +141,9 @@ def register(subparsers):
     p = subparsers.add_parser("gpt", help="GPT: next-token pretraining on captions, sampling (S01)")
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     t = sub.add_parser("train", help="train a tiny GPT (a couple of minutes on 2 cores)")
-    t.add_argument("--steps", type=int, default=300)
-    t.add_argument("--batch-size", type=int, default=32)
+    add_training_options(t, steps=300, batch_size=32, lr=3e-3, depth=2, out="runs/gpt",
+                         out_help="folder for gpt.safetensors + tokenizer.json")
     t.add_argument("--block-size", type=int, default=48)
-    t.add_argument("--dim", type=int, default=64)
-    t.add_argument("--depth", type=int, default=2)
-    t.add_argument("--heads", type=int, default=4)
-    t.add_argument("--lr", type=float, default=3e-3)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--out", default="runs/gpt", help="folder for gpt.safetensors + tokenizer.json")
-    t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=_train)
     s = sub.add_parser("sample", help="continue a prompt with a trained GPT")
     s.add_argument("--checkpoint", default="runs/gpt", help="folder written by 'minivl gpt train'")

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from minivl import functional as F
+from minivl.commands._options import add_training_options
 from minivl.data import SHAPES, DataLoader, load_digits, random_shift, render, single_object_scenes
 from minivl.data.digits import DIGIT_NAMES
 from minivl.models.checkpoint import save_checkpoint
@@ -196,15 +197,8 @@ def register(subparsers):
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     t = sub.add_parser("train", help="train a tiny ViT (a few minutes on 2 cores)")
     t.add_argument("--task", choices=sorted(TASKS), default="digits")
-    t.add_argument("--steps", type=int, default=None,
-                   help=f"default per task: {', '.join(f'{k} {v}' for k, v in STEPS.items())}")
-    t.add_argument("--batch-size", type=int, default=128)
-    t.add_argument("--dim", type=int, default=64)
-    t.add_argument("--depth", type=int, default=4)
-    t.add_argument("--heads", type=int, default=4)
-    t.add_argument("--lr", type=float, default=3e-3)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--out", default="runs/vit", help="folder for the checkpoint and the plot")
+    add_training_options(t, steps=None, batch_size=128, lr=3e-3, depth=4, out="runs/vit",
+                         out_help="folder for the checkpoint and the plot",
+                         steps_help=f"default per task: {', '.join(f'{k} {v}' for k, v in STEPS.items())}")
     t.add_argument("--no-plots", action="store_true", help="skip the attention-rollout PNG")
-    t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=_train)
