@@ -1,7 +1,7 @@
 """Elementwise differentiable ops: arithmetic and activation functions.
 
 Each op is a ``Function`` whose backward is the derivative written out by hand;
-``tests/test_functional_grad.py`` checks every one against central differences.
+``tests/functional/test_elementwise_and_reduce.py`` checks every one against central differences.
 Binary ops broadcast like NumPy; their gradients are summed back to each
 input's shape (``unbroadcast``).
 """
