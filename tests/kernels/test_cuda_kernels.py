@@ -392,23 +392,3 @@ def test_attention_mma_rejects_bad_input(device):
     with pytest.raises(TypeError, match="float16"):
         q32 = device.put(np.ones((1, 1, 4, 16), np.float32))
         cuda.attention_forward_mma(q32, q32, q32)
-
-
-# --------------------------------------------------------------------------- the emulator's own checks
-
-
-def test_emulator_rejects_arguments_of_the_wrong_c_type():
-    if not emulate.available():
-        pytest.skip(f"the CPU emulation needs a C++ compiler ({emulate.CXX})")
-    x = np.ones((2, 40), np.float32)
-    with emulate.on_cpu() as xp:
-        y = xp.empty_like(x)
-        kernel = loader.get_function("softmax.cu", "softmax_forward<float>")
-        with pytest.raises(TypeError, match="NumPy scalar"):
-            kernel((2,), (32,), (x, y, 40))
-        with pytest.raises(RuntimeError, match="argument 2"):
-            kernel((2,), (32,), (x, y, np.int64(40)))
-        with pytest.raises(RuntimeError, match="3 parameters"):
-            kernel((2,), (32,), (x, y))
-        kernel((2,), (32,), (x, y, np.int32(40)))
-        np.testing.assert_allclose(y, 1 / 40, rtol=1e-6)
