@@ -152,6 +152,23 @@ def test_matmul_float4_kernels_take_the_scalar_path_when_they_must(device, versi
         assert launched and launched[-1].endswith(path), launched
 
 
+@pytest.mark.parametrize("version", [5, 6, 7, 8])
+@pytest.mark.parametrize("M, K, N", [(129, 8, 257), (257, 7, 129), (130, 16, 260), (300, 12, 8), (8, 20, 300)])
+def test_matmul_blocktiled_versions_span_several_tiles(device, version, M, K, N, monkeypatch):
+    """Grids of several 128 x 128 tiles, wider than tall and taller than wide,
+    on the float4 path whenever K and N are multiples of 4."""
+    launched = []
+    get_function = loader.get_function
+    monkeypatch.setattr(loader, "get_function", lambda f, n: launched.append(n) or get_function(f, n))
+    rng = np.random.default_rng(M * N + K)
+    a = rng.standard_normal((M, K)).astype(np.float32)
+    b = rng.standard_normal((K, N)).astype(np.float32)
+    got = device.get(cuda.matmul(device.put(a), device.put(b), version=version))
+    np.testing.assert_allclose(got, a.astype(np.float64) @ b, rtol=1e-5, atol=2e-6 * K)
+    if sgemm.VERSIONS[version].vectorised:
+        assert launched[-1].endswith("<true>" if K % 4 == 0 and N % 4 == 0 else "<false>"), launched
+
+
 def test_matmul_rejects_bad_input(device):
     a = device.put(np.ones((3, 4), np.float32))
     with pytest.raises(TypeError, match="float32"):
@@ -198,6 +215,24 @@ def test_softmax_family_matches_reference(device, data):
     assert_close(got, want, dtype, scale=float(np.abs(dy).sum(axis=-1).max(initial=1.0)))
 
 
+@pytest.mark.parametrize("cols", [129, 513])
+def test_softmax_family_spans_several_warps(device, cols):
+    """129 columns run on two warps, 513 on five: every warp's partial statistics count."""
+    rng = np.random.default_rng(cols)
+    x = (4 * rng.standard_normal((3, cols))).astype(np.float32)
+    x[1, : cols // 2] = -np.inf  # the first warps of a row see only -inf
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    y = device.get(cuda.softmax_forward(device.put(x)))
+    assert_close(y, reference.softmax_forward(x), np.float32)
+    assert_close(device.get(cuda.log_softmax_forward(device.put(x)))[0], reference.log_softmax_forward(x)[0],
+                 np.float32, 4.0)
+    assert_close(device.get(cuda.softmax_backward(device.put(y), device.put(dy))),
+                 reference.softmax_backward(y, dy), np.float32)
+    log_y = reference.log_softmax_forward(x[:1])
+    assert_close(device.get(cuda.log_softmax_backward(device.put(log_y), device.put(dy[:1]))),
+                 reference.log_softmax_backward(log_y, dy[:1]), np.float32, float(np.abs(dy[0]).sum()))
+
+
 def test_softmax_rejects_bad_input(device):
     with pytest.raises(TypeError, match="dtype"):
         cuda.softmax_forward(device.put(np.ones(3, np.int32)))
@@ -235,6 +270,26 @@ def test_layer_norm_matches_reference(device, data):
     rows = x.size // cols
     for got, ref, scale in zip(grads, want, (relative * 2, relative * rows, rows)):
         assert_close(device.get(got), ref, dtype, scale)
+
+
+@pytest.mark.parametrize("rows, cols", [(3, 129), (3, 513), (40, 33), (1100, 33)])
+def test_layer_norm_spans_several_warps_and_slabs(device, rows, cols):
+    """129 and 513 columns: several warps per row. dgamma and dbeta sum over rows
+    in slabs of 16: 40 rows are three slabs; 1100 rows reach the cap of 64
+    slabs, so each slab block walks its rows more than once."""
+    rng = np.random.default_rng(rows * cols)
+    x = (3 + 2 * rng.standard_normal((rows, cols))).astype(np.float32)
+    gamma, beta, dy = (rng.standard_normal(shape).astype(np.float32) for shape in (cols, cols, x.shape))
+    y, mean, rstd = (device.get(t) for t in cuda.layer_norm_forward(device.put(x), device.put(gamma),
+                                                                    device.put(beta)))
+    want = reference.layer_norm_forward(x, gamma, beta)
+    for got, ref, scale in zip((y, mean, rstd), want, (4.0, 4.0, 1.0)):
+        assert_close(got, ref, np.float32, scale)
+    grads = cuda.layer_norm_backward(device.put(dy), device.put(x), device.put(gamma), device.put(want[1]),
+                                     device.put(want[2]))
+    want = reference.layer_norm_backward(dy.astype(np.float64), x.astype(np.float64), gamma, want[1], want[2])
+    for got, ref, scale in zip(grads, want, (4.0, np.sqrt(rows), np.sqrt(rows))):
+        assert_close(device.get(got), ref, np.float32, scale)
 
 
 def test_layer_norm_rejects_mismatched_parameters(device):
