@@ -375,6 +375,35 @@ def test_attention_forward_and_backward_match_reference(device, data):
         np.testing.assert_allclose(device.get(got), ref, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("causal", [False, True])
+def test_attention_with_sharp_softmax(device, causal):
+    """|q| about 30 per component: scores of several hundred, far past exp's
+    float32 range (88), so only a kernel that keeps subtracting the running
+    maximum -- and rescales what it summed whenever the maximum grows, across
+    several key tiles -- stays finite and right."""
+    rng = np.random.default_rng(11)
+    q = (30 * rng.standard_normal((1, 2, 70, 64))).astype(np.float32)
+    k, v = (rng.standard_normal((1, 2, 100, 64)).astype(np.float32) for _ in range(2))
+    k[:, :, ::7] *= 3  # the maximum of a row moves to later key tiles
+    o, lse = (device.get(t) for t in cuda.attention_forward(device.put(q), device.put(k), device.put(v), None, causal))
+    o_ref, lse_ref = reference.attention_forward(*(t.astype(np.float64) for t in (q, k, v)), None, causal)
+    assert np.abs(lse_ref).max() > 200  # sharp indeed
+    np.testing.assert_allclose(o, o_ref, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(lse, lse_ref, rtol=1e-6, atol=1e-4)
+    do = rng.standard_normal(o.shape).astype(np.float32)
+    grads = cuda.attention_backward(device.put(q), device.put(k), device.put(v), device.put(o), device.put(lse),
+                                    device.put(do), None, causal)
+    want = reference.attention_backward(*(t.astype(np.float64) for t in (q, k, v, o_ref, lse_ref, do)), None, causal)
+    for name, got, ref in zip(("dq", "dk", "dv"), grads, want):
+        np.testing.assert_allclose(device.get(got), ref, rtol=0, atol=1e-4 * np.abs(ref).max(), err_msg=name)
+
+    h = [t.astype(np.float16) for t in (q, k, v)]
+    o, lse = (device.get(t) for t in cuda.attention_forward_mma(*(device.put(t) for t in h), None, causal))
+    o_ref, lse_ref = reference.attention_forward(*(t.astype(np.float64) for t in h), None, causal)
+    np.testing.assert_allclose(np.asarray(o, np.float32), o_ref, rtol=0, atol=4e-3)
+    np.testing.assert_allclose(lse, lse_ref, rtol=1e-6, atol=4e-3)
+
+
 def test_attention_fully_padded_batch_gives_zeros_and_minus_inf(device):
     rng = np.random.default_rng(3)
     q, k, v = (rng.standard_normal((2, 2, n, 16)).astype(np.float32) for n in (9, 40, 40))
