@@ -233,6 +233,72 @@ def test_softmax_family_spans_several_warps(device, cols):
                  reference.log_softmax_backward(log_y, dy[:1]), np.float32, float(np.abs(dy[0]).sum()))
 
 
+class ForeignArray(np.lib.mixins.NDArrayOperatorsMixin):
+    """An array that is not a ``np.ndarray``, as a CuPy array is not: NumPy's
+    functions and operators reach it through ``__array_function__`` and
+    ``__array_ufunc__`` (NEP 18 and 13, as they reach CuPy) and hand back
+    another ForeignArray. It lets a CPU test walk the CuPy branches of code
+    that asks ``isinstance(x, np.ndarray)``."""
+
+    def __init__(self, data):
+        self.data = np.asarray(data)
+
+    def __getattr__(self, name):  # shape, dtype, ... and methods: x.astype(), x.swapaxes()
+        attr = getattr(self.data, name)
+        return (lambda *args, **kwargs: self._call(attr, args, kwargs)) if callable(attr) else attr
+
+    @staticmethod
+    def _unwrap(x):
+        if isinstance(x, (list, tuple)):
+            return type(x)(ForeignArray._unwrap(e) for e in x)
+        return x.data if isinstance(x, ForeignArray) else x
+
+    @staticmethod
+    def _call(fn, args, kwargs):
+        out = fn(*ForeignArray._unwrap(args), **{k: ForeignArray._unwrap(v) for k, v in kwargs.items()})
+        return ForeignArray(out) if isinstance(out, np.ndarray) else out
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        return self._call(getattr(ufunc, method), inputs, kwargs)
+
+    def __array_function__(self, func, types, args, kwargs):
+        return self._call(func, args, kwargs)
+
+
+@pytest.mark.parametrize("shape, axis", [((2, 3, 4), 0), ((2, 3, 4), 1), ((2, 3, 4, 5), 1), ((3, 4), 0)])
+def test_softmax_along_any_axis_of_a_device_array(shape, axis):
+    """F.softmax / F.log_softmax move ``axis`` last for the kernel and back; a
+    CuPy array (here its stand-in) takes the same way as a NumPy array."""
+    from minivl.functional.softmax import LogSoftmax, Softmax
+    from minivl.tensor import Context
+
+    rng = np.random.default_rng(0)
+    x, g = rng.standard_normal(shape), rng.standard_normal(shape)
+    for op, forward, backward in ((Softmax, reference.softmax_forward, reference.softmax_backward),
+                                  (LogSoftmax, reference.log_softmax_forward, reference.log_softmax_backward)):
+        ctx = Context(op, ())
+        y = op.forward(ctx, ForeignArray(x), axis=axis)
+        want = np.moveaxis(forward(np.moveaxis(x, axis, -1)), -1, axis)
+        assert isinstance(y, ForeignArray) and y.shape == x.shape
+        np.testing.assert_allclose(y.data, want, rtol=1e-12)
+        dx = op.backward(ctx, ForeignArray(g))
+        want = np.moveaxis(backward(np.moveaxis(want, axis, -1), np.moveaxis(g, axis, -1)), -1, axis)
+        np.testing.assert_allclose(dx.data, want, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.gpu
+def test_softmax_along_a_leading_axis_of_a_cupy_tensor():
+    cupy = pytest.importorskip("cupy", reason="needs CuPy")
+    import minivl.functional as F
+    from minivl.tensor import Tensor
+
+    x = np.random.default_rng(0).standard_normal((2, 3, 4)).astype(np.float32)
+    y = F.softmax(Tensor(cupy.asarray(x)), axis=0)
+    want = np.moveaxis(reference.softmax_forward(np.moveaxis(x, 0, -1)), -1, 0)
+    assert y.shape == x.shape
+    np.testing.assert_allclose(cupy.asnumpy(y.data), want, rtol=1e-5, atol=1e-6)
+
+
 def test_softmax_rejects_bad_input(device):
     with pytest.raises(TypeError, match="dtype"):
         cuda.softmax_forward(device.put(np.ones(3, np.int32)))
