@@ -34,8 +34,8 @@
 #define MMA_LN2 0.6931471805599453f
 
 // ---------------------------------------------------------------------------- tensor-core primitives
-// The only inline PTX in the project. A host build (tests/kernels/
-// test_cuda_emulated.py) supplies C++ versions of these five functions.
+// The only inline PTX in the project. The CPU emulator's host build
+// (emulate.cuh) supplies C++ versions of these five functions.
 #ifdef __CUDACC__
 // Four 8x8 b16 matrices from shared memory; lane l gives the address of row
 // l % 8 of matrix l / 8 and receives, of matrix i, the pair (row l/4, cols 2(l%4), +1).
