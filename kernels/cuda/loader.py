@@ -49,6 +49,7 @@ NAME_EXPRESSIONS: dict[str, tuple[str, ...]] = {
         *(f"{name}<{kd}, {q}, {k}>" for name in ("attention_backward_dkdv", "attention_backward_dq")
           for kd, (q, k) in ATTENTION_TILES["backward"].items()),
     ),
+    "attention_ladder.cu": ("attention1_scores", "attention1_softmax", "attention1_values", "attention2_online"),
     "attention_mma.cu": tuple(
         f"attention_forward_mma<{bf16}, {d}>" for bf16 in ("false", "true") for d in (64, 128)
     ),

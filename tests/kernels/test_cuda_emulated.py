@@ -135,9 +135,10 @@ with emulate.on_cpu():
             b = rng.standard_normal((k, n)).astype(np.float32)
             close(cuda.matmul(a, b, version=version), a @ b, 1e-4)
     q, k, v = (rng.standard_normal((1, 2, 40, 72)).astype(np.float32) for _ in range(3))
-    o, lse = cuda.attention_forward(q, k, v, None, True)
     o_ref, lse_ref = reference.attention_forward(q, k, v, None, True)
-    close(o, o_ref, 1e-4)
+    for forward in (cuda.attention_forward_naive, cuda.attention_forward_online, cuda.attention_forward):
+        o, lse = forward(q, k, v, None, True)
+        close(o, o_ref, 1e-4)
     do = rng.standard_normal(o.shape).astype(np.float32)
     for got, want in zip(cuda.attention_backward(q, k, v, o, lse, do, None, True),
                          reference.attention_backward(q, k, v, o_ref, lse_ref, do, None, True)):

@@ -28,7 +28,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from minivl.kernels import cuda, reference
-from minivl.kernels.cuda import emulate, loader, sgemm
+from minivl.kernels.cuda import attention_ladder, emulate, loader, sgemm
 
 TOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-11}
 
@@ -441,6 +441,30 @@ def test_attention_forward_and_backward_match_reference(device, data):
         np.testing.assert_allclose(device.get(got), ref, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("version", [1, 2])
+@settings(max_examples=10)
+@given(data=st.data())
+def test_attention_ladder_first_rungs_match_reference(device, version, data):
+    """Rungs 1 (the N x N scores in memory) and 2 (one-pass online softmax) of
+    ``attention_ladder.py``; rungs 3-5 are the kernels tested above."""
+    q, k, v, mask, causal, scale = draw_attention_case(device, data, head_dims=(1, 8, 40, 64, 72, 128))
+    on = lambda t: heads_layout(device, t, data)  # noqa: E731
+    mask_dev = None if mask is None else device.put(mask)
+    o, lse = (device.get(t) for t in attention_ladder.LADDER[version].fn(on(q), on(k), on(v), mask_dev, causal,
+                                                                          scale))
+    o_ref, lse_ref = reference.attention_forward(q, k, v, mask, causal, scale)
+    assert_close(o, o_ref, np.float32, 4.0)
+    np.testing.assert_array_equal(np.isneginf(lse), np.isneginf(lse_ref))
+    assert_close(lse, lse_ref, np.float32, 10.0)
+
+
+def test_attention_ladder_tops_are_what_the_backend_runs():
+    ladder = attention_ladder.LADDER
+    assert ladder[3].fn is cuda.KERNELS["attention_forward"] and ladder[4].fn is cuda.KERNELS["attention_backward"]
+    assert ladder[5].fn is cuda.attention_forward_mma
+    assert [n for n, rung in ladder.items() if rung.op == "attention_backward"] == [4]
+
+
 @pytest.mark.parametrize("causal", [False, True])
 def test_attention_with_sharp_softmax(device, causal):
     """|q| about 30 per component: scores of several hundred, far past exp's
@@ -451,11 +475,13 @@ def test_attention_with_sharp_softmax(device, causal):
     q = (30 * rng.standard_normal((1, 2, 70, 64))).astype(np.float32)
     k, v = (rng.standard_normal((1, 2, 100, 64)).astype(np.float32) for _ in range(2))
     k[:, :, ::7] *= 3  # the maximum of a row moves to later key tiles
-    o, lse = (device.get(t) for t in cuda.attention_forward(device.put(q), device.put(k), device.put(v), None, causal))
     o_ref, lse_ref = reference.attention_forward(*(t.astype(np.float64) for t in (q, k, v)), None, causal)
     assert np.abs(lse_ref).max() > 200  # sharp indeed
-    np.testing.assert_allclose(o, o_ref, rtol=0, atol=1e-4)
-    np.testing.assert_allclose(lse, lse_ref, rtol=1e-6, atol=1e-4)
+    for version in (1, 2, 3):  # the fp32 forward rungs; 3 is cuda.attention_forward
+        forward = attention_ladder.LADDER[version].fn
+        o, lse = (device.get(t) for t in forward(device.put(q), device.put(k), device.put(v), None, causal))
+        np.testing.assert_allclose(o, o_ref, rtol=0, atol=1e-4, err_msg=f"rung {version}")
+        np.testing.assert_allclose(lse, lse_ref, rtol=1e-6, atol=1e-4, err_msg=f"rung {version}")
     do = rng.standard_normal(o.shape).astype(np.float32)
     grads = cuda.attention_backward(device.put(q), device.put(k), device.put(v), device.put(o), device.put(lse),
                                     device.put(do), None, causal)
