@@ -1,5 +1,6 @@
 // attention_mma.cu -- fused attention forward on tensor cores: fp16 or bf16
 // inputs, fp32 accumulation and softmax, FlashAttention-2 style (sm_80+).
+// Rung 5 of the attention ladder (attention_ladder.py): rung 3 on tensor cores.
 //
 // Follows kernels/reference.py (the spec) and Dao 2023, "FlashAttention-2",
 // with the tensor-core instruction mma.sync.m16n8k16 (PTX ISA, "Warp-level
