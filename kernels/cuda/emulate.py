@@ -30,8 +30,9 @@ would fault. It is chosen by ``MINIVL_EMULATE_SANITIZE=1`` and needs the
 sanitizer runtime loaded first, so it runs in its own process:
 ``run_sanitized(code)`` starts one (``tests/kernels/test_cuda_emulated.py``).
 
-Needs a C++17 compiler with ``_Float16`` (g++ 12+, or clang 15+) and
-``<ucontext.h>`` (Linux, macOS); ``CXX`` picks the compiler.
+Needs a C++17 compiler with ``_Float16`` (g++ 12+, or clang 15+),
+``<ucontext.h>`` (Linux, macOS) and ``nm`` (binutils, which finds the shared
+variables); ``CXX`` picks the compiler.
 """
 
 from __future__ import annotations
