@@ -47,8 +47,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 from minivl.kernels import cuda, reference
 from minivl.kernels import numba as nb
+from minivl.kernels.cuda import attention_ladder as cuda_ladder
 from minivl.kernels.cuda import emulate, sgemm
 from minivl.kernels.numba import attention as nb_attention
+from minivl.kernels.numba import attention_ladder as numba_ladder
 
 import minivl as mv
 from minivl import functional as F
@@ -231,6 +233,46 @@ for name, a, b in [("o", o_nb, o_ref), ("lse", lse_nb, lse_ref), *zip(("dq", "dk
     print(f"{name:3s} max abs err {np.abs(a - b).max():.1e}")
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 print("padded keys get no gradient:", bool(np.all(grads_nb[1][1, :, -37:] == 0)))
+
+# %% [markdown]
+# ## The attention ladder, rung by rung
+#
+# Attention, like SGEMM, is a numbered ladder with one change a rung
+# (`kernels/numba/attention_ladder.py`, `kernels/cuda/attention_ladder.py`).
+# Rung 1 writes the whole score matrix. Rung 2 streams the keys with the
+# online softmax. Rung 3 does the same on tiles, and rung 4 is the backward
+# pass. The GPU adds rung 5 on tensor cores. Every forward rung must give the
+# reference's output on the padded causal case above. The CUDA rungs run here
+# through the emulator.
+
+# %%
+def check_rungs(backend, ladder):
+    """Print each rung's change; run each fp32 forward rung on the case above."""
+    for version, rung in ladder.items():
+        line = f"{backend} v{version}: {rung.change}"
+        if rung.op == "attention_forward" and getattr(rung, "storage", "float32") == "float32":
+            o, _ = rung.fn(q, k, v, key_padding_mask, True)
+            np.testing.assert_allclose(o, o_ref, rtol=1e-4, atol=1e-5)
+            line += f"  (max abs err of o: {np.abs(o - o_ref).max():.1e})"
+        print(line)
+
+
+check_rungs("numba", numba_ladder.LADDER)
+if emulate.available():
+    with emulate.on_cpu():
+        check_rungs("cuda", cuda_ladder.LADDER)
+
+# %% [markdown]
+# The saved benchmark (`benchmarks/bench_attention.py`, one thread, CPU time)
+# times each Numba rung. Rungs 1 and 2 do the same arithmetic one key at a
+# time. Rung 3 turns it into tile products and is more than twenty times
+# faster.
+
+# %%
+saved = json.loads((RESULTS / "attention_cpu.json").read_text())
+for row in saved["rows"]:
+    print(f"{row['op']:19s} {row['version']:9s} {row['size']:16s} {row['time_s'] * 1e3:8.1f} ms "
+          f"{row['rate']:6.1f} GFLOP/s  x numpy {row['ratio']:.2f}")
 
 # %% [markdown]
 # ## The SGEMM sequence, version by version

@@ -9,6 +9,8 @@ One source per kernel family, each with its Python wrapper of the same name
 * ``gelu.cu``          -- GELU, erf and tanh forms;
 * ``attention.cu``     -- fused fp32 attention, FlashAttention-2 forward and backward;
 * ``attention_mma.cu`` -- fused fp16/bf16 attention forward on tensor cores (mma.sync).
+* ``attention_ladder.cu`` -- attention rungs 1 (naive, N x N scores) and 2 (online softmax);
+  ``attention_ladder.py`` numbers every attention kernel as one ladder, 1 .. 5.
 
 Every wrapper has the signature and semantics of ``kernels/reference.py`` and
 takes and returns CuPy arrays. Importing this package does not import CuPy;
@@ -18,6 +20,7 @@ same sources as host C++ on NumPy arrays (slowly: for checking, not training).
 """
 
 from minivl.kernels.cuda.attention import attention_backward, attention_forward
+from minivl.kernels.cuda.attention_ladder import attention_forward_naive, attention_forward_online
 from minivl.kernels.cuda.attention_mma import attention_forward_mma
 from minivl.kernels.cuda.gelu import gelu_backward, gelu_forward
 from minivl.kernels.cuda.layer_norm import layer_norm_backward, layer_norm_forward
@@ -44,4 +47,5 @@ KERNELS = {
     "attention_backward": attention_backward,
 }
 
-__all__ = ["KERNELS", "attention_forward_mma", "available", *KERNELS]
+__all__ = ["KERNELS", "attention_forward_mma", "attention_forward_naive", "attention_forward_online", "available",
+           *KERNELS]

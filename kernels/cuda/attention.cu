@@ -1,5 +1,6 @@
 // attention.cu -- fused scaled-dot-product attention in fp32, FlashAttention-2
 // style: forward with an online softmax, backward that rebuilds P from lse.
+// Rungs 3 (forward) and 4 (backward) of the attention ladder, attention_ladder.py.
 //
 // Follows kernels/reference.py (the spec) and Dao 2023, "FlashAttention-2":
 // the (Nq, Nk) score matrix never exists in device memory, only one

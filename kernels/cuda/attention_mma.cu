@@ -1,5 +1,6 @@
 // attention_mma.cu -- fused attention forward on tensor cores: fp16 or bf16
 // inputs, fp32 accumulation and softmax, FlashAttention-2 style (sm_80+).
+// Rung 5 of the attention ladder (attention_ladder.py): rung 3 on tensor cores.
 //
 // Follows kernels/reference.py (the spec) and Dao 2023, "FlashAttention-2",
 // with the tensor-core instruction mma.sync.m16n8k16 (PTX ISA, "Warp-level
@@ -34,8 +35,8 @@
 #define MMA_LN2 0.6931471805599453f
 
 // ---------------------------------------------------------------------------- tensor-core primitives
-// The only inline PTX in the project. A host build (tests/kernels/
-// test_cuda_emulated.py) supplies C++ versions of these five functions.
+// The only inline PTX in the project. The CPU emulator's host build
+// (emulate.cuh) supplies C++ versions of these five functions.
 #ifdef __CUDACC__
 // Four 8x8 b16 matrices from shared memory; lane l gives the address of row
 // l % 8 of matrix l / 8 and receives, of matrix i, the pair (row l/4, cols 2(l%4), +1).

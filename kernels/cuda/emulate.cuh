@@ -10,8 +10,19 @@
 // does not: a barrier that some threads never reach is reported as a deadlock,
 // a launch must pass arguments of the kernel's exact sizes and kinds.
 //
-// Not a GPU: memory is sequentially consistent, so races are not found, and
-// floating-point results differ in the last bits (no FMA contraction rules).
+// Not a GPU: memory is sequentially consistent and floating-point results
+// differ in the last bits (no FMA contraction rules). Two habits make what a
+// GPU leaves to chance fail here instead (emulate_configure, from emulate.py):
+// * every `__shared__` variable (a static; emulate.py finds them all in the
+//   library's symbol table and lists them with emulate_add_shared) is filled
+//   with 0xff bytes -- NaN as float, double or half, -1 as an integer -- when a
+//   block starts, so a read of shared memory nobody wrote gives NaN, not zero;
+// * between two barriers the fibers run in a shuffled order (seeded, so a
+//   failure repeats), so a thread that reads what another writes without a
+//   __syncthreads() in between sees the NaN fill in most runs.
+// Built with sanitizers (emulate.py's `sanitize`), address and alignment
+// errors -- a float4 load from an address that is not a multiple of 16 --
+// stop the process with a report, as the GPU would with a fault.
 #ifndef MINIVL_EMULATE_CUH
 #define MINIVL_EMULATE_CUH
 
@@ -23,6 +34,8 @@
 #include <cstring>
 #include <functional>
 #include <map>
+#include <numeric>
+#include <random>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -84,6 +97,9 @@ inline ucontext_t scheduler;
 inline int current = 0;
 inline std::function<void()> body;
 inline std::string error;
+inline long long seed = 0;        // < 0: fibers run in index order
+inline bool fill_shared = true;   // 0xff over shared memory at each block start
+inline std::mt19937_64 shuffle;   // reseeded at every launch: a launch repeats exactly
 
 inline int linear_thread() { return current; }
 inline int lane() { return current % 32; }
@@ -100,8 +116,17 @@ inline void run_fiber() {
     fibers[current].state = State::kDone;  // uc_link returns to the scheduler
 }
 
+inline std::vector<std::pair<void*, size_t>> shared_variables;  // (address, bytes)
+
+inline void poison_shared_memory() {
+    for (auto [address, bytes] : shared_variables) std::memset(address, 0xff, bytes);
+}
+
 // Run one block to completion; false (and `error`) on a deadlock.
 inline bool run_block(int threads) {
+    if (fill_shared) poison_shared_memory();
+    std::vector<int> order(threads);
+    std::iota(order.begin(), order.end(), 0);
     fibers.assign(threads, Fiber{});
     if (stacks.size() < threads * kStackBytes) stacks.resize(threads * kStackBytes);
     warp_words.assign(((threads + 31) / 32) * 32 * 8, 0ull);
@@ -117,7 +142,8 @@ inline bool run_block(int threads) {
         makecontext(&f.context, run_fiber, 0);
     }
     for (;;) {
-        for (int t = 0; t < threads; ++t) {
+        if (seed >= 0) std::shuffle(order.begin(), order.end(), shuffle);
+        for (int t : order) {
             if (fibers[t].state != State::kRunnable) continue;
             current = t;
             threadIdx = fibers[t].index;
@@ -192,6 +218,7 @@ template <typename... Args> void add(const char* name, void (*kernel)(Args...)) 
                 return false;
             }
         body = [&] { call(kernel, params, std::index_sequence_for<Args...>{}); };
+        shuffle.seed(static_cast<unsigned long long>(seed));
         const int threads = static_cast<int>(blockDim.x * blockDim.y * blockDim.z);
         for (unsigned z = 0; z < gridDim.z; ++z)
             for (unsigned y = 0; y < gridDim.y; ++y)
@@ -302,6 +329,13 @@ template <bool kBf16> inline void mma_16x8x16(float (&d)[4], const unsigned (&a)
 // ---------------------------------------------------------------- the C entry point
 
 #define MINIVL_EMULATE_ENTRY                                                                                   \
+    extern "C" void emulate_configure(long long seed, int fill_shared) {                                       \
+        emu::seed = seed;                                                                                      \
+        emu::fill_shared = fill_shared != 0;                                                                   \
+    }                                                                                                          \
+    extern "C" void emulate_add_shared(void* address, size_t bytes) {                                          \
+        emu::shared_variables.emplace_back(address, bytes);                                                    \
+    }                                                                                                          \
     extern "C" int emulate_launch(const char* name, const unsigned* grid, const unsigned* block, void** params, \
                                   const long long* sizes, const char* kinds, int n, char* message, int length) { \
         auto found = emu::registry().find(name);                                                               \

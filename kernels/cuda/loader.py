@@ -10,8 +10,10 @@ CuPy is imported lazily: ``import minivl.kernels.cuda`` works on machines
 without it, and only calling a kernel needs a GPU.
 
 The Python wrappers reach CuPy only through ``xp()``, ``get_function()``,
-``data_ptr()`` and ``compute_capability()``, so a test can swap them for NumPy
-and a CPU emulation of the same kernels (``tests/kernels/test_cuda_emulated.py``).
+``data_ptr()`` and ``compute_capability()``, so ``emulate.on_cpu()`` can swap
+them for NumPy and a CPU emulation of the same kernels: the tests of
+``tests/kernels/test_cuda_kernels.py`` run both ways, and the emulator's own
+checks are in ``tests/kernels/test_cuda_emulated.py``.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ NAME_EXPRESSIONS: dict[str, tuple[str, ...]] = {
         *(f"{name}<{kd}, {q}, {k}>" for name in ("attention_backward_dkdv", "attention_backward_dq")
           for kd, (q, k) in ATTENTION_TILES["backward"].items()),
     ),
+    "attention_ladder.cu": ("attention1_scores", "attention1_softmax", "attention1_values", "attention2_online"),
     "attention_mma.cu": tuple(
         f"attention_forward_mma<{bf16}, {d}>" for bf16 in ("false", "true") for d in (64, 128)
     ),

@@ -8,6 +8,7 @@ namesake in ``reference.py`` (which the tests in ``tests/kernels/`` check):
 * ``layer_norm.py`` -- layer norm forward and backward
 * ``gelu.py``       -- GELU, erf and tanh forms
 * ``attention.py``  -- FlashAttention-style fused attention, O(N) memory
+* ``attention_ladder.py`` -- attention as numbered rungs: naive, online softmax, tiled, backward
 * ``vmath.py``      -- an exp that LLVM can vectorise, and the fastmath flags
 
 ``minivl.backend`` looks ops up in ``KERNELS``; an op missing here falls back

@@ -1,4 +1,5 @@
-"""Fused scaled-dot-product attention (FlashAttention-style) as Numba CPU kernels.
+"""Fused scaled-dot-product attention (FlashAttention-style) as Numba CPU kernels:
+rungs 3 (forward) and 4 (backward) of the ladder in ``attention_ladder.py``.
 
 Same signatures and semantics as ``reference.attention_forward`` /
 ``attention_backward``: ``q (B, H, Nq, D)``, ``k (B, H, Nk, D)``,

@@ -22,7 +22,7 @@ def _last_axis_op(kernel_fwd, kernel_bwd):
             ctx.axis = axis
             moved = axis != x.ndim - 1
             if moved:
-                x = np.moveaxis(x, axis, -1) if isinstance(x, np.ndarray) else x.swapaxes(axis, -1)
+                x = np.moveaxis(x, axis, -1)  # a CuPy array goes to cupy.moveaxis (NEP 18)
             y = backend.kernel(kernel_fwd, x)(x)
             ctx.save_for_backward(y)
             return np.moveaxis(y, -1, axis) if moved else y

@@ -1,13 +1,20 @@
 """Numba fused attention (kernels/numba/attention.py) against the reference math:
-outputs, log-sum-exp and gradients, with causal and padding masks and Nq <= Nk."""
+outputs, log-sum-exp and gradients, with causal and padding masks and Nq <= Nk;
+and every forward rung of the attention ladder (kernels/numba/attention_ladder.py)
+on the same cases."""
 
-import numba
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from minivl.kernels import reference as ref
+from minivl.kernels.numba import KERNELS
 from minivl.kernels.numba import attention as nb
+from minivl.kernels.numba.attention_ladder import LADDER
 
 # (rtol, atol) per dtype for unit-scale o, lse and gradients
 TOL = {np.float32: (1e-4, 2e-5), np.float64: (1e-10, 1e-12)}
@@ -35,13 +42,21 @@ def close_to_truth(got, want, truth, dtype, name):
     np.testing.assert_allclose(g, t, rtol=rtol, atol=slack, err_msg=name)
 
 
-def check(q, k, v, mask, causal, scale, dtype):
-    as64 = lambda *xs: [np.asarray(x, np.float64) for x in xs]
-    o, lse = nb.attention_forward(q, k, v, mask, causal, scale)
+def as64(*xs):
+    return [np.asarray(x, np.float64) for x in xs]
+
+
+def check_forward(forward, q, k, v, mask, causal, scale, dtype):
+    o, lse = forward(q, k, v, mask, causal, scale)
     o_ref, lse_ref = ref.attention_forward(q, k, v, mask, causal, scale)
     o_64, lse_64 = ref.attention_forward(*as64(q, k, v), mask, causal, scale)
     close_to_truth(o, o_ref, o_64, dtype, "o")
     close_to_truth(lse, lse_ref, lse_64, dtype, "lse")
+    return o_ref, lse_ref
+
+
+def check(q, k, v, mask, causal, scale, dtype):
+    o_ref, lse_ref = check_forward(nb.attention_forward, q, k, v, mask, causal, scale, dtype)
     do = np.random.default_rng(7).standard_normal(o_ref.shape).astype(dtype)
     # gradients at the same (o, lse) for all three, so only the backward differs
     grads = nb.attention_backward(q, k, v, o_ref, lse_ref, do, mask, causal, scale)
@@ -51,22 +66,17 @@ def check(q, k, v, mask, causal, scale, dtype):
         close_to_truth(got, want, truth, dtype, name)
 
 
-@settings(deadline=None, max_examples=25)
-@given(
-    dtype=st.sampled_from([np.float32, np.float64]),
-    bh=st.sampled_from([(1, 1), (2, 1), (1, 3)]),
-    nq=st.sampled_from([1, 7, 33, 65, 130]),
-    extra_keys=st.sampled_from([0, 1, 31, 70]),  # Nk = Nq + extra_keys
-    d=st.sampled_from([1, 8, 33, 64]),
-    causal=st.booleans(),
-    padding=st.sampled_from(["none", "random", "one batch fully masked"]),
-    scale=st.sampled_from([None, 0.3]),
-    magnitude=st.sampled_from([1.0, 30.0]),  # 30: scores ~ 1e3, a sharp softmax
-    seed=st.integers(0, 2**16),
-)
-def test_attention_matches_reference(dtype, bh, nq, extra_keys, d, causal, padding, scale, magnitude, seed):
-    rng = np.random.default_rng(seed)
-    (B, H), nk = bh, nq + extra_keys
+@st.composite
+def attention_cases(draw):
+    """(q, k, v, mask, causal, scale, dtype): odd sizes, masks, sharp softmaxes, strided heads."""
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    B, H = draw(st.sampled_from([(1, 1), (2, 1), (1, 3)]))
+    nq = draw(st.sampled_from([1, 7, 33, 65, 130]))
+    nk = nq + draw(st.sampled_from([0, 1, 31, 70]))
+    d = draw(st.sampled_from([1, 8, 33, 64]))
+    magnitude = draw(st.sampled_from([1.0, 30.0]))  # 30: scores ~ 1e3, a sharp softmax
+    padding = draw(st.sampled_from(["none", "random", "one batch fully masked"]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
     q = heads_view(magnitude * rng.standard_normal((B, H, nq, d)).astype(dtype))
     k = heads_view(rng.standard_normal((B, H, nk, d)).astype(dtype))
     v = rng.standard_normal((B, H, nk, d)).astype(dtype)
@@ -75,7 +85,28 @@ def test_attention_matches_reference(dtype, bh, nq, extra_keys, d, causal, paddi
         mask = rng.random((B, nk)) < 0.7
         if padding == "one batch fully masked":
             mask[0] = False
-    check(q, k, v, mask, causal, scale, dtype)
+    return q, k, v, mask, draw(st.booleans()), draw(st.sampled_from([None, 0.3])), dtype
+
+
+@settings(deadline=None, max_examples=25)
+@given(case=attention_cases())
+def test_attention_matches_reference(case):
+    check(*case)
+
+
+FORWARD_RUNGS = sorted(n for n, rung in LADDER.items() if rung.op == "attention_forward")
+
+
+@pytest.mark.parametrize("version", FORWARD_RUNGS)
+@settings(deadline=None, max_examples=12)
+@given(case=attention_cases())
+def test_every_forward_rung_of_the_ladder_matches_reference(version, case):
+    check_forward(LADDER[version].fn, *case)
+
+
+def test_the_backend_runs_the_top_rungs():
+    assert LADDER[3].fn is KERNELS["attention_forward"] and LADDER[4].fn is KERNELS["attention_backward"]
+    assert {rung.op for rung in LADDER.values()} == {"attention_forward", "attention_backward"}
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -97,6 +128,8 @@ def test_long_sequence_crosses_many_tiles():
     mask = rng.random((1, n)) < 0.9
     for causal in (False, True):
         check(q, k, v, mask, causal, None, np.float32)
+        for version in FORWARD_RUNGS[:-1]:
+            check_forward(LADDER[version].fn, q, k, v, mask, causal, None, np.float32)
 
 
 def test_bad_shapes_are_rejected():
@@ -109,17 +142,34 @@ def test_bad_shapes_are_rejected():
         nb.attention_backward(q, q, q, q, np.zeros((1, 2, 5)), q)
 
 
+# Run in a process of its own: under pytest-xdist each worker is held to one
+# Numba thread (tests/conftest.py), and a comparison of one thread with one
+# thread cannot fail.
+THREAD_COUNTS = """
+import numba
+import numpy as np
+from minivl.kernels import reference as ref
+from minivl.kernels.numba import KERNELS
+from minivl.kernels.numba import attention as nb
+from minivl.kernels.numba.attention_ladder import LADDER
+
+assert numba.get_num_threads() == 2, numba.get_num_threads()
+rng = np.random.default_rng(5)
+q, k, v, do = (rng.standard_normal((1, 2, 200, 16)).astype(np.float32) for _ in range(4))
+o, lse = ref.attention_forward(q, k, v, None, True)
+runs = []
+for threads in (1, 2):
+    numba.set_num_threads(threads)
+    runs.append(nb.attention_backward(q, k, v, o, lse, do, None, True))
+for name, a, b in zip(("dq", "dk", "dv"), *runs):
+    np.testing.assert_array_equal(a, b, err_msg=name)
+print("bit-identical")
+"""
+
+
 def test_gradients_do_not_depend_on_the_thread_count():
-    """Partial dQ sums are added in a fixed order: bit-identical for 1 or all threads."""
-    rng = np.random.default_rng(5)
-    q, k, v, do = (rng.standard_normal((1, 2, 200, 16)).astype(np.float32) for _ in range(4))
-    o, lse = ref.attention_forward(q, k, v, None, True)
-    before = numba.get_num_threads()
-    try:
-        numba.set_num_threads(1)
-        serial = nb.attention_backward(q, k, v, o, lse, do, None, True)
-    finally:
-        numba.set_num_threads(before)
-    parallel = nb.attention_backward(q, k, v, o, lse, do, None, True)
-    for a, b in zip(serial, parallel):
-        np.testing.assert_array_equal(a, b)
+    """Partial dQ sums are added in a fixed order: bit-identical for 1 or 2 threads."""
+    env = {**os.environ, "NUMBA_NUM_THREADS": "2"}
+    result = subprocess.run([sys.executable, "-c", THREAD_COUNTS], env=env, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0 and "bit-identical" in result.stdout, result.stderr[-3000:]
