@@ -15,8 +15,8 @@ by masked language modelling. Lecture S01; ViLBERT's text stream (S03, S08).
 Blocks are ``minivl.nn.TransformerBlock`` with ``norm_first=False`` (post-LN,
 LN(x + sublayer(x)), as the original), GELU in its erf form, LayerNorm eps
 1e-12. ``BERT.from_hf`` loads a Hugging Face ``BertForMaskedLM`` /
-``BertModel`` state dict: a name map, no transposes (both store Linear
-weights as (out, in)).
+``BertModel`` state dict through the rules table ``HF_RULES``
+(``minivl/models/hf.py``): a rename, no transposes.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ import numpy as np
 
 from minivl import functional as F
 from minivl import nn
-from minivl.models.text import TokenPositionEmbedding, hf_array, hf_setting, init_weights
+from minivl.models.hf import Rule, hf_activation, hf_setting, load_hf
+from minivl.models.text import TokenPositionEmbedding, init_weights
 
 IGNORE_INDEX = -100  # label of the positions the MLM loss skips
 
@@ -126,15 +127,14 @@ class BERT(nn.Module):
 
     @classmethod
     def from_hf(cls, state_dict, hf_config):
-        """A BERT holding the weights of a Hugging Face ``BertForMaskedLM`` (or ``BertModel``).
+        """A BERT holding the weights of a Hugging Face ``BertForMaskedLM`` (or ``BertModel``),
+        in eval mode.
 
         Parts the checkpoint lacks keep their fresh initialisation:
         ``BertForMaskedLM`` has no pooler, ``BertModel`` no MLM head.
         """
         get = lambda name, default=None: hf_setting(hf_config, name, default)
-        act = get("hidden_act", "gelu")
-        if act != "gelu":
-            raise ValueError(f"only hidden_act='gelu' (erf) is supported, got {act!r}")
+        hf_activation(get("hidden_act", "gelu"), ("gelu",))  # erf GELU only
         dim = get("hidden_size")
         config = BertConfig(
             vocab_size=get("vocab_size"), max_len=get("max_position_embeddings"),
@@ -142,43 +142,32 @@ class BERT(nn.Module):
             num_heads=get("num_attention_heads"), mlp_ratio=get("intermediate_size") / dim,
             dropout=get("hidden_dropout_prob", 0.1), eps=get("layer_norm_eps", 1e-12),
         )
-        model = cls(config)
-        hf = {k.removeprefix("bert."): v for k, v in state_dict.items()}
-        ours = {}
-        for our_name, hf_name in _hf_names(config.depth):
-            if hf_name in hf:
-                ours[our_name] = hf_array(hf[hf_name])
-        ours["mlm.decoder.weight"] = ours["embeddings.token.weight"]  # tied
-        optional = {"pooler.weight", "pooler.bias", "mlm.dense.weight", "mlm.dense.bias",
-                    "mlm.ln.weight", "mlm.ln.bias", "mlm.decoder.bias"}
-        missing = [k for k in model.state_dict() if k not in ours and k not in optional]
-        if missing:
-            raise ValueError(f"BERT.from_hf: the state dict lacks {missing}")
-        model.load_state_dict(ours, strict=False)
-        return model
+        return load_hf(cls(config), state_dict, HF_RULES, optional=("pooler.", "mlm."))
 
 
-def _hf_names(depth):
-    """(our name, Hugging Face name) pairs, the ``bert.`` prefix removed."""
-    yield "embeddings.token.weight", "embeddings.word_embeddings.weight"
-    yield "embeddings.position.weight", "embeddings.position_embeddings.weight"
-    yield "embeddings.segment.weight", "embeddings.token_type_embeddings.weight"
-    for p in ("weight", "bias"):
-        yield f"embeddings.ln.{p}", f"embeddings.LayerNorm.{p}"
-        for i in range(depth):
-            ours, theirs = f"encoder.blocks.{i}", f"encoder.layer.{i}"
-            yield f"{ours}.attn.q_proj.{p}", f"{theirs}.attention.self.query.{p}"
-            yield f"{ours}.attn.k_proj.{p}", f"{theirs}.attention.self.key.{p}"
-            yield f"{ours}.attn.v_proj.{p}", f"{theirs}.attention.self.value.{p}"
-            yield f"{ours}.attn.out_proj.{p}", f"{theirs}.attention.output.dense.{p}"
-            yield f"{ours}.ln_1.{p}", f"{theirs}.attention.output.LayerNorm.{p}"
-            yield f"{ours}.mlp.fc1.{p}", f"{theirs}.intermediate.dense.{p}"
-            yield f"{ours}.mlp.fc2.{p}", f"{theirs}.output.dense.{p}"
-            yield f"{ours}.ln_2.{p}", f"{theirs}.output.LayerNorm.{p}"
-        yield f"pooler.{p}", f"pooler.dense.{p}"
-        yield f"mlm.dense.{p}", f"cls.predictions.transform.dense.{p}"
-        yield f"mlm.ln.{p}", f"cls.predictions.transform.LayerNorm.{p}"
-    yield "mlm.decoder.bias", "cls.predictions.bias"
+# BertForMaskedLM names (``bert.`` prefix; BertModel has none) -> ours. Both
+# store Linear weights as (out, in): a rename, no transposes.
+_L, _B = "{bert.|}encoder.layer.{i}", "encoder.blocks.{i}"
+HF_RULES = [
+    Rule("{bert.|}embeddings.word_embeddings.weight", "embeddings.token.weight"),
+    Rule("{bert.|}embeddings.position_embeddings.weight", "embeddings.position.weight"),
+    Rule("{bert.|}embeddings.token_type_embeddings.weight", "embeddings.segment.weight"),
+    Rule("{bert.|}embeddings.LayerNorm.{p}", "embeddings.ln.{p}"),
+    Rule(_L + ".attention.self.query.{p}", _B + ".attn.q_proj.{p}"),
+    Rule(_L + ".attention.self.key.{p}", _B + ".attn.k_proj.{p}"),
+    Rule(_L + ".attention.self.value.{p}", _B + ".attn.v_proj.{p}"),
+    Rule(_L + ".attention.output.dense.{p}", _B + ".attn.out_proj.{p}"),
+    Rule(_L + ".attention.output.LayerNorm.{p}", _B + ".ln_1.{p}"),
+    Rule(_L + ".intermediate.dense.{p}", _B + ".mlp.fc1.{p}"),
+    Rule(_L + ".output.dense.{p}", _B + ".mlp.fc2.{p}"),
+    Rule(_L + ".output.LayerNorm.{p}", _B + ".ln_2.{p}"),
+    Rule("{bert.|}pooler.dense.{p}", "pooler.{p}"),
+    Rule("cls.predictions.transform.dense.{p}", "mlm.dense.{p}"),
+    Rule("cls.predictions.transform.LayerNorm.{p}", "mlm.ln.{p}"),
+    Rule("cls.predictions.bias", "mlm.decoder.bias"),
+    Rule("cls.predictions.decoder.{p}", None),  # tied: the word embeddings and the bias above
+    Rule("{bert.|}embeddings.position_ids", None),  # an index buffer older files saved
+]
 
 
 def mask_tokens(ids, special_ids, vocab_size, mask_id, rng, prob=0.15):

@@ -148,20 +148,6 @@ def init_weights(model, std=0.02, residual_depth=None):
     return model
 
 
-def hf_array(value):
-    """A NumPy float32 copy of a Hugging Face state-dict entry (torch tensor or array)."""
-    if hasattr(value, "detach"):
-        value = value.detach().cpu().numpy()
-    return np.asarray(value, dtype=np.float32).copy()
-
-
-def hf_setting(config, name, default=None):
-    """``config.name`` for a ``transformers`` config object, or ``config[name]`` for a dict
-    (``config.to_dict()``); a missing or None setting (GPT-2's ``n_inner``) gives ``default``."""
-    value = config.get(name) if isinstance(config, dict) else getattr(config, name, None)
-    return default if value is None else value
-
-
 def _check_ids(ids, vocab_size):
     ids = getattr(ids, "data", ids)
     ids = np.asarray(ids)

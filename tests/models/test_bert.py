@@ -203,7 +203,8 @@ def test_matches_hf_bert_for_masked_lm():
     with torch.no_grad():
         expected = hf(input_ids=torch.tensor(ids), token_type_ids=torch.tensor(segments),
                       attention_mask=torch.tensor(mask.astype(np.int64))).logits.numpy()
-    model = BERT.from_hf(hf.state_dict(), config).eval()
+    model = BERT.from_hf(hf.state_dict(), config)  # eval mode: dropout 0.1 would change the logits
+    assert not any(m.training for m in model.modules())
     with no_grad():
         ours = model.mlm_logits(ids, segments, mask).data
     assert np.abs(expected).max() > 1.0
@@ -218,7 +219,8 @@ def test_matches_hf_bert_model_hidden_states_and_pooler():
     with torch.no_grad():
         out = hf(input_ids=torch.tensor(ids), token_type_ids=torch.tensor(segments),
                  attention_mask=torch.tensor(mask.astype(np.int64)))
-    model = BERT.from_hf(hf.state_dict(), config).eval()
+    model = BERT.from_hf(hf.state_dict(), config)
+    assert not any(m.training for m in model.modules())
     with no_grad():
         hidden = model(ids, segments, mask)
         pooled = model.pool(hidden).data

@@ -282,7 +282,11 @@ def hf_clip(eos_token_id, seed=0):
                   num_hidden_layers=2, num_attention_heads=4, hidden_act="quick_gelu")
     config = transformers.CLIPConfig(text_config=text, vision_config=vision, projection_dim=12)
     torch.manual_seed(seed)
-    return torch, config, transformers.CLIPModel(config).eval()
+    hf = transformers.CLIPModel(config).eval()
+    with torch.no_grad():  # move every weight off its init (unit norms, zero biases), so each one matters
+        for p in hf.parameters():
+            p.add_(0.2 * torch.randn_like(p))
+    return torch, config, hf
 
 
 @pytest.mark.oracle
@@ -303,6 +307,7 @@ def test_from_hf_matches_transformers_clip(eos_token_id):
         out = hf(input_ids=torch.tensor(ids), pixel_values=torch.tensor(pixels))
     state = {k: v.numpy() for k, v in hf.state_dict().items()}
     model = CLIP.from_hf(state, config.to_dict())
+    assert not any(m.training for m in model.modules())
     assert model.config.eot_id == (None if eos_token_id == 2 else V - 1)
     with no_grad():
         per_image, per_text = model(pixels, ids)

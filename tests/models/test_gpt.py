@@ -221,7 +221,8 @@ def test_matches_hf_gpt2_logits(hf_gpt2):
     assert np.abs(expected).max() > 1.0
     numpy_state = {k: v.numpy() for k, v in hf.state_dict().items()}
     for cfg in (config, config.to_dict()):  # a config object, or the plain dict the issue asks for
-        model = GPT.from_hf(numpy_state, cfg).eval()
+        model = GPT.from_hf(numpy_state, cfg)  # eval mode, dropout off, as from_pretrained
+        assert not any(m.training for m in model.modules())
         with no_grad():
             ours = model(ids).data
         np.testing.assert_allclose(ours, expected, atol=1e-4)

@@ -15,8 +15,9 @@ from minivl import functional as F
 from minivl.commands.vit import ImageTask, train_vit
 from minivl.io import load, save
 from minivl.models.checkpoint import load_checkpoint, save_checkpoint
+from minivl.models.hf import rename
 from minivl.models.vision import VisionEncoder, patchify, preprocess
-from minivl.models.vit import ViT, hf_name_to_minivl
+from minivl.models.vit import HF_RULES, ViT
 from minivl.tensor import no_grad
 from minivl.viz.attention import (
     attention_rollout,
@@ -231,7 +232,7 @@ def test_old_and_new_hf_names_map_to_the_same_parameter():
         "classifier.bias": "head.bias",
     }
     for hf, ours in pairs.items():
-        assert hf_name_to_minivl(hf) == ours, hf
+        assert rename(hf, HF_RULES) == ours, hf
 
 
 @pytest.mark.oracle
@@ -250,6 +251,7 @@ def test_matches_hugging_face_vit(qkv_bias, act, channels):
         for p in hf.parameters():
             p.add_(0.2 * torch.randn_like(p))
     ours = ViT.from_hf({k: v.numpy() for k, v in hf.state_dict().items()}, config.to_dict())
+    assert not any(m.training for m in ours.modules())
     x = images(4, channels, 12, seed=1)
     labels = np.array([0, 3, 6, 2])
 
@@ -264,5 +266,5 @@ def test_matches_hugging_face_vit(qkv_bias, act, channels):
         np.testing.assert_allclose(mine.numpy(), theirs.detach().numpy(), atol=1e-4, rtol=1e-4)
     params = dict(ours.named_parameters())
     for name, p in hf.named_parameters():
-        np.testing.assert_allclose(params[hf_name_to_minivl(name)].grad, p.grad.numpy(),
+        np.testing.assert_allclose(params[rename(name, HF_RULES)].grad, p.grad.numpy(),
                                    atol=1e-5, rtol=1e-3, err_msg=name)

@@ -69,13 +69,17 @@ def test_load_state_dict_reports_every_problem():
 
 
 def test_train_eval_switches_dropout():
-    d = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5))
-    x = mv.tensor(np.ones((8, 4), np.float32))
+    d = nn.Sequential(nn.Identity(), nn.Dropout(0.5))
+    x = mv.tensor(np.ones((64, 32), np.float32))
+    mv.manual_seed(0)
+    y = d(x).data  # a fresh module trains: about half the entries dropped, the rest scaled by 2
+    assert set(np.unique(y)) == {0.0, 2.0}
+    assert 0.4 < (y == 0).mean() < 0.6
     d.eval()
-    np.testing.assert_array_equal(d(x).data, d(x).data)
     assert not d[1].training
+    np.testing.assert_array_equal(d(x).data, x.data)  # eval: the identity
     d.train()
-    assert d[1].training
+    assert d[1].training and (d(x).data == 0).any()
 
 
 def test_freezing_skips_gradients():
