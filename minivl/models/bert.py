@@ -28,6 +28,7 @@ import numpy as np
 from minivl import functional as F
 from minivl import nn
 from minivl.models.hf import Rule, hf_activation, hf_setting, load_hf
+from minivl.models.inputs import check_ids, check_like_ids
 from minivl.models.text import TokenPositionEmbedding, init_weights
 
 IGNORE_INDEX = -100  # label of the positions the MLM loss skips
@@ -58,11 +59,7 @@ class BertEmbeddings(TokenPositionEmbedding):
     def forward(self, ids, segment_ids=None):
         x = super().forward(ids)  # (B, N, D)
         if segment_ids is None:
-            segment_ids = np.zeros(x.shape[:2], dtype=np.int64)
-        segment_ids = np.asarray(getattr(segment_ids, "data", segment_ids))
-        if segment_ids.shape != x.shape[:2]:
-            raise ValueError(f"segment_ids must have the shape of ids {x.shape[:2]}, "
-                             f"got {segment_ids.shape}")
+            segment_ids = np.zeros(ids.shape, dtype=np.int64)  # everything is sentence A
         return self.drop(self.ln(x + self.segment(segment_ids)))
 
 
@@ -98,24 +95,23 @@ class BERT(nn.Module):
         self.mlm = MaskedLMHead(c.dim, self.embeddings.token.weight, c.eps)
         init_weights(self)
 
-    def forward(self, ids, segment_ids=None, key_padding_mask=None, return_hidden=False,
-                return_weights=False):
-        """Hidden states ``(B, N, D)`` of ``ids (B, N)``.
+    def forward(self, ids, segment_ids=None, key_padding_mask=None):
+        """Hidden states ``(B, N, D)`` of ``ids (B, N)`` (an integer ndarray).
 
-        ``key_padding_mask (B, N)``: True for real tokens, False for padding
-        (no token attends to padding). ``return_hidden`` / ``return_weights``
-        also return every layer's states / attention weights, as
-        ``nn.Transformer`` does.
+        ``segment_ids (B, N)``: 0 for sentence A, 1 for B. ``key_padding_mask
+        (B, N)``: True for real tokens, False for padding (no token attends to
+        padding). Every layer's states and attention weights can be recorded
+        with ``nn.record``.
         """
-        if key_padding_mask is not None:
-            key_padding_mask = np.asarray(getattr(key_padding_mask, "data", key_padding_mask),
-                                          dtype=bool)
-            if key_padding_mask.shape != np.shape(ids):
-                raise ValueError(f"key_padding_mask must have the shape of ids {np.shape(ids)}, "
-                                 f"got {key_padding_mask.shape}")
+        ids = check_ids(ids, self.config.vocab_size)
+        if ids.shape[1] > self.config.max_len:
+            raise ValueError(f"ids {ids.shape}: {ids.shape[1]} tokens exceed max_len={self.config.max_len}")
+        segment_ids = check_like_ids(segment_ids, ids, "segment_ids")
+        if segment_ids is not None:
+            check_ids(segment_ids, self.config.type_vocab_size, "segment_ids")
+        key_padding_mask = check_like_ids(key_padding_mask, ids, "key_padding_mask", bool)
         x = self.embeddings(ids, segment_ids)  # (B, N, D)
-        return self.encoder(x, key_padding_mask=key_padding_mask, return_hidden=return_hidden,
-                            return_weights=return_weights)
+        return self.encoder(x, key_padding_mask=key_padding_mask)
 
     def pool(self, hidden):
         """The [CLS] summary: tanh(Linear(hidden[:, 0])) -> ``(B, D)``."""
@@ -207,5 +203,5 @@ def mlm_loss(logits, labels):
 def mlm_accuracy(logits, labels):
     """Fraction of chosen positions whose argmax prediction is the original token."""
     chosen = np.asarray(labels) != IGNORE_INDEX
-    predicted = np.asarray(getattr(logits, "data", logits)).argmax(axis=-1)
+    predicted = logits.numpy().argmax(axis=-1)  # logits: the Tensor mlm_logits returns
     return float((predicted[chosen] == np.asarray(labels)[chosen]).mean()) if chosen.any() else 0.0

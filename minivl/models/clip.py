@@ -133,18 +133,20 @@ class CLIP(nn.Module):
 
     def encode_text(self, ids, key_padding_mask=None, normalize=True) -> Tensor:
         """Token ids ``(B, L)`` -> embeddings ``(B, E)`` read at the end-of-text token."""
-        ids = np.asarray(getattr(ids, "data", ids))
         hidden = self.text_model(ids, key_padding_mask=key_padding_mask)  # (B, L, Dt), ln_f applied
         at = eot_positions(ids, key_padding_mask, self.config.eot_id)  # (B,)
         features = self.text_projection(hidden[np.arange(len(ids)), at])  # (B, E)
         return F.l2_normalize(features, axis=-1) if normalize else features
 
     def forward(self, images, ids, key_padding_mask=None):
-        """``(logits_per_image (B_img, B_txt), logits_per_text (B_txt, B_img))``."""
+        """``logits_per_image (B_img, B_txt)``: scaled cosine similarities of every pair.
+
+        One Tensor, as every forward; the text-side logits are its transpose,
+        ``logits.T`` (Hugging Face's ``logits_per_text``).
+        """
         image_emb = self.encode_image(images)
         text_emb = self.encode_text(ids, key_padding_mask)
-        logits_per_image = (image_emb @ text_emb.T) * F.exp(self.logit_scale)  # (B_img, B_txt)
-        return logits_per_image, logits_per_image.T
+        return (image_emb @ text_emb.T) * F.exp(self.logit_scale)  # (B_img, B_txt)
 
     def loss(self, images, ids, key_padding_mask=None) -> Tensor:
         """The symmetric contrastive loss of one batch of aligned pairs (S15)."""
@@ -294,7 +296,7 @@ def embed_images(model: CLIP, images, batch_size=256) -> np.ndarray:
     """Unit image embeddings ``(B, E)`` of a whole set, without a graph, in batches."""
     arr = images.data if isinstance(images, Tensor) else images
     if not (isinstance(arr, np.ndarray) and arr.ndim == 4 and arr.dtype.kind == "f"):
-        arr = preprocess(arr).data  # uint8 (B, H, W[, C]) -> floats (B, C, H, W)
+        arr = preprocess(arr)  # uint8 (B, H, W[, C]) -> floats (B, C, H, W)
     out = []
     with no_grad():
         for i in range(0, len(arr), batch_size):

@@ -71,12 +71,10 @@ class ViT(nn.Module):
                                      dropout=c.dropout, eps=c.eps)
         self.head = nn.Linear(c.dim, c.num_classes)
 
-    def forward(self, images, return_weights=False):
-        """Images ``(B, C, H, W)`` -> logits ``(B, num_classes)`` (and each block's attention)."""
-        out = self.encoder(images, return_weights=return_weights)
-        hidden, weights = out if return_weights else (out, None)  # hidden (B, 1+N, D)
-        logits = self.head(hidden[:, 0])  # (B, num_classes): only [CLS] is classified
-        return (logits, weights) if return_weights else logits
+    def forward(self, images):
+        """Images ``(B, C, H, W)`` -> logits ``(B, num_classes)``."""
+        hidden = self.encoder(images)  # (B, 1+N, D)
+        return self.head(hidden[:, 0])  # (B, num_classes): only [CLS] is classified
 
     @classmethod
     def from_hf(cls, state_dict, hf_config):

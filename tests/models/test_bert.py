@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from minivl import nn
 from minivl.models.bert import BERT, IGNORE_INDEX, mask_tokens, mlm_accuracy, mlm_loss
 from minivl.models.checkpoint import load_checkpoint, save_checkpoint
 from minivl.optim import AdamW
@@ -28,8 +29,10 @@ def test_shapes():
     assert hidden.shape == (3, 7, 16)
     assert model.pool(hidden).shape == (3, 16)
     assert model.mlm(hidden).shape == (3, 7, V)
-    final, layers = model(ids, return_hidden=True)
-    assert len(layers) == 3 and np.array_equal(layers[-1].data, final.data)
+    with nn.record(model) as rec:
+        final = model(ids)
+    assert len(rec.hidden) == 3 and np.array_equal(rec.hidden[-1].data, final.data)
+    assert len(rec.weights) == 2 and rec.weights[0].shape == (3, 2, 7, 7)
 
 
 def test_bad_inputs_raise():
@@ -124,7 +127,7 @@ def test_mlm_loss_and_accuracy_count_only_chosen_positions():
     expected = -np.mean([logp[0, 1, 4], logp[1, 3, 0], logp[1, 4, labels[1, 4]]])
     assert np.isclose(mlm_loss(Tensor(logits), labels).item(), expected, atol=1e-5)
     hits = [logits[0, 1].argmax() == 4, logits[1, 3].argmax() == 0, True]
-    assert mlm_accuracy(logits, labels) == pytest.approx(np.mean(hits))
+    assert mlm_accuracy(Tensor(logits), labels) == pytest.approx(np.mean(hits))
 
 
 # --------------------------------------------------------------------------- weights

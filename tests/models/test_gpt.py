@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from minivl import nn
 from minivl.models.checkpoint import load_checkpoint, save_checkpoint
 from minivl.models.gpt import GPT
 from minivl.models.text import CausalTextEncoder, sample_next
@@ -32,8 +33,9 @@ def test_shapes_and_hidden_states():
     model = tiny()
     ids = ids_of((3, 7))
     assert model(ids).shape == (3, 7, V)
-    final, layers = model.transformer(ids, return_hidden=True)
-    assert final.shape == (3, 7, 16) and len(layers) == 3  # embeddings + one per block
+    with nn.record(model) as rec:
+        final = model.transformer(ids)
+    assert final.shape == (3, 7, 16) and len(rec.hidden) == 3  # embeddings + one per block
 
 
 def test_bad_inputs_raise():
