@@ -96,12 +96,17 @@ def _match(rules, key):
     return None, None, None
 
 
+def _fill(pattern: str, groups: dict) -> str:
+    """Put the placeholder values back: ``_fill("blocks.{i}.ln_1.{p}", {"i": "3", "p": "bias"})``."""
+    return re.sub(r"\{(\w+)\}", lambda m: groups[m.group(1)], pattern)
+
+
 def rename(key: str, rules) -> str | tuple[str, ...] | None:
     """Our name(s) for one checkpoint key (a tuple for a split, None when dropped)."""
     rule, _, groups = _match(rules, key)
     if rule is None:
         raise KeyError(f"no rule matches the checkpoint key {key!r}")
-    names = tuple(t.format(**groups) for t in rule.targets)
+    names = tuple(_fill(t, groups) for t in rule.targets)
     return names[0] if isinstance(rule.target, str) else (names or None)
 
 
@@ -113,7 +118,9 @@ def convert(state_dict, rules, shapes=None) -> dict:
     ValueError naming every checkpoint key that no rule matches, and every
     part of a concatenation that is missing.
     """
-    unused, groups_seen, out = [], {}, {}
+    # (rule, placeholder values) -> {source index: array}: the parts of one
+    # concatenation meet here; a plain rename is a concatenation of one.
+    unused, pending, out = [], {}, {}
     for key, value in state_dict.items():
         rule, k, groups = _match(rules, key)
         if rule is None:
@@ -122,18 +129,18 @@ def convert(state_dict, rules, shapes=None) -> dict:
         if rule.target is None:
             continue
         part = tuple(sorted(groups.items()))
-        groups_seen.setdefault((rule, part), {})[k] = _array(value)
+        pending.setdefault((rule, part), {})[k] = _array(value)
     if unused:
         raise ValueError("no rule uses the checkpoint keys: " + ", ".join(unused))
-    for (rule, part), arrays in groups_seen.items():
+    for (rule, part), arrays in pending.items():
         groups = dict(part)
         if len(arrays) != len(rule.sources):
-            absent = [s.format(**groups) for k, s in enumerate(rule.sources) if k not in arrays]
+            absent = [_fill(s, groups) for k, s in enumerate(rule.sources) if k not in arrays]
             raise ValueError("the checkpoint lacks " + ", ".join(absent) + " to concatenate")
         array = arrays[0]
         if len(arrays) > 1:
             array = np.concatenate([arrays[k] for k in range(len(arrays))], axis=rule.axis)
-        names = [t.format(**groups) for t in rule.targets]
+        names = [_fill(t, groups) for t in rule.targets]
         pieces = np.split(array, len(names), axis=rule.axis) if len(names) > 1 else [array]
         for name, piece in zip(names, pieces):
             if rule.transpose and piece.ndim == 2:

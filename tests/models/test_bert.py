@@ -45,6 +45,13 @@ def test_bad_inputs_raise():
         model(np.zeros((2, 4), dtype=np.int64), key_padding_mask=np.ones((2, 3), bool))
     with pytest.raises(ValueError, match="segment_ids"):
         model(np.zeros((2, 4), dtype=np.int64), segment_ids=np.zeros((2, 5), dtype=np.int64))
+    with pytest.raises(ValueError, match=r"segment_ids must lie in \[0, 2\)"):
+        model(np.zeros((2, 4), dtype=np.int64), segment_ids=np.full((2, 4), 2))
+    # the contract at the door: ids and masks are ndarrays, said once, by name
+    with pytest.raises(ValueError, match="ids must be a NumPy integer array.*Tensor; pass ids.numpy"):
+        model(Tensor(np.zeros((2, 4), dtype=np.int64)))
+    with pytest.raises(ValueError, match=r"key_padding_mask must be a NumPy array of the shape of ids \(2, 4\)"):
+        model(np.zeros((2, 4), dtype=np.int64), key_padding_mask=[[True] * 4] * 2)
 
 
 def test_padding_does_not_leak_into_real_positions():

@@ -44,6 +44,10 @@ def test_bad_inputs_raise():
         model(ids_of((1, 13)))
     with pytest.raises(ValueError, match=r"\(B, N\)"):
         model(np.zeros(5, dtype=np.int64))
+    with pytest.raises(ValueError, match=r"key_padding_mask must have the shape of ids \(1, 4\), got \(1, 3\)"):
+        model(ids_of((1, 4)), np.ones((1, 3), bool))
+    with pytest.raises(ValueError, match="ids must be a NumPy integer array"):
+        model([[1, 2, 3]])
     with pytest.raises(ValueError, match="temperature"):
         sample_next(np.zeros((1, 4)), temperature=-1)
 
