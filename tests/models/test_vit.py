@@ -119,6 +119,16 @@ def test_bad_inputs_name_the_shapes():
         preprocess(np.zeros((8, 8), np.uint8))
 
 
+def test_images_are_an_ndarray_or_a_tensor_and_a_tensor_can_take_a_gradient():
+    model = tiny_vit().eval()
+    x = images(2)
+    pixels = mv.tensor(x, requires_grad=True)
+    logits = model(pixels)
+    np.testing.assert_array_equal(logits.numpy(), model(x).numpy())
+    logits[:, 1].sum().backward()
+    assert pixels.grad.shape == x.shape and np.abs(pixels.grad).max() > 0
+
+
 # --------------------------------------------------------------------------- the classifier
 
 
