@@ -137,13 +137,16 @@ plt.show()
 # `nn.MultiHeadAttention` projects the input into several smaller heads, runs
 # attention in each, and mixes the heads back with `out_proj`. Queries and
 # keys/values may come from different sequences of different widths — that is
-# cross-attention, and ViLBERT's co-attention (S06) is two of them.
+# cross-attention, and ViLBERT's co-attention (S06) is two of them. A module
+# returns its output only; `nn.record` keeps the attention weights on the way.
 
 # %%
 mha = nn.MultiHeadAttention(dim=16, num_heads=4, kv_dim=12)
 text = mv.tensor(rng.standard_normal((1, 5, 16)).astype(np.float32))
 image_regions = mv.tensor(rng.standard_normal((1, 7, 12)).astype(np.float32))
-y, w = mha(text, image_regions, return_weights=True)
+with nn.record(mha) as rec:
+    y = mha(text, image_regions)
+w = rec.weights[0]
 print("output", y.shape, "weights", w.shape)  # (1, 5, 16), (1, 4, 5, 7)
 
 fig, axes = plt.subplots(1, 4, figsize=(11, 2.6))

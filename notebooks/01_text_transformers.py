@@ -36,6 +36,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import minivl as mv
+from minivl import nn
 from minivl.commands.bert import fill_mask, train_bert
 from minivl.commands.gpt import train_gpt
 from minivl.data.corpus import build_corpus, collate_pairs, sentence_pairs
@@ -165,16 +166,18 @@ plt.show()
 # ## What the trained models attend to
 #
 # The same two masks, now as learned attention weights (layer 1, averaged over
-# heads). BERT's padded columns are exactly zero; GPT's upper triangle is
-# exactly zero.
+# heads), recorded on the way with `nn.record`. BERT's padded columns are
+# exactly zero; GPT's upper triangle is exactly zero.
 
 # %%
 ids = batch["ids"][row: row + 1]
-_, bert_w = bert["model"].eval()(ids, batch["segment_ids"][row: row + 1],
-                                 batch["key_padding_mask"][row: row + 1], return_weights=True)
+with nn.record(bert["model"].eval()) as bert_rec:
+    bert["model"](ids, batch["segment_ids"][row: row + 1], batch["key_padding_mask"][row: row + 1])
 gpt_model = gpt["model"].eval()
 gpt_ids = np.asarray([[corpus.special("<|endoftext|>"), *tok.encode(" ".join(corpus.val[row]))]])
-_, gpt_w = gpt_model.transformer(gpt_ids, return_weights=True)
+with nn.record(gpt_model) as gpt_rec:
+    gpt_model(gpt_ids)
+bert_w, gpt_w = bert_rec.weights, gpt_rec.weights
 gpt_labels = [tok.decode([int(i)]) for i in gpt_ids[0]]
 fig, axes = plt.subplots(1, 2, figsize=(11, 5))
 for ax, w, names, title in ((axes[0], bert_w, labels, "BERT attention"),

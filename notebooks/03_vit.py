@@ -32,6 +32,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import minivl as mv
+from minivl import nn
 from minivl.commands.vit import digits_task, shapes_task, train_vit
 from minivl.models.vision import VisionEncoder, patchify, preprocess
 from minivl.tensor import no_grad
@@ -152,12 +153,14 @@ attention_rollout_figure(model, task.test_images[:8], [str(y) for y in task.test
 # CLIP's image tower is the same `VisionEncoder` with `ln_pre=True`,
 # `activation="quick_gelu"` and `patch_bias=False` (S14). LLaVA (S29) keeps a
 # CLIP ViT frozen and reads the hidden states of its *penultimate* layer,
-# patch tokens only. `return_hidden=True` returns all `depth + 1` of them.
+# patch tokens only. `nn.record` keeps all `depth + 1` of them on the way.
 
 # %%
 clip_tower = VisionEncoder(32, 8, 3, dim=64, depth=4, num_heads=4, ln_pre=True,
                            activation="quick_gelu", patch_bias=False)
 with no_grad():
-    final, hidden = clip_tower(preprocess(shapes.train_images[:2]), return_hidden=True)
+    with nn.record(clip_tower) as rec:
+        final = clip_tower(preprocess(shapes.train_images[:2]))
+hidden = rec.hidden
 print("hidden states:", len(hidden), "= depth + 1")
 print("LLaVA's image tokens hidden[-2][:, 1:]:", hidden[-2][:, 1:].shape, "(B, N patches, D)")

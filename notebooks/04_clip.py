@@ -303,7 +303,7 @@ start = held_images[held_labels == CLASS_NAMES.index("yellow circle")][:1]
 target_ids, target_mask = tokenizer(["a photo of a purple circle."])
 with mv.no_grad():
     target = model.encode_text(target_ids, target_mask)
-x = mv.tensor(preprocess(start).data, requires_grad=True)
+x = mv.tensor(preprocess(start), requires_grad=True)
 for _ in range(40):
     sim = (model.encode_image(x) * target).sum()
     x.grad = None

@@ -271,7 +271,7 @@ def batches(images, ids, mask, batch_size, seed, start=0, groups=1):
         first = np.random.default_rng([seed, step]).choice(len(ids) // groups, batch_size // groups,
                                                            replace=False)
         pick = (groups * first[:, None] + offsets).ravel()  # (B,)
-        yield preprocess(images[pick]).data, ids[pick], mask[pick]  # uint8 -> (B, C, S, S)
+        yield preprocess(images[pick]), ids[pick], mask[pick]  # uint8 -> (B, C, S, S)
 
 
 def contrastive_loss(model, batch, chunk_size=None):

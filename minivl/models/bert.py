@@ -15,8 +15,8 @@ by masked language modelling. Lecture S01; ViLBERT's text stream (S03, S08).
 Blocks are ``minivl.nn.TransformerBlock`` with ``norm_first=False`` (post-LN,
 LN(x + sublayer(x)), as the original), GELU in its erf form, LayerNorm eps
 1e-12. ``BERT.from_hf`` loads a Hugging Face ``BertForMaskedLM`` /
-``BertModel`` state dict: a name map, no transposes (both store Linear
-weights as (out, in)).
+``BertModel`` state dict through the rules table ``HF_RULES``
+(``minivl/models/hf.py``): a rename, no transposes.
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ import numpy as np
 
 from minivl import functional as F
 from minivl import nn
-from minivl.models.text import TokenPositionEmbedding, hf_array, hf_setting, init_weights
+from minivl.models.hf import Rule, hf_activation, hf_setting, load_hf
+from minivl.models.inputs import check_ids, check_like_ids
+from minivl.models.text import TokenPositionEmbedding, init_weights
 
 IGNORE_INDEX = -100  # label of the positions the MLM loss skips
 
@@ -57,11 +59,7 @@ class BertEmbeddings(TokenPositionEmbedding):
     def forward(self, ids, segment_ids=None):
         x = super().forward(ids)  # (B, N, D)
         if segment_ids is None:
-            segment_ids = np.zeros(x.shape[:2], dtype=np.int64)
-        segment_ids = np.asarray(getattr(segment_ids, "data", segment_ids))
-        if segment_ids.shape != x.shape[:2]:
-            raise ValueError(f"segment_ids must have the shape of ids {x.shape[:2]}, "
-                             f"got {segment_ids.shape}")
+            segment_ids = np.zeros(ids.shape, dtype=np.int64)  # everything is sentence A
         return self.drop(self.ln(x + self.segment(segment_ids)))
 
 
@@ -97,24 +95,23 @@ class BERT(nn.Module):
         self.mlm = MaskedLMHead(c.dim, self.embeddings.token.weight, c.eps)
         init_weights(self)
 
-    def forward(self, ids, segment_ids=None, key_padding_mask=None, return_hidden=False,
-                return_weights=False):
-        """Hidden states ``(B, N, D)`` of ``ids (B, N)``.
+    def forward(self, ids, segment_ids=None, key_padding_mask=None):
+        """Hidden states ``(B, N, D)`` of ``ids (B, N)`` (an integer ndarray).
 
-        ``key_padding_mask (B, N)``: True for real tokens, False for padding
-        (no token attends to padding). ``return_hidden`` / ``return_weights``
-        also return every layer's states / attention weights, as
-        ``nn.Transformer`` does.
+        ``segment_ids (B, N)``: 0 for sentence A, 1 for B. ``key_padding_mask
+        (B, N)``: True for real tokens, False for padding (no token attends to
+        padding). Every layer's states and attention weights can be recorded
+        with ``nn.record``.
         """
-        if key_padding_mask is not None:
-            key_padding_mask = np.asarray(getattr(key_padding_mask, "data", key_padding_mask),
-                                          dtype=bool)
-            if key_padding_mask.shape != np.shape(ids):
-                raise ValueError(f"key_padding_mask must have the shape of ids {np.shape(ids)}, "
-                                 f"got {key_padding_mask.shape}")
+        ids = check_ids(ids, self.config.vocab_size)
+        if ids.shape[1] > self.config.max_len:
+            raise ValueError(f"ids {ids.shape}: {ids.shape[1]} tokens exceed max_len={self.config.max_len}")
+        segment_ids = check_like_ids(segment_ids, ids, "segment_ids")
+        if segment_ids is not None:
+            check_ids(segment_ids, self.config.type_vocab_size, "segment_ids")
+        key_padding_mask = check_like_ids(key_padding_mask, ids, "key_padding_mask", bool)
         x = self.embeddings(ids, segment_ids)  # (B, N, D)
-        return self.encoder(x, key_padding_mask=key_padding_mask, return_hidden=return_hidden,
-                            return_weights=return_weights)
+        return self.encoder(x, key_padding_mask=key_padding_mask)
 
     def pool(self, hidden):
         """The [CLS] summary: tanh(Linear(hidden[:, 0])) -> ``(B, D)``."""
@@ -126,15 +123,14 @@ class BERT(nn.Module):
 
     @classmethod
     def from_hf(cls, state_dict, hf_config):
-        """A BERT holding the weights of a Hugging Face ``BertForMaskedLM`` (or ``BertModel``).
+        """A BERT holding the weights of a Hugging Face ``BertForMaskedLM`` (or ``BertModel``),
+        in eval mode.
 
         Parts the checkpoint lacks keep their fresh initialisation:
         ``BertForMaskedLM`` has no pooler, ``BertModel`` no MLM head.
         """
         get = lambda name, default=None: hf_setting(hf_config, name, default)
-        act = get("hidden_act", "gelu")
-        if act != "gelu":
-            raise ValueError(f"only hidden_act='gelu' (erf) is supported, got {act!r}")
+        hf_activation(get("hidden_act", "gelu"), ("gelu",))  # erf GELU only
         dim = get("hidden_size")
         config = BertConfig(
             vocab_size=get("vocab_size"), max_len=get("max_position_embeddings"),
@@ -142,43 +138,32 @@ class BERT(nn.Module):
             num_heads=get("num_attention_heads"), mlp_ratio=get("intermediate_size") / dim,
             dropout=get("hidden_dropout_prob", 0.1), eps=get("layer_norm_eps", 1e-12),
         )
-        model = cls(config)
-        hf = {k.removeprefix("bert."): v for k, v in state_dict.items()}
-        ours = {}
-        for our_name, hf_name in _hf_names(config.depth):
-            if hf_name in hf:
-                ours[our_name] = hf_array(hf[hf_name])
-        ours["mlm.decoder.weight"] = ours["embeddings.token.weight"]  # tied
-        optional = {"pooler.weight", "pooler.bias", "mlm.dense.weight", "mlm.dense.bias",
-                    "mlm.ln.weight", "mlm.ln.bias", "mlm.decoder.bias"}
-        missing = [k for k in model.state_dict() if k not in ours and k not in optional]
-        if missing:
-            raise ValueError(f"BERT.from_hf: the state dict lacks {missing}")
-        model.load_state_dict(ours, strict=False)
-        return model
+        return load_hf(cls(config), state_dict, HF_RULES, optional=("pooler.", "mlm."))
 
 
-def _hf_names(depth):
-    """(our name, Hugging Face name) pairs, the ``bert.`` prefix removed."""
-    yield "embeddings.token.weight", "embeddings.word_embeddings.weight"
-    yield "embeddings.position.weight", "embeddings.position_embeddings.weight"
-    yield "embeddings.segment.weight", "embeddings.token_type_embeddings.weight"
-    for p in ("weight", "bias"):
-        yield f"embeddings.ln.{p}", f"embeddings.LayerNorm.{p}"
-        for i in range(depth):
-            ours, theirs = f"encoder.blocks.{i}", f"encoder.layer.{i}"
-            yield f"{ours}.attn.q_proj.{p}", f"{theirs}.attention.self.query.{p}"
-            yield f"{ours}.attn.k_proj.{p}", f"{theirs}.attention.self.key.{p}"
-            yield f"{ours}.attn.v_proj.{p}", f"{theirs}.attention.self.value.{p}"
-            yield f"{ours}.attn.out_proj.{p}", f"{theirs}.attention.output.dense.{p}"
-            yield f"{ours}.ln_1.{p}", f"{theirs}.attention.output.LayerNorm.{p}"
-            yield f"{ours}.mlp.fc1.{p}", f"{theirs}.intermediate.dense.{p}"
-            yield f"{ours}.mlp.fc2.{p}", f"{theirs}.output.dense.{p}"
-            yield f"{ours}.ln_2.{p}", f"{theirs}.output.LayerNorm.{p}"
-        yield f"pooler.{p}", f"pooler.dense.{p}"
-        yield f"mlm.dense.{p}", f"cls.predictions.transform.dense.{p}"
-        yield f"mlm.ln.{p}", f"cls.predictions.transform.LayerNorm.{p}"
-    yield "mlm.decoder.bias", "cls.predictions.bias"
+# BertForMaskedLM names (``bert.`` prefix; BertModel has none) -> ours. Both
+# store Linear weights as (out, in): a rename, no transposes.
+_L, _B = "{bert.|}encoder.layer.{i}", "encoder.blocks.{i}"
+HF_RULES = [
+    Rule("{bert.|}embeddings.word_embeddings.weight", "embeddings.token.weight"),
+    Rule("{bert.|}embeddings.position_embeddings.weight", "embeddings.position.weight"),
+    Rule("{bert.|}embeddings.token_type_embeddings.weight", "embeddings.segment.weight"),
+    Rule("{bert.|}embeddings.LayerNorm.{p}", "embeddings.ln.{p}"),
+    Rule(_L + ".attention.self.query.{p}", _B + ".attn.q_proj.{p}"),
+    Rule(_L + ".attention.self.key.{p}", _B + ".attn.k_proj.{p}"),
+    Rule(_L + ".attention.self.value.{p}", _B + ".attn.v_proj.{p}"),
+    Rule(_L + ".attention.output.dense.{p}", _B + ".attn.out_proj.{p}"),
+    Rule(_L + ".attention.output.LayerNorm.{p}", _B + ".ln_1.{p}"),
+    Rule(_L + ".intermediate.dense.{p}", _B + ".mlp.fc1.{p}"),
+    Rule(_L + ".output.dense.{p}", _B + ".mlp.fc2.{p}"),
+    Rule(_L + ".output.LayerNorm.{p}", _B + ".ln_2.{p}"),
+    Rule("{bert.|}pooler.dense.{p}", "pooler.{p}"),
+    Rule("cls.predictions.transform.dense.{p}", "mlm.dense.{p}"),
+    Rule("cls.predictions.transform.LayerNorm.{p}", "mlm.ln.{p}"),
+    Rule("cls.predictions.bias", "mlm.decoder.bias"),
+    Rule("cls.predictions.decoder.{p}", None),  # tied: the word embeddings and the bias above
+    Rule("{bert.|}embeddings.position_ids", None),  # an index buffer older files saved
+]
 
 
 def mask_tokens(ids, special_ids, vocab_size, mask_id, rng, prob=0.15):
@@ -218,5 +203,5 @@ def mlm_loss(logits, labels):
 def mlm_accuracy(logits, labels):
     """Fraction of chosen positions whose argmax prediction is the original token."""
     chosen = np.asarray(labels) != IGNORE_INDEX
-    predicted = np.asarray(getattr(logits, "data", logits)).argmax(axis=-1)
+    predicted = logits.numpy().argmax(axis=-1)  # logits: the Tensor mlm_logits returns
     return float((predicted[chosen] == np.asarray(labels)[chosen]).mean()) if chosen.any() else 0.0

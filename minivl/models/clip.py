@@ -56,7 +56,6 @@ Resize images to 224 x 224 (bicubic, centre crop) before ``preprocess``.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,18 +64,14 @@ from minivl import functional as F
 from minivl import nn
 from minivl.data.loader import pad_sequences
 from minivl.losses import info_nce
-from minivl.models.text import CausalTextEncoder, hf_array, hf_setting
+from minivl.models.hf import Rule, hf_activation, hf_setting, load_hf
+from minivl.models.text import CausalTextEncoder
 from minivl.models.vision import VisionEncoder, preprocess
 from minivl.tensor import Tensor, no_grad
 
 # The pixel statistics OpenAI's CLIP was trained with (per RGB channel).
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
-
-# Hugging Face's activation names -> minivl's (nn.get_activation).
-HF_ACTIVATIONS = {"quick_gelu": "quick_gelu", "gelu": "gelu", "gelu_new": "gelu_tanh",
-                  "gelu_pytorch_tanh": "gelu_tanh"}
-
 
 @dataclass
 class CLIPConfig:
@@ -138,18 +133,20 @@ class CLIP(nn.Module):
 
     def encode_text(self, ids, key_padding_mask=None, normalize=True) -> Tensor:
         """Token ids ``(B, L)`` -> embeddings ``(B, E)`` read at the end-of-text token."""
-        ids = np.asarray(getattr(ids, "data", ids))
         hidden = self.text_model(ids, key_padding_mask=key_padding_mask)  # (B, L, Dt), ln_f applied
         at = eot_positions(ids, key_padding_mask, self.config.eot_id)  # (B,)
         features = self.text_projection(hidden[np.arange(len(ids)), at])  # (B, E)
         return F.l2_normalize(features, axis=-1) if normalize else features
 
     def forward(self, images, ids, key_padding_mask=None):
-        """``(logits_per_image (B_img, B_txt), logits_per_text (B_txt, B_img))``."""
+        """``logits_per_image (B_img, B_txt)``: scaled cosine similarities of every pair.
+
+        One Tensor, as every forward; the text-side logits are its transpose,
+        ``logits.T`` (Hugging Face's ``logits_per_text``).
+        """
         image_emb = self.encode_image(images)
         text_emb = self.encode_text(ids, key_padding_mask)
-        logits_per_image = (image_emb @ text_emb.T) * F.exp(self.logit_scale)  # (B_img, B_txt)
-        return logits_per_image, logits_per_image.T
+        return (image_emb @ text_emb.T) * F.exp(self.logit_scale)  # (B_img, B_txt)
 
     def loss(self, images, ids, key_padding_mask=None) -> Tensor:
         """The symmetric contrastive loss of one batch of aligned pairs (S15)."""
@@ -211,17 +208,15 @@ class CLIP(nn.Module):
         ``state_dict`` maps HF names to arrays (NumPy or torch; ``mv.load`` of
         the ``model.safetensors`` file is fine); ``hf_config`` is the
         ``config.json`` dict, ``CLIPConfig.to_dict()`` or the config object.
-        The name map is all it takes: HF also stores Linear weights as (out, in).
+        Returned in eval mode. The rules table ``HF_RULES`` below is all it takes.
         """
         text, vision = hf_setting(hf_config, "text_config"), hf_setting(hf_config, "vision_config")
         if text is None or vision is None:
             raise ValueError("hf_config must hold 'text_config' and 'vision_config' (a CLIPModel config)")
         t = lambda name, default=None: hf_setting(text, name, default)
         v = lambda name, default=None: hf_setting(vision, name, default)
-        for act in (t("hidden_act", "quick_gelu"), v("hidden_act", "quick_gelu")):
-            if act not in HF_ACTIVATIONS:
-                raise ValueError(f"hidden_act {act!r} is not supported; expected one of {sorted(HF_ACTIVATIONS)}")
-        if t("hidden_act", "quick_gelu") != v("hidden_act", "quick_gelu"):
+        activation = hf_activation(t("hidden_act", "quick_gelu"))
+        if hf_activation(v("hidden_act", "quick_gelu")) != activation:
             raise ValueError("minivl's CLIP uses one activation for both towers")
         eos = t("eos_token_id", 2)
         config = CLIPConfig(
@@ -235,48 +230,40 @@ class CLIP(nn.Module):
             text_heads=t("num_attention_heads"),
             text_mlp_ratio=t("intermediate_size") / t("hidden_size"),
             eot_id=None if eos == 2 else int(eos),  # 2: the legacy configs, read at argmax(ids)
-            activation=HF_ACTIVATIONS[t("hidden_act", "quick_gelu")],
+            activation=activation,
             eps=t("layer_norm_eps", 1e-5),
             logit_scale_init=hf_setting(hf_config, "logit_scale_init_value", math.log(1 / 0.07)),
         )  # fmt: skip
         if v("layer_norm_eps", 1e-5) != config.eps:
             raise ValueError("minivl's CLIP uses one layer_norm_eps for both towers")
-        model = cls(config)
-        ours = {}
-        for name, value in state_dict.items():
-            if name.endswith("position_ids"):  # an index buffer older checkpoints saved
-                continue
-            ours[hf_name_to_minivl(name)] = hf_array(value)
-        d = config.vision_dim
-        ours["vision_model.cls_token"] = ours["vision_model.cls_token"].reshape(1, 1, d)
-        ours["vision_model.pos_embed"] = ours["vision_model.pos_embed"][None]  # (1, 1+N, D)
-        model.load_state_dict(ours)
-        return model.eval()
+        return load_hf(cls(config), state_dict, HF_RULES)
 
 
-# HF CLIPModel names -> ours, applied in order (regular expressions).
-_HF_NAMES = [
-    (r"^vision_model\.embeddings\.class_embedding$", "vision_model.cls_token"),
-    (r"^vision_model\.embeddings\.position_embedding\.weight$", "vision_model.pos_embed"),
-    (r"^vision_model\.embeddings\.patch_embedding\.", "vision_model.patch_embed."),
-    (r"^vision_model\.pre_layrnorm\.", "vision_model.ln_pre."),  # sic: HF's spelling
-    (r"^vision_model\.post_layernorm\.", "vision_model.ln_post."),
-    (r"^vision_model\.encoder\.layers\.(\d+)\.", r"vision_model.transformer.blocks.\1."),
-    (r"^text_model\.embeddings\.token_embedding\.", "text_model.embeddings.token."),
-    (r"^text_model\.embeddings\.position_embedding\.", "text_model.embeddings.position."),
-    (r"^text_model\.encoder\.layers\.(\d+)\.", r"text_model.encoder.blocks.\1."),
-    (r"^text_model\.final_layer_norm\.", "text_model.ln_f."),
-    (r"\.self_attn\.", ".attn."),
-    (r"\.layer_norm1\.", ".ln_1."),
-    (r"\.layer_norm2\.", ".ln_2."),
+# HF CLIPModel names -> ours. HF stores Linear weights as (out, in) too; the
+# class and position embeddings gain the leading axes of our parameters.
+_VB, _TB = "vision_model.encoder.layers.{i}", "text_model.encoder.layers.{i}"
+HF_RULES = [
+    Rule("logit_scale", "logit_scale"),
+    Rule("visual_projection.weight", "visual_projection.weight"),
+    Rule("text_projection.weight", "text_projection.weight"),
+    Rule("vision_model.embeddings.class_embedding", "vision_model.cls_token", reshape=True),
+    Rule("vision_model.embeddings.position_embedding.weight", "vision_model.pos_embed", reshape=True),
+    Rule("vision_model.embeddings.patch_embedding.weight", "vision_model.patch_embed.weight"),
+    Rule("vision_model.pre_layrnorm.{p}", "vision_model.ln_pre.{p}"),  # sic: HF's spelling
+    Rule(_VB + ".self_attn.{x}.{p}", "vision_model.transformer.blocks.{i}.attn.{x}.{p}"),
+    Rule(_VB + ".layer_norm1.{p}", "vision_model.transformer.blocks.{i}.ln_1.{p}"),
+    Rule(_VB + ".layer_norm2.{p}", "vision_model.transformer.blocks.{i}.ln_2.{p}"),
+    Rule(_VB + ".mlp.{x}.{p}", "vision_model.transformer.blocks.{i}.mlp.{x}.{p}"),
+    Rule("vision_model.post_layernorm.{p}", "vision_model.ln_post.{p}"),
+    Rule("text_model.embeddings.token_embedding.weight", "text_model.embeddings.token.weight"),
+    Rule("text_model.embeddings.position_embedding.weight", "text_model.embeddings.position.weight"),
+    Rule(_TB + ".self_attn.{x}.{p}", "text_model.encoder.blocks.{i}.attn.{x}.{p}"),
+    Rule(_TB + ".layer_norm1.{p}", "text_model.encoder.blocks.{i}.ln_1.{p}"),
+    Rule(_TB + ".layer_norm2.{p}", "text_model.encoder.blocks.{i}.ln_2.{p}"),
+    Rule(_TB + ".mlp.{x}.{p}", "text_model.encoder.blocks.{i}.mlp.{x}.{p}"),
+    Rule("text_model.final_layer_norm.{p}", "text_model.ln_f.{p}"),
+    Rule("{vision|text}_model.embeddings.position_ids", None),  # an index buffer older files saved
 ]
-
-
-def hf_name_to_minivl(name: str) -> str:
-    """``text_model.encoder.layers.0.self_attn.q_proj.weight`` -> ``text_model.encoder.blocks.0.attn.q_proj.weight``."""
-    for pattern, replacement in _HF_NAMES:
-        name = re.sub(pattern, replacement, name)
-    return name
 
 
 def eot_positions(ids, key_padding_mask=None, eot_id=None) -> np.ndarray:
@@ -309,7 +296,7 @@ def embed_images(model: CLIP, images, batch_size=256) -> np.ndarray:
     """Unit image embeddings ``(B, E)`` of a whole set, without a graph, in batches."""
     arr = images.data if isinstance(images, Tensor) else images
     if not (isinstance(arr, np.ndarray) and arr.ndim == 4 and arr.dtype.kind == "f"):
-        arr = preprocess(arr).data  # uint8 (B, H, W[, C]) -> floats (B, C, H, W)
+        arr = preprocess(arr)  # uint8 (B, H, W[, C]) -> floats (B, C, H, W)
     out = []
     with no_grad():
         for i in range(0, len(arr), batch_size):

@@ -11,10 +11,10 @@ block keeps the keys and values of the tokens already seen, so each new token
 costs one position of work instead of the whole prefix, and the tokens come
 out exactly as without the cache.
 
-``GPT.from_hf`` loads a Hugging Face ``GPT2LMHeadModel`` state dict. GPT-2
-stores its projections as ``Conv1D`` with weights (in, out), so each is
-transposed into our Linear's (out, in); ``c_attn`` holds the query, key and
-value projections side by side and is split in three.
+``GPT.from_hf`` loads a Hugging Face ``GPT2LMHeadModel`` state dict through
+the rules table ``HF_RULES`` (``minivl/models/hf.py``): GPT-2 stores its
+projections as ``Conv1D`` with weights (in, out), so each is transposed into
+our Linear's (out, in), and ``c_attn`` is split into query, key and value.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ import numpy as np
 
 from minivl import functional as F
 from minivl import nn
-from minivl.models.text import CausalTextEncoder, hf_array, hf_setting, init_weights, sample_next
+from minivl.models.hf import Rule, hf_activation, hf_setting, load_hf
+from minivl.models.text import CausalTextEncoder, init_weights, sample_next
 from minivl.tensor import no_grad
 
 
@@ -109,12 +110,10 @@ class GPT(nn.Module):
 
     @classmethod
     def from_hf(cls, state_dict, hf_config):
-        """A GPT holding the weights of a Hugging Face ``GPT2LMHeadModel``."""
+        """A GPT holding the weights of a Hugging Face ``GPT2LMHeadModel``, in eval mode."""
         get = lambda name, default=None: hf_setting(hf_config, name, default)
-        act = get("activation_function", "gelu_new")
-        activations = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu": "gelu"}
-        if act not in activations:
-            raise ValueError(f"activation_function must be one of {sorted(activations)}, got {act!r}")
+        activation = hf_activation(get("activation_function", "gelu_new"),
+                                   ("gelu_new", "gelu_pytorch_tanh", "gelu"))
         if not get("scale_attn_weights", True) or get("scale_attn_by_inverse_layer_idx", False):
             raise ValueError("only GPT-2's standard 1/sqrt(head_dim) attention scaling is supported")
         dim = get("n_embd")
@@ -122,30 +121,26 @@ class GPT(nn.Module):
             vocab_size=get("vocab_size"), max_len=get("n_positions"), dim=dim,
             depth=get("n_layer"), num_heads=get("n_head"), mlp_ratio=get("n_inner", 4 * dim) / dim,
             dropout=get("resid_pdrop", 0.0), eps=get("layer_norm_epsilon", 1e-5),
-            activation=activations[act],
+            activation=activation,
         )
-        model = cls(config)
-        hf = {k.removeprefix("transformer."): hf_array(v) for k, v in state_dict.items()}
-        ours = {
-            "transformer.embeddings.token.weight": hf["wte.weight"],
-            "transformer.embeddings.position.weight": hf["wpe.weight"],
-            "transformer.ln_f.weight": hf["ln_f.weight"],
-            "transformer.ln_f.bias": hf["ln_f.bias"],
-            "lm_head.weight": hf["wte.weight"],  # tied
-        }
-        for i in range(config.depth):
-            ours_i, h = f"transformer.encoder.blocks.{i}", f"h.{i}"
-            q, k, v = np.split(hf[f"{h}.attn.c_attn.weight"], 3, axis=1)  # 3 x (D, D), (in, out)
-            qb, kb, vb = np.split(hf[f"{h}.attn.c_attn.bias"], 3)
-            for name, w, b in (("q_proj", q, qb), ("k_proj", k, kb), ("v_proj", v, vb)):
-                ours[f"{ours_i}.attn.{name}.weight"] = w.T
-                ours[f"{ours_i}.attn.{name}.bias"] = b
-            for our_name, hf_name in (("attn.out_proj", "attn.c_proj"), ("mlp.fc1", "mlp.c_fc"),
-                                      ("mlp.fc2", "mlp.c_proj")):
-                ours[f"{ours_i}.{our_name}.weight"] = hf[f"{h}.{hf_name}.weight"].T  # Conv1D
-                ours[f"{ours_i}.{our_name}.bias"] = hf[f"{h}.{hf_name}.bias"]
-            for ln in ("ln_1", "ln_2"):
-                ours[f"{ours_i}.{ln}.weight"] = hf[f"{h}.{ln}.weight"]
-                ours[f"{ours_i}.{ln}.bias"] = hf[f"{h}.{ln}.bias"]
-        model.load_state_dict(ours)
-        return model
+        return load_hf(cls(config), state_dict, HF_RULES)
+
+
+# GPT2LMHeadModel names (``transformer.`` prefix; GPT2Model has none) -> ours.
+# GPT-2's projections are Conv1D, weights (in, out): transposed into Linear's
+# (out, in); c_attn holds q, k and v side by side and is split in three.
+_H, _B = "{transformer.|}h.{i}", "transformer.encoder.blocks.{i}"
+HF_RULES = [
+    Rule("{transformer.|}wte.weight", "transformer.embeddings.token.weight"),
+    Rule("{transformer.|}wpe.weight", "transformer.embeddings.position.weight"),
+    Rule(_H + ".ln_1.{p}", _B + ".ln_1.{p}"),
+    Rule(_H + ".ln_2.{p}", _B + ".ln_2.{p}"),
+    Rule(_H + ".attn.c_attn.{p}", (_B + ".attn.q_proj.{p}", _B + ".attn.k_proj.{p}", _B + ".attn.v_proj.{p}"),
+         axis=-1, transpose=True),
+    Rule(_H + ".attn.c_proj.{p}", _B + ".attn.out_proj.{p}", transpose=True),
+    Rule(_H + ".mlp.c_fc.{p}", _B + ".mlp.fc1.{p}", transpose=True),
+    Rule(_H + ".mlp.c_proj.{p}", _B + ".mlp.fc2.{p}", transpose=True),
+    Rule("{transformer.|}ln_f.{p}", "transformer.ln_f.{p}"),
+    Rule("lm_head.weight", None),  # tied to wte
+    Rule(_H + ".attn.{bias|masked_bias}", None),  # causal-mask buffers in older files
+]

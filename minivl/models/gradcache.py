@@ -37,12 +37,16 @@ from minivl import random as mv_random
 from minivl.tensor import Tensor, no_grad
 
 
-class CachedLoss:
-    """A loss value whose ``backward()`` runs steps 2 and 3 above.
+class GradCacheStep:
+    """Not a Tensor: the full-batch loss of one gradient-cached step, and its chunked backward.
 
-    It stands where a loss Tensor stands in ``minivl.train.train``:
-    ``loss.item()`` is the full-batch value, ``loss.backward()`` accumulates
-    the full-batch gradient into every parameter's ``.grad``.
+    It offers exactly the two calls a training loop makes on a loss
+    (``minivl.train.train`` duck-types it): ``item()``, the full-batch value,
+    and ``backward()``, which runs steps 2 and 3 above and leaves the
+    full-batch gradient in every parameter's ``.grad``. Nothing else of a
+    Tensor is here: no arithmetic, no ``.data``, no graph to build on. The
+    loss Tensor over the cached embeddings is ``.loss``; call ``backward()``
+    once.
     """
 
     def __init__(self, loss: Tensor, towers, leaves, rng_after):
@@ -52,6 +56,8 @@ class CachedLoss:
         return float(self.loss.item())
 
     def backward(self):
+        if self.towers is None:
+            raise RuntimeError("GradCacheStep.backward() was already called; the chunks are gone")
         self.loss.backward()  # step 2: dL/d(embeddings) into the leaves, and dL/d(temperature)
         for (encode, chunks), leaf in zip(self.towers, self.leaves):
             for inputs, rng_state, rows in chunks:  # step 3, one chunk at a time
@@ -62,7 +68,7 @@ class CachedLoss:
         self.towers = None  # the chunks' inputs are no longer needed
 
 
-def grad_cache_loss(loss_fn, towers, chunk_size) -> CachedLoss:
+def grad_cache_loss(loss_fn, towers, chunk_size) -> GradCacheStep:
     """Compute ``loss_fn(*embeddings)`` over the full batch, in chunks of ``chunk_size`` rows.
 
     ``towers`` is a list of ``(encode, inputs)``: ``encode(*inputs)`` maps a
@@ -74,6 +80,7 @@ def grad_cache_loss(loss_fn, towers, chunk_size) -> CachedLoss:
         loss = grad_cache_loss(lambda i, t: info_nce(i, t, model.logit_scale),
                                [(model.encode_image, (images,)),
                                 (model.encode_text, (ids, mask))], 256)
+        loss.item()               # the full-batch loss (a float; ``loss`` is not a Tensor)
         loss.backward()           # the full-batch gradient, chunk by chunk
     """
     if not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
@@ -91,7 +98,7 @@ def grad_cache_loss(loss_fn, towers, chunk_size) -> CachedLoss:
             chunks.append((chunk, state, rows))
         plans.append((encode, chunks))
         leaves.append(Tensor(np.concatenate(embs), requires_grad=True))  # (n, E)
-    return CachedLoss(loss_fn(*leaves), plans, leaves, _capture_rng())
+    return GradCacheStep(loss_fn(*leaves), plans, leaves, _capture_rng())
 
 
 def _rows(inputs) -> int:

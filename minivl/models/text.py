@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from minivl import nn
+from minivl.models.inputs import check_ids, check_like_ids
 
 
 class TokenPositionEmbedding(nn.Module):
@@ -32,13 +33,8 @@ class TokenPositionEmbedding(nn.Module):
         self.position = nn.Embedding(max_len, dim)
 
     def forward(self, ids, start=0):
-        ids = _check_ids(ids, self.token.num_embeddings)
-        N = ids.shape[1]
-        if start + N > self.max_len:
-            raise ValueError(
-                f"sequence of {N} tokens from position {start} exceeds max_len={self.max_len}"
-            )
-        positions = np.arange(start, start + N)  # (N,), broadcast over the batch
+        """``ids (B, N)``, already checked by the model (``minivl/models/inputs.py``)."""
+        positions = np.arange(start, start + ids.shape[1])  # (N,), broadcast over the batch
         return self.token(ids) + self.position(positions)  # (B, N, D)
 
 
@@ -69,17 +65,21 @@ class CausalTextEncoder(nn.Module):
         """One empty key/value cache per block."""
         return [{} for _ in self.encoder.blocks]
 
-    def forward(self, ids, key_padding_mask=None, caches=None, return_hidden=False,
-                return_weights=False):
-        """Hidden states ``(B, N, D)``; with ``return_hidden`` / ``return_weights`` also
-        every layer's states / attention weights, as ``nn.Transformer`` returns them."""
+    def forward(self, ids, key_padding_mask=None, caches=None):
+        """Hidden states ``(B, N, D)`` of ``ids (B, N)`` (an integer ndarray).
+
+        ``key_padding_mask (B, N)``: True for real tokens. Every layer's states
+        and attention weights can be recorded with ``nn.record``.
+        """
+        ids = check_ids(ids, self.embeddings.token.num_embeddings)
+        key_padding_mask = check_like_ids(key_padding_mask, ids, "key_padding_mask", bool)
         start = 0 if caches is None or "k" not in caches[0] else caches[0]["k"].shape[2]
+        if start + ids.shape[1] > self.max_len:
+            raise ValueError(f"ids {ids.shape}: {ids.shape[1]} tokens from position {start} "
+                             f"exceed max_len={self.max_len}")
         x = self.drop(self.embeddings(ids, start))  # (B, N, D)
-        out = self.encoder(x, key_padding_mask=key_padding_mask, causal=True, caches=caches,
-                           return_hidden=return_hidden, return_weights=return_weights)
-        if not (return_hidden or return_weights):
-            return self.ln_f(out)  # (B, N, D)
-        return (self.ln_f(out[0]), *out[1:])
+        x = self.encoder(x, key_padding_mask=key_padding_mask, causal=True, caches=caches)
+        return self.ln_f(x)  # (B, N, D)
 
 
 def sample_next(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
@@ -146,29 +146,3 @@ def init_weights(model, std=0.02, residual_depth=None):
             if m.bias is not None:
                 m.bias.data[...] = 0.0
     return model
-
-
-def hf_array(value):
-    """A NumPy float32 copy of a Hugging Face state-dict entry (torch tensor or array)."""
-    if hasattr(value, "detach"):
-        value = value.detach().cpu().numpy()
-    return np.asarray(value, dtype=np.float32).copy()
-
-
-def hf_setting(config, name, default=None):
-    """``config.name`` for a ``transformers`` config object, or ``config[name]`` for a dict
-    (``config.to_dict()``); a missing or None setting (GPT-2's ``n_inner``) gives ``default``."""
-    value = config.get(name) if isinstance(config, dict) else getattr(config, name, None)
-    return default if value is None else value
-
-
-def _check_ids(ids, vocab_size):
-    ids = getattr(ids, "data", ids)
-    ids = np.asarray(ids)
-    if ids.ndim != 2 or ids.dtype.kind not in "iu":
-        raise ValueError(f"token ids must be an integer array of shape (B, N), got "
-                         f"{ids.dtype} {ids.shape}")
-    if ids.size and (ids.min() < 0 or ids.max() >= vocab_size):
-        raise ValueError(f"token ids must lie in [0, {vocab_size}), got range "
-                         f"[{ids.min()}, {ids.max()}]")
-    return ids

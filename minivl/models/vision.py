@@ -25,6 +25,7 @@ import numpy as np
 
 from minivl import functional as F
 from minivl import nn
+from minivl.models.inputs import check_images
 from minivl.tensor import Tensor
 
 # ImageNet statistics are meaningless for synthetic images: by default pixels
@@ -32,12 +33,13 @@ from minivl.tensor import Tensor
 DEFAULT_MEAN, DEFAULT_STD = 0.5, 0.5
 
 
-def preprocess(images, mean=DEFAULT_MEAN, std=DEFAULT_STD) -> Tensor:
+def preprocess(images, mean=DEFAULT_MEAN, std=DEFAULT_STD) -> np.ndarray:
     """A uint8 batch ``(B, H, W, C)`` or ``(B, H, W)`` -> normalised float32 ``(B, C, H, W)``.
 
     Pixels are scaled to [0, 1] and then standardised per channel with
     ``mean`` and ``std`` (numbers, or one per channel). A float batch is taken
-    to be in [0, 1] already.
+    to be in [0, 1] already. Returns a NumPy array, which every model takes as
+    its images (wrap it in a Tensor to ask for a gradient to the pixels).
     """
     arr = np.asarray(images)
     if arr.ndim == 3:  # grayscale: add the channel axis
@@ -54,17 +56,17 @@ def preprocess(images, mean=DEFAULT_MEAN, std=DEFAULT_STD) -> Tensor:
     mean = np.broadcast_to(np.asarray(mean, np.float32), (C,))
     std = np.broadcast_to(np.asarray(std, np.float32), (C,))
     x = (x - mean) / std
-    return Tensor(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))  # (B, C, H, W)
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))  # (B, C, H, W)
 
 
-def patchify(images, patch_size) -> np.ndarray:
-    """Cut ``(B, C, H, W)`` images into their patches ``(B, N, C, P, P)``, row by row.
+def patchify(images: np.ndarray, patch_size) -> np.ndarray:
+    """Cut a NumPy batch ``(B, C, H, W)`` into its patches ``(B, N, C, P, P)``, row by row.
 
     The patch embedding is one Linear on each flattened patch:
     ``patchify(x, P).reshape(B, N, -1) @ patch_embed.weight.reshape(D, -1).T``
     equals the convolution's output (a test checks it).
     """
-    x = np.asarray(getattr(images, "data", images))
+    x = np.asarray(images)
     if x.ndim != 4:
         raise ValueError(f"patchify expects images (B, C, H, W), got shape {x.shape}")
     B, C, H, W = x.shape
@@ -97,30 +99,8 @@ class VisionEncoder(nn.Module):
                                           activation=activation, dropout=dropout, eps=eps)
         self.ln_post = nn.LayerNorm(dim, eps)
 
-    def check_images(self, images):
-        """The input as a float Tensor ``(B, C, H, W)``, or a ValueError saying what is wrong."""
-        x = images if isinstance(images, Tensor) else Tensor(images)
-        expected = (self.in_channels, self.image_size, self.image_size)
-        if x.ndim != 4:
-            raise ValueError(f"images must be 4-D (B, C, H, W) = (B, {', '.join(map(str, expected))}), "
-                             f"got shape {x.shape}; uint8 (B, H, W, C) batches go through preprocess()")
-        if x.dtype.kind != "f":
-            raise TypeError(f"images must be floating point, got dtype {x.dtype}; use preprocess()")
-        _, C, H, W = x.shape
-        if C != self.in_channels:
-            raise ValueError(f"images have {C} channels (shape {x.shape}), the encoder expects "
-                             f"{self.in_channels}: (B, {', '.join(map(str, expected))})")
-        if H % self.patch_size or W % self.patch_size:
-            raise ValueError(f"image size {H}x{W} (shape {x.shape}) is not divisible by "
-                             f"patch_size {self.patch_size}")
-        if (H, W) != (self.image_size, self.image_size):
-            raise ValueError(f"images are {H}x{W} (shape {x.shape}), but the position embedding "
-                             f"was learned for {self.image_size}x{self.image_size}")
-        return x
-
-    def embed(self, images) -> Tensor:
-        """Images ``(B, C, H, W)`` -> token embeddings ``(B, 1+N, D)`` with positions added."""
-        x = self.check_images(images)
+    def embed(self, x) -> Tensor:
+        """Images ``(B, C, H, W)``, checked by ``forward`` -> token embeddings ``(B, 1+N, D)``."""
         B, C, D, P, g = x.shape[0], self.in_channels, self.dim, self.patch_size, self.grid
         # The convolution with kernel = stride = P is one Linear on each flattened
         # patch, so it runs as one: cut the patches out (row by row, as
@@ -133,22 +113,21 @@ class VisionEncoder(nn.Module):
         x = F.concat([cls, x], axis=1) + self.pos_embed  # (B, 1+N, D)
         return self.dropout(x)
 
-    def forward(self, images, return_hidden=False, return_weights=False):
+    def forward(self, images) -> Tensor:
         """Final hidden states ``(B, 1+N, D)`` (token 0 is [CLS]) after ``ln_post``.
 
-        With ``return_hidden`` also the list of ``depth + 1`` hidden states
-        ``[block input, after block 1, ..., after block depth]`` (before
-        ``ln_post``; LLaVA reads ``hidden[-2][:, 1:]``, S29); with
-        ``return_weights`` also each block's attention ``(B, H, 1+N, 1+N)``.
-        Extra outputs come in that order, as ``nn.Transformer`` returns them.
+        ``images``: floats ``(B, C, H, W)``, an ndarray or a Tensor (see
+        ``minivl/models/inputs.py``). Under ``nn.record`` the recording holds
+        the ``depth + 1`` hidden states ``[block input, after block 1, ...,
+        after block depth]`` (before ``ln_post``; LLaVA reads
+        ``rec.hidden[-2][:, 1:]``, S29) and each block's attention
+        ``(B, H, 1+N, 1+N)``.
         """
-        x = self.embed(images)
+        x = check_images(images, self.in_channels, self.image_size, self.patch_size)
+        x = self.embed(x)  # (B, 1+N, D)
         if self.ln_pre is not None:
             x = self.ln_pre(x)
-        out = self.transformer(x, return_hidden=return_hidden, return_weights=return_weights)
-        if not (return_hidden or return_weights):
-            return self.ln_post(out)
-        return (self.ln_post(out[0]), *out[1:])
+        return self.ln_post(self.transformer(x))
 
     def extra_repr(self):
         return (f"image_size={self.image_size}, patch_size={self.patch_size}, "

@@ -5,43 +5,41 @@ Image is Worth 16x16 Words"; lecture S01, and the image tower of CLIP, S14).
 
 The encoder (patches, [CLS], positions, pre-LN blocks, final LN) lives in
 ``minivl/models/vision.py``, shared with CLIP and LLaVA. ``ViT.from_hf`` loads
-a Hugging Face ``ViTForImageClassification`` state dict. Training on the
+a Hugging Face ``ViTForImageClassification`` state dict through the rules
+table ``HF_RULES`` (``minivl/models/hf.py``). Training on the
 digits and the shapes world is ``train_vit`` in ``minivl/commands/vit.py``.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from minivl import nn
+from minivl.models.hf import Rule, hf_activation, hf_setting, load_hf
 from minivl.models.vision import VisionEncoder
 
-# Hugging Face's activation names -> minivl's (nn.get_activation).
-HF_ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh",
-                  "quick_gelu": "quick_gelu", "relu": "relu"}
-
-# Hugging Face ViT parameter names -> ours. transformers 5 renamed the layers
-# (``vit.layers.0.attention.q_proj``); checkpoints written by transformers 4
-# use ``vit.encoder.layer.0.attention.attention.query``. Both are accepted.
-# Linear weights are (out, in) on both sides, so no transposes are needed.
-_HF_NAMES = [
-    (r"^vit\.embeddings\.cls_token$", "encoder.cls_token"),
-    (r"^vit\.embeddings\.position_embeddings$", "encoder.pos_embed"),
-    (r"^vit\.embeddings\.patch_embeddings\.projection\.", "encoder.patch_embed."),
-    (r"^vit\.(?:layers|encoder\.layer)\.(\d+)\.", r"encoder.transformer.blocks.\1."),
-    (r"\.layernorm_before\.", ".ln_1."),
-    (r"\.layernorm_after\.", ".ln_2."),
-    (r"\.attention\.(?:attention\.query|q_proj)\.", ".attn.q_proj."),
-    (r"\.attention\.(?:attention\.key|k_proj)\.", ".attn.k_proj."),
-    (r"\.attention\.(?:attention\.value|v_proj)\.", ".attn.v_proj."),
-    (r"\.attention\.(?:output\.dense|o_proj)\.", ".attn.out_proj."),
-    (r"\.(?:intermediate\.dense|mlp\.fc1)\.", ".mlp.fc1."),
-    (r"\.(?:output\.dense|mlp\.fc2)\.", ".mlp.fc2."),
-    (r"^vit\.layernorm\.", "encoder.ln_post."),
-    (r"^classifier\.", "head."),
+# Hugging Face ViT names -> ours. transformers 5 renamed the layers
+# (``vit.layers.0.attention.q_proj``); files written by transformers 4 use
+# ``vit.encoder.layer.0.attention.attention.query``. Both are accepted.
+# Linear weights are (out, in) on both sides: a rename, no transposes.
+_L, _B = "vit.{layers|encoder.layer}.{i}", "encoder.transformer.blocks.{i}"
+HF_RULES = [
+    Rule("vit.embeddings.cls_token", "encoder.cls_token"),
+    Rule("vit.embeddings.position_embeddings", "encoder.pos_embed"),
+    Rule("vit.embeddings.patch_embeddings.projection.{p}", "encoder.patch_embed.{p}"),
+    Rule(_L + ".layernorm_before.{p}", _B + ".ln_1.{p}"),
+    Rule(_L + ".layernorm_after.{p}", _B + ".ln_2.{p}"),
+    Rule(_L + ".attention.{attention.query|q_proj}.{p}", _B + ".attn.q_proj.{p}"),
+    Rule(_L + ".attention.{attention.key|k_proj}.{p}", _B + ".attn.k_proj.{p}"),
+    Rule(_L + ".attention.{attention.value|v_proj}.{p}", _B + ".attn.v_proj.{p}"),
+    Rule(_L + ".attention.{output.dense|o_proj}.{p}", _B + ".attn.out_proj.{p}"),
+    Rule(_L + ".{intermediate.dense|mlp.fc1}.{p}", _B + ".mlp.fc1.{p}"),
+    Rule(_L + ".{output.dense|mlp.fc2}.{p}", _B + ".mlp.fc2.{p}"),
+    Rule("vit.layernorm.{p}", "encoder.ln_post.{p}"),
+    Rule("classifier.{p}", "head.{p}"),
+    Rule("vit.pooler.dense.{p}", None),  # the classifier reads [CLS], never the pooler
 ]
 
 
@@ -73,51 +71,36 @@ class ViT(nn.Module):
                                      dropout=c.dropout, eps=c.eps)
         self.head = nn.Linear(c.dim, c.num_classes)
 
-    def forward(self, images, return_weights=False):
-        """Images ``(B, C, H, W)`` -> logits ``(B, num_classes)`` (and each block's attention)."""
-        out = self.encoder(images, return_weights=return_weights)
-        hidden, weights = out if return_weights else (out, None)  # hidden (B, 1+N, D)
-        logits = self.head(hidden[:, 0])  # (B, num_classes): only [CLS] is classified
-        return (logits, weights) if return_weights else logits
+    def forward(self, images):
+        """Images ``(B, C, H, W)`` -> logits ``(B, num_classes)``."""
+        hidden = self.encoder(images)  # (B, 1+N, D)
+        return self.head(hidden[:, 0])  # (B, num_classes): only [CLS] is classified
 
     @classmethod
     def from_hf(cls, state_dict, hf_config):
-        """A ViT holding the weights of a Hugging Face ``ViTForImageClassification``.
+        """A ViT holding the weights of a Hugging Face ``ViTForImageClassification``, in eval mode.
 
-        ``state_dict`` maps HF names to NumPy arrays (``{k: v.numpy() for k, v in
-        model.state_dict().items()}``); ``hf_config`` is ``config.to_dict()``.
+        ``state_dict`` maps HF names to arrays (NumPy or torch); ``hf_config`` is
+        ``config.to_dict()``, the ``config.json`` dict or the config object.
         """
-        c = hf_config
-        act = c.get("hidden_act", "gelu")
-        if act not in HF_ACTIVATIONS:
-            raise ValueError(f"hidden_act {act!r} is not supported; expected one of {sorted(HF_ACTIVATIONS)}")
-        dim, inner = c["hidden_size"], c["intermediate_size"]
-        classifier = np.asarray(state_dict["classifier.weight"])  # (num_classes, dim)
+        get = lambda name, default=None: hf_setting(hf_config, name, default)
+        dim, inner = get("hidden_size"), get("intermediate_size")
+        num_classes = np.shape(state_dict["classifier.weight"])[0]  # (num_classes, dim)
         model = cls(ViTConfig(
-            num_classes=classifier.shape[0], image_size=c["image_size"], patch_size=c["patch_size"],
-            in_channels=c.get("num_channels", 3), dim=dim, depth=c["num_hidden_layers"],
-            num_heads=c["num_attention_heads"], mlp_ratio=inner / dim,
-            activation=HF_ACTIVATIONS[act], eps=c.get("layer_norm_eps", 1e-12),
+            num_classes=num_classes, image_size=get("image_size"), patch_size=get("patch_size"),
+            in_channels=get("num_channels", 3), dim=dim, depth=get("num_hidden_layers"),
+            num_heads=get("num_attention_heads"), mlp_ratio=inner / dim,
+            activation=hf_activation(get("hidden_act", "gelu")), eps=get("layer_norm_eps", 1e-12),
         ))
         hidden = model.encoder.transformer.blocks[0].mlp.fc1.out_features
         if hidden != inner:
             raise ValueError(f"intermediate_size {inner} is not a width minivl can build (got {hidden})")
-        ours = {}
-        for name, value in state_dict.items():
-            if name.startswith("vit.pooler."):  # the classifier reads [CLS], never the pooler
-                continue
-            ours[hf_name_to_minivl(name)] = np.asarray(value, dtype=np.float32)
-        if not c.get("qkv_bias", True):
-            # HF then has no q/k/v biases; ours exist and must be zero.
-            for i in range(model.encoder.depth):
-                for proj in ("q_proj", "k_proj", "v_proj"):
-                    ours[f"encoder.transformer.blocks.{i}.attn.{proj}.bias"] = np.zeros(dim, np.float32)
-        model.load_state_dict(ours)
-        return model.eval()
-
-
-def hf_name_to_minivl(name: str) -> str:
-    """``vit.layers.0.attention.q_proj.weight`` -> ``encoder.transformer.blocks.0.attn.q_proj.weight``."""
-    for pattern, replacement in _HF_NAMES:
-        name = re.sub(pattern, replacement, name)
-    return name
+        if get("qkv_bias", True):
+            return load_hf(model, state_dict, HF_RULES)
+        # Without qkv_bias HF has no query/key/value biases; ours exist and must be zero.
+        for block in model.encoder.transformer.blocks:
+            for proj in (block.attn.q_proj, block.attn.k_proj, block.attn.v_proj):
+                proj.bias.data[...] = 0.0
+        return load_hf(model, state_dict, HF_RULES, optional=[
+            f"encoder.transformer.blocks.{i}.attn.{p}_proj.bias" for i in range(model.encoder.depth) for p in "qkv"
+        ])

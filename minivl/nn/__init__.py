@@ -5,10 +5,11 @@ from minivl.nn.activations import get_activation
 from minivl.nn.attention import MultiHeadAttention
 from minivl.nn.layers import Conv2d, Dropout, Embedding, Identity, LayerNorm, Linear, ModuleList, Sequential
 from minivl.nn.module import Module, Parameter
+from minivl.nn.record import record
 from minivl.nn.transformer import MLP, Transformer, TransformerBlock
 
 __all__ = [
     "Conv2d", "Dropout", "Embedding", "Identity", "LayerNorm", "Linear", "MLP", "Module", "ModuleList",
     "MultiHeadAttention", "Parameter", "Sequential", "Transformer", "TransformerBlock",
-    "get_activation", "init",
+    "get_activation", "init", "record",
 ]

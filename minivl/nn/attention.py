@@ -6,6 +6,9 @@ Queries come from ``x (B, Nq, query_dim)``; keys and values come from
 may differ, which is what lets the text stream of ViLBERT query the visual
 stream and vice versa. The projections are separate Linears named
 ``q_proj / k_proj / v_proj / out_proj`` (the names Hugging Face's CLIP uses).
+
+``forward`` returns the output only. Under ``nn.record`` (``recording`` on)
+the module also keeps the weights of its latest call in ``last_weights``.
 """
 
 from __future__ import annotations
@@ -30,19 +33,17 @@ class MultiHeadAttention(Module):
         self.out_proj = Linear(inner_dim, out_dim or dim, bias)
         self.attn_dropout = dropout
         self.resid_dropout = Dropout(dropout)
+        self.recording, self.last_weights = False, None  # see nn.record
 
     def _heads(self, t):
         B, N, _ = t.shape
         return t.reshape(B, N, self.num_heads, self.head_dim).transpose(0, 2, 1, 3)  # (B, H, N, hd)
 
-    def forward(self, x, context=None, key_padding_mask=None, causal=False, attn_mask=None,
-                cache=None, return_weights=False):
-        """Attend from ``x`` to ``context`` (default: ``x``).
+    def forward(self, x, context=None, key_padding_mask=None, causal=False, attn_mask=None, cache=None):
+        """Attend from ``x`` to ``context`` (default: ``x``): ``(B, Nq, out_dim)``.
 
         ``cache`` (a dict, for autoregressive decoding) holds the keys and values
         of earlier positions; the new ones are appended and reused next call.
-        Returns the output ``(B, Nq, out_dim)``, and the weights
-        ``(B, H, Nq, Nk)`` too when ``return_weights``.
         """
         context = x if context is None else context
         if x.ndim != 3 or context.ndim != 3 or x.shape[0] != context.shape[0]:
@@ -57,12 +58,12 @@ class MultiHeadAttention(Module):
             cache["k"], cache["v"] = k.data, v.data
         out = F.scaled_dot_product_attention(
             q, k, v, key_padding_mask=key_padding_mask, causal=causal, attn_mask=attn_mask,
-            dropout_p=self.attn_dropout, training=self.training, return_weights=return_weights,
+            dropout_p=self.attn_dropout, training=self.training, return_weights=self.recording,
         )
-        out, weights = out if return_weights else (out, None)
+        if self.recording:
+            out, self.last_weights = out  # weights (B, H, Nq, Nk)
         B, H, N, hd = out.shape
-        out = self.resid_dropout(self.out_proj(out.transpose(0, 2, 1, 3).reshape(B, N, H * hd)))  # (B, Nq, D)
-        return (out, weights) if return_weights else out
+        return self.resid_dropout(self.out_proj(out.transpose(0, 2, 1, 3).reshape(B, N, H * hd)))  # (B, Nq, D)
 
     def extra_repr(self):
         return f"heads={self.num_heads}, head_dim={self.head_dim}"

@@ -48,53 +48,37 @@ class TransformerBlock(Module):
         self.ln_2 = LayerNorm(dim, eps)
         self.mlp = MLP(dim, mlp_dim or int(dim * mlp_ratio), activation=activation, dropout=dropout, bias=bias)
 
-    def forward(self, x, key_padding_mask=None, causal=False, attn_mask=None, cache=None,
-                return_weights=False):
-        """``x (B, N, D)`` -> ``(B, N, D)`` (and the attention weights if asked)."""
-        kw = dict(key_padding_mask=key_padding_mask, causal=causal, attn_mask=attn_mask,
-                  cache=cache, return_weights=return_weights)
+    def forward(self, x, key_padding_mask=None, causal=False, attn_mask=None, cache=None):
+        """``x (B, N, D)`` -> ``(B, N, D)``."""
+        mask = dict(key_padding_mask=key_padding_mask, causal=causal, attn_mask=attn_mask, cache=cache)
         if self.norm_first:
-            a = self.attn(self.ln_1(x), **kw)
-            a, w = a if return_weights else (a, None)
-            x = x + a
+            x = x + self.attn(self.ln_1(x), **mask)
             x = x + self.mlp(self.ln_2(x))
         else:
-            a = self.attn(x, **kw)
-            a, w = a if return_weights else (a, None)
-            x = self.ln_1(x + a)
+            x = self.ln_1(x + self.attn(x, **mask))
             x = self.ln_2(x + self.mlp(x))
-        return (x, w) if return_weights else x
+        return x
 
 
 class Transformer(Module):
-    """``depth`` TransformerBlocks; can hand back every layer's hidden states.
+    """``depth`` TransformerBlocks: ``(B, N, D)`` -> the last hidden state ``(B, N, D)``.
 
-    ``forward`` returns the last hidden state, or with ``return_hidden=True`` a
-    list ``[input, after block 1, ..., after block depth]`` (LLaVA reads the
-    penultimate one, S29), and with ``return_weights=True`` each block's
-    attention weights (for attention maps and rollout).
+    Under ``nn.record`` (``recording`` on) it also keeps the list
+    ``[input, after block 1, ..., after block depth]`` in ``last_hidden``
+    (LLaVA reads the penultimate one, S29).
     """
 
     def __init__(self, dim, depth, num_heads, **block_options):
         super().__init__()
         self.blocks = ModuleList(TransformerBlock(dim, num_heads, **block_options) for _ in range(depth))
+        self.recording, self.last_hidden = False, None  # see nn.record
 
-    def forward(self, x, key_padding_mask=None, causal=False, attn_mask=None, caches=None,
-                return_hidden=False, return_weights=False):
-        hidden, weights = [x], []
+    def forward(self, x, key_padding_mask=None, causal=False, attn_mask=None, caches=None):
+        hidden = [x]
         for i, block in enumerate(self.blocks):
-            out = block(x, key_padding_mask=key_padding_mask, causal=causal, attn_mask=attn_mask,
-                        cache=None if caches is None else caches[i], return_weights=return_weights)
-            if return_weights:
-                out, w = out
-                weights.append(w)
-            x = out
+            x = block(x, key_padding_mask=key_padding_mask, causal=causal, attn_mask=attn_mask,
+                      cache=None if caches is None else caches[i])
             hidden.append(x)
-        if not (return_hidden or return_weights):
-            return x
-        result = (x,)
-        if return_hidden:
-            result += (hidden,)
-        if return_weights:
-            result += (weights,)
-        return result
+        if self.recording:
+            self.last_hidden = hidden
+        return x

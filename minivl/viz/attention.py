@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
+from minivl import nn
 from minivl.models.vision import preprocess
 from minivl.tensor import Tensor, no_grad
 
@@ -30,18 +31,19 @@ def attention_weights(model, images) -> list[np.ndarray]:
 
     ``model`` is a ViT or a bare VisionEncoder (e.g. ``clip.vision_model``);
     ``images`` are uint8 ``(B, H, W[, C])`` (normalised with ``preprocess``'s
-    defaults) or an already preprocessed float Tensor ``(B, C, H, W)``.
+    defaults) or an already preprocessed float Tensor ``(B, C, H, W)``. The
+    weights are read from an ``nn.record`` of the encoder's forward pass.
     """
     encoder = getattr(model, "encoder", model)
     x = images if isinstance(images, Tensor) else preprocess(images)
     was_training = encoder.training
     encoder.eval()
     try:
-        with no_grad():
-            _, weights = encoder(x, return_weights=True)
+        with no_grad(), nn.record(encoder) as rec:
+            encoder(x)
     finally:
         encoder.train(was_training)
-    return [w.numpy() for w in weights]
+    return [w.numpy() for w in rec.weights]
 
 
 def cls_attention(weights: np.ndarray, grid: int) -> np.ndarray:
@@ -78,11 +80,12 @@ def rollout_map(weights: list[np.ndarray], grid: int) -> np.ndarray:
 def position_similarity(pos_embed, grid: int) -> np.ndarray:
     """Cosine similarity of each patch's position embedding with every other's.
 
-    ``pos_embed (1, 1+N, D)`` ([CLS] first, as in VisionEncoder) -> ``(grid, grid,
-    grid, grid)``: entry ``[i, j]`` is the map of patch (i, j) against all patches
-    (ViT paper, Fig. 7 centre).
+    ``pos_embed (1, 1+N, D)``, a NumPy array ([CLS] first, as in VisionEncoder:
+    pass ``encoder.pos_embed.numpy()``) -> ``(grid, grid, grid, grid)``: entry
+    ``[i, j]`` is the map of patch (i, j) against all patches (ViT paper, Fig. 7
+    centre).
     """
-    p = np.asarray(getattr(pos_embed, "data", pos_embed), dtype=np.float64)[0, 1:]  # (N, D)
+    p = np.asarray(pos_embed, dtype=np.float64)[0, 1:]  # (N, D)
     if len(p) != grid * grid:
         raise ValueError(f"{len(p)} patch positions do not form a {grid}x{grid} grid")
     p = p / np.linalg.norm(p, axis=-1, keepdims=True)
@@ -152,7 +155,7 @@ def position_similarity_figure(encoder, panel_size: float = 0.6) -> Figure:
     """A grid of grids: panel (i, j) shows patch (i, j)'s position-embedding similarity to all."""
     encoder = getattr(encoder, "encoder", encoder)
     g = encoder.grid
-    sim = position_similarity(encoder.pos_embed, g)  # (g, g, g, g)
+    sim = position_similarity(encoder.pos_embed.numpy(), g)  # (g, g, g, g)
     fig = Figure(figsize=(g * panel_size + 0.8, g * panel_size))
     axes = fig.subplots(g, g, squeeze=False)
     for i in range(g):

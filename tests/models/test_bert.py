@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from minivl import nn
 from minivl.models.bert import BERT, IGNORE_INDEX, mask_tokens, mlm_accuracy, mlm_loss
 from minivl.models.checkpoint import load_checkpoint, save_checkpoint
 from minivl.optim import AdamW
@@ -28,8 +29,10 @@ def test_shapes():
     assert hidden.shape == (3, 7, 16)
     assert model.pool(hidden).shape == (3, 16)
     assert model.mlm(hidden).shape == (3, 7, V)
-    final, layers = model(ids, return_hidden=True)
-    assert len(layers) == 3 and np.array_equal(layers[-1].data, final.data)
+    with nn.record(model) as rec:
+        final = model(ids)
+    assert len(rec.hidden) == 3 and np.array_equal(rec.hidden[-1].data, final.data)
+    assert len(rec.weights) == 2 and rec.weights[0].shape == (3, 2, 7, 7)
 
 
 def test_bad_inputs_raise():
@@ -42,6 +45,13 @@ def test_bad_inputs_raise():
         model(np.zeros((2, 4), dtype=np.int64), key_padding_mask=np.ones((2, 3), bool))
     with pytest.raises(ValueError, match="segment_ids"):
         model(np.zeros((2, 4), dtype=np.int64), segment_ids=np.zeros((2, 5), dtype=np.int64))
+    with pytest.raises(ValueError, match=r"segment_ids must lie in \[0, 2\)"):
+        model(np.zeros((2, 4), dtype=np.int64), segment_ids=np.full((2, 4), 2))
+    # the contract at the door: ids and masks are ndarrays, said once, by name
+    with pytest.raises(ValueError, match="ids must be a NumPy integer array.*Tensor; pass ids.numpy"):
+        model(Tensor(np.zeros((2, 4), dtype=np.int64)))
+    with pytest.raises(ValueError, match=r"key_padding_mask must be a NumPy array of the shape of ids \(2, 4\)"):
+        model(np.zeros((2, 4), dtype=np.int64), key_padding_mask=[[True] * 4] * 2)
 
 
 def test_padding_does_not_leak_into_real_positions():
@@ -124,7 +134,7 @@ def test_mlm_loss_and_accuracy_count_only_chosen_positions():
     expected = -np.mean([logp[0, 1, 4], logp[1, 3, 0], logp[1, 4, labels[1, 4]]])
     assert np.isclose(mlm_loss(Tensor(logits), labels).item(), expected, atol=1e-5)
     hits = [logits[0, 1].argmax() == 4, logits[1, 3].argmax() == 0, True]
-    assert mlm_accuracy(logits, labels) == pytest.approx(np.mean(hits))
+    assert mlm_accuracy(Tensor(logits), labels) == pytest.approx(np.mean(hits))
 
 
 # --------------------------------------------------------------------------- weights
@@ -203,7 +213,8 @@ def test_matches_hf_bert_for_masked_lm():
     with torch.no_grad():
         expected = hf(input_ids=torch.tensor(ids), token_type_ids=torch.tensor(segments),
                       attention_mask=torch.tensor(mask.astype(np.int64))).logits.numpy()
-    model = BERT.from_hf(hf.state_dict(), config).eval()
+    model = BERT.from_hf(hf.state_dict(), config)  # eval mode: dropout 0.1 would change the logits
+    assert not any(m.training for m in model.modules())
     with no_grad():
         ours = model.mlm_logits(ids, segments, mask).data
     assert np.abs(expected).max() > 1.0
@@ -218,7 +229,8 @@ def test_matches_hf_bert_model_hidden_states_and_pooler():
     with torch.no_grad():
         out = hf(input_ids=torch.tensor(ids), token_type_ids=torch.tensor(segments),
                  attention_mask=torch.tensor(mask.astype(np.int64)))
-    model = BERT.from_hf(hf.state_dict(), config).eval()
+    model = BERT.from_hf(hf.state_dict(), config)
+    assert not any(m.training for m in model.modules())
     with no_grad():
         hidden = model(ids, segments, mask)
         pooled = model.pool(hidden).data

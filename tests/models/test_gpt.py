@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from minivl import nn
 from minivl.models.checkpoint import load_checkpoint, save_checkpoint
 from minivl.models.gpt import GPT
 from minivl.models.text import CausalTextEncoder, sample_next
@@ -32,8 +33,9 @@ def test_shapes_and_hidden_states():
     model = tiny()
     ids = ids_of((3, 7))
     assert model(ids).shape == (3, 7, V)
-    final, layers = model.transformer(ids, return_hidden=True)
-    assert final.shape == (3, 7, 16) and len(layers) == 3  # embeddings + one per block
+    with nn.record(model) as rec:
+        final = model.transformer(ids)
+    assert final.shape == (3, 7, 16) and len(rec.hidden) == 3  # embeddings + one per block
 
 
 def test_bad_inputs_raise():
@@ -42,6 +44,10 @@ def test_bad_inputs_raise():
         model(ids_of((1, 13)))
     with pytest.raises(ValueError, match=r"\(B, N\)"):
         model(np.zeros(5, dtype=np.int64))
+    with pytest.raises(ValueError, match=r"key_padding_mask must have the shape of ids \(1, 4\), got \(1, 3\)"):
+        model(ids_of((1, 4)), np.ones((1, 3), bool))
+    with pytest.raises(ValueError, match="ids must be a NumPy integer array"):
+        model([[1, 2, 3]])
     with pytest.raises(ValueError, match="temperature"):
         sample_next(np.zeros((1, 4)), temperature=-1)
 
@@ -221,7 +227,8 @@ def test_matches_hf_gpt2_logits(hf_gpt2):
     assert np.abs(expected).max() > 1.0
     numpy_state = {k: v.numpy() for k, v in hf.state_dict().items()}
     for cfg in (config, config.to_dict()):  # a config object, or the plain dict the issue asks for
-        model = GPT.from_hf(numpy_state, cfg).eval()
+        model = GPT.from_hf(numpy_state, cfg)  # eval mode, dropout off, as from_pretrained
+        assert not any(m.training for m in model.modules())
         with no_grad():
             ours = model(ids).data
         np.testing.assert_allclose(ours, expected, atol=1e-4)

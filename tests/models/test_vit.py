@@ -12,11 +12,13 @@ from hypothesis import strategies as st
 
 import minivl as mv
 from minivl import functional as F
+from minivl import nn
 from minivl.commands.vit import ImageTask, train_vit
 from minivl.io import load, save
 from minivl.models.checkpoint import load_checkpoint, save_checkpoint
+from minivl.models.hf import rename
 from minivl.models.vision import VisionEncoder, patchify, preprocess
-from minivl.models.vit import ViT, hf_name_to_minivl
+from minivl.models.vit import HF_RULES, ViT
 from minivl.tensor import no_grad
 from minivl.viz.attention import (
     attention_rollout,
@@ -48,8 +50,10 @@ def test_encoder_shapes_and_every_hidden_state(grid, patch, channels, batch, ln_
     enc = VisionEncoder(size, patch, channels, dim=8, depth=3, num_heads=2, ln_pre=ln_pre).eval()
     x = images(batch, channels, size)
     with no_grad():
-        out, hidden, weights = enc(x, return_hidden=True, return_weights=True)
+        with nn.record(enc) as rec:
+            out = enc(x)
         plain = enc(x)
+    hidden, weights = rec.hidden, rec.weights
     tokens = 1 + grid * grid
     assert out.shape == (batch, tokens, 8)
     assert len(hidden) == 3 + 1 and all(h.shape == (batch, tokens, 8) for h in hidden)
@@ -89,12 +93,12 @@ def test_preprocess_maps_uint8_hwc_to_normalised_nchw():
     rgb = np.zeros((2, 4, 4, 3), np.uint8)
     rgb[:, :, :, 1] = 255
     x = preprocess(rgb)
-    assert x.shape == (2, 3, 4, 4) and x.dtype == np.float32
-    np.testing.assert_array_equal(x.numpy()[:, 0], -1.0)
-    np.testing.assert_array_equal(x.numpy()[:, 1], 1.0)
+    assert isinstance(x, np.ndarray) and x.shape == (2, 3, 4, 4) and x.dtype == np.float32
+    np.testing.assert_array_equal(x[:, 0], -1.0)
+    np.testing.assert_array_equal(x[:, 1], 1.0)
     grey = preprocess(np.full((1, 4, 4), 51, np.uint8), mean=0.1, std=0.2)  # 51 / 255 = 0.2
     assert grey.shape == (1, 1, 4, 4)
-    np.testing.assert_allclose(grey.numpy(), 0.5, rtol=1e-6)
+    np.testing.assert_allclose(grey, 0.5, rtol=1e-6)
 
 
 def test_bad_inputs_name_the_shapes():
@@ -113,6 +117,16 @@ def test_bad_inputs_name_the_shapes():
         enc(np.zeros((2, 3, 8, 8), np.uint8))
     with pytest.raises(ValueError, match=r"\(B, H, W, C\).*\(8, 8\)"):
         preprocess(np.zeros((8, 8), np.uint8))
+
+
+def test_images_are_an_ndarray_or_a_tensor_and_a_tensor_can_take_a_gradient():
+    model = tiny_vit().eval()
+    x = images(2)
+    pixels = mv.tensor(x, requires_grad=True)
+    logits = model(pixels)
+    np.testing.assert_array_equal(logits.numpy(), model(x).numpy())
+    logits[:, 1].sum().backward()
+    assert pixels.grad.shape == x.shape and np.abs(pixels.grad).max() > 0
 
 
 # --------------------------------------------------------------------------- the classifier
@@ -186,7 +200,7 @@ def test_attention_maps_of_a_model():
     np.testing.assert_allclose(maps.sum(axis=(2, 3)) + weights[-1][:, :, 0, 0], 1.0, rtol=1e-5)
     rolled = rollout_map(weights, 3)
     assert rolled.shape == (2, 3, 3) and (rolled > 0).all() and (rolled.sum(axis=(1, 2)) < 1).all()
-    sim = position_similarity(model.encoder.pos_embed, 3)
+    sim = position_similarity(model.encoder.pos_embed.numpy(), 3)
     np.testing.assert_allclose(sim[1, 2, 1, 2], 1.0)  # each position is itself
     fig = attention_rollout_figure(model, pictures, ["a", "b"])
     assert len(fig.axes) == 4
@@ -231,7 +245,7 @@ def test_old_and_new_hf_names_map_to_the_same_parameter():
         "classifier.bias": "head.bias",
     }
     for hf, ours in pairs.items():
-        assert hf_name_to_minivl(hf) == ours, hf
+        assert rename(hf, HF_RULES) == ours, hf
 
 
 @pytest.mark.oracle
@@ -250,13 +264,15 @@ def test_matches_hugging_face_vit(qkv_bias, act, channels):
         for p in hf.parameters():
             p.add_(0.2 * torch.randn_like(p))
     ours = ViT.from_hf({k: v.numpy() for k, v in hf.state_dict().items()}, config.to_dict())
+    assert not any(m.training for m in ours.modules())
     x = images(4, channels, 12, seed=1)
     labels = np.array([0, 3, 6, 2])
 
     out = hf(pixel_values=torch.from_numpy(x), output_hidden_states=True)
     torch.nn.functional.cross_entropy(out.logits, torch.from_numpy(labels)).backward()
-    _, hidden = ours.encoder(x, return_hidden=True)
-    logits = ours(x)
+    with nn.record(ours) as rec:
+        logits = ours(x)
+    hidden = rec.hidden
     F.cross_entropy(logits, labels).backward()
 
     np.testing.assert_allclose(logits.numpy(), out.logits.detach().numpy(), atol=1e-4, rtol=1e-4)
@@ -264,5 +280,5 @@ def test_matches_hugging_face_vit(qkv_bias, act, channels):
         np.testing.assert_allclose(mine.numpy(), theirs.detach().numpy(), atol=1e-4, rtol=1e-4)
     params = dict(ours.named_parameters())
     for name, p in hf.named_parameters():
-        np.testing.assert_allclose(params[hf_name_to_minivl(name)].grad, p.grad.numpy(),
+        np.testing.assert_allclose(params[rename(name, HF_RULES)].grad, p.grad.numpy(),
                                    atol=1e-5, rtol=1e-3, err_msg=name)

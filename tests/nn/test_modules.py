@@ -69,13 +69,17 @@ def test_load_state_dict_reports_every_problem():
 
 
 def test_train_eval_switches_dropout():
-    d = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5))
-    x = mv.tensor(np.ones((8, 4), np.float32))
+    d = nn.Sequential(nn.Identity(), nn.Dropout(0.5))
+    x = mv.tensor(np.ones((64, 32), np.float32))
+    mv.manual_seed(0)
+    y = d(x).data  # a fresh module trains: about half the entries dropped, the rest scaled by 2
+    assert set(np.unique(y)) == {0.0, 2.0}
+    assert 0.4 < (y == 0).mean() < 0.6
     d.eval()
-    np.testing.assert_array_equal(d(x).data, d(x).data)
     assert not d[1].training
+    np.testing.assert_array_equal(d(x).data, x.data)  # eval: the identity
     d.train()
-    assert d[1].training
+    assert d[1].training and (d(x).data == 0).any()
 
 
 def test_freezing_skips_gradients():
@@ -102,7 +106,9 @@ def test_multihead_attention_matches_a_manual_computation():
     mha = nn.MultiHeadAttention(8, 2, kv_dim=6)  # cross-attention between different widths
     x = np.random.default_rng(1).standard_normal((2, 3, 8)).astype(np.float32)
     c = np.random.default_rng(2).standard_normal((2, 5, 6)).astype(np.float32)
-    out, w = mha(mv.tensor(x), mv.tensor(c), return_weights=True)
+    with nn.record(mha) as rec:
+        out = mha(mv.tensor(x), mv.tensor(c))
+    w = rec.weights[0]
     q = x @ mha.q_proj.weight.data.T + mha.q_proj.bias.data
     k = c @ mha.k_proj.weight.data.T + mha.k_proj.bias.data
     v = c @ mha.v_proj.weight.data.T + mha.v_proj.bias.data
@@ -139,13 +145,33 @@ def test_pre_and_post_ln_blocks_differ_as_documented():
     np.testing.assert_allclose(y.mean(-1), 0, atol=1e-5)
 
 
-def test_transformer_returns_hidden_states_and_weights():
+def test_record_keeps_hidden_states_and_weights_and_changes_nothing():
+    mv.manual_seed(0)
     stack = nn.Transformer(8, 3, 2)
-    x = mv.tensor(np.zeros((1, 4, 8), np.float32))
-    out, hidden, weights = stack(x, return_hidden=True, return_weights=True)
-    assert len(hidden) == 4 and len(weights) == 3
-    assert weights[0].shape == (1, 2, 4, 4)
-    np.testing.assert_array_equal(hidden[-1].data, out.data)
+    x = mv.tensor(np.random.default_rng(0).standard_normal((1, 4, 8)).astype(np.float32))
+    plain = stack(x, causal=True)
+    assert stack.last_hidden is None and stack.blocks[0].attn.last_weights is None  # off by default
+    with nn.record(stack) as rec:
+        out = stack(x, causal=True)
+        assert len(rec.weights) == 3  # readable inside the block too
+    assert len(rec.hidden) == 4 and len(rec.weights) == 3
+    assert rec.weights[0].shape == (1, 2, 4, 4)
+    np.testing.assert_allclose(np.triu(rec.weights[1].data[0, 0], 1), 0)  # causal: no future
+    np.testing.assert_array_equal(rec.hidden[0].data, x.data)
+    np.testing.assert_array_equal(rec.hidden[-1].data, out.data)
+    np.testing.assert_array_equal(out.data, plain.data)
+    # leaving the block switches recording off and frees the modules, the recording keeps its values
+    assert not stack.recording and stack.last_hidden is None and stack.blocks[2].attn.last_weights is None
+    stack(x)
+    assert rec.weights[0].shape == (1, 2, 4, 4)
+    two = nn.Sequential(nn.Transformer(8, 1, 2), nn.Transformer(8, 1, 2))
+    with nn.record(two) as rec:
+        two(x)
+    assert len(rec.weights) == 2
+    with pytest.raises(ValueError, match="exactly one transformer stack"):
+        _ = rec.hidden
+    with pytest.raises(ValueError, match="no attention layer"):
+        nn.record(nn.Linear(2, 2))
 
 
 def test_conv2d_module_and_errors():
