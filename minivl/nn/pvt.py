@@ -21,7 +21,7 @@ itself one more key and value.
 from __future__ import annotations
 
 from minivl import functional as F
-from minivl.nn.layers import Conv2d, LayerNorm, Linear
+from minivl.nn.layers import Conv2d, LayerNorm, Linear, ModuleList
 from minivl.nn.module import Module
 from minivl.nn.transformer import MLP
 
@@ -92,3 +92,25 @@ class PVTBlock(Module):
     def forward(self, x, grid, num_prefix=0):
         x = x + self.attn(self.ln_1(x), grid, num_prefix)
         return x + self.mlp(self.ln_2(x))
+
+
+class PVTTransformer(Module):
+    """``depth`` PVTBlocks over a [CLS] token and a ``grid x grid`` map of patch tokens.
+
+    PVT proper is a pyramid of four stages, each with its own patch embedding
+    and reduction ratio; the shared vision encoder keeps one resolution and one
+    ``sr_ratio`` so that its output stays ``(B, 1+N, D)``.
+    """
+
+    def __init__(self, dim, grid, depth, num_heads, sr_ratio=2, mlp_ratio=4.0, activation="gelu", eps=1e-5):
+        super().__init__()
+        if grid % sr_ratio:
+            raise ValueError(f"the {grid}x{grid} patch grid is not divisible by sr_ratio {sr_ratio}")
+        self.grid = grid
+        self.blocks = ModuleList(PVTBlock(dim, num_heads, sr_ratio, mlp_ratio, activation, eps) for _ in range(depth))
+
+    def forward(self, x):
+        """``(B, 1 + grid*grid, D)`` -> the same shape."""
+        for block in self.blocks:
+            x = block(x, (self.grid, self.grid), num_prefix=1)
+        return x

@@ -244,16 +244,16 @@ def window_attention_grid(attn, x, window_size, mask=None) -> Tensor:
 
 class PatchMerging(Module):
     """Halve the grid, double the width: each 2x2 neighbourhood is concatenated
-    (4C), layer-normed and projected to 2C (section 3.1)."""
+    (4C), layer-normed and projected to 2C (section 3.1; ``out_dim`` changes 2C)."""
 
-    def __init__(self, dim, eps=1e-5):
+    def __init__(self, dim, eps=1e-5, out_dim=None):
         super().__init__()
         self.dim = dim
         self.norm = LayerNorm(4 * dim, eps)
-        self.reduction = Linear(4 * dim, 2 * dim, bias=False)
+        self.reduction = Linear(4 * dim, out_dim or 2 * dim, bias=False)
 
     def forward(self, x):
-        """``(B, H, W, C)`` -> ``(B, H/2, W/2, 2C)``."""
+        """``(B, H, W, C)`` -> ``(B, H/2, W/2, 2C)`` (or ``out_dim``)."""
         if x.ndim != 4 or x.shape[1] % 2 or x.shape[2] % 2 or x.shape[3] != self.dim:
             raise ValueError(f"PatchMerging expects (B, H, W, {self.dim}) with even H and W, got {x.shape}")
         B, H, W, C = x.shape
@@ -281,3 +281,47 @@ class SwinStage(Module):
         for block in self.blocks:
             x = block(x)
         return x if self.downsample is None else self.downsample(x)
+
+
+class SwinTransformer(Module):
+    """Shifted-window blocks over a patch grid, as the shared vision encoder uses them.
+
+    ``depth`` blocks are split evenly into ``stages``; between stages a
+    PatchMerging halves the grid. Unlike Swin, which doubles the width at each
+    merge (C -> 2C), the width stays ``dim`` here (``PatchMerging`` projects 4C
+    -> C), so every head that reads ``(B, 1+N, D)`` works unchanged. Swin has no
+    [CLS] token: the output's token 0 is the mean of the final patch tokens,
+    Swin's global average pool.
+    """
+
+    def __init__(self, dim, grid, depth, num_heads, window_size=4, stages=1, mlp_ratio=4.0,
+                 activation="gelu", eps=1e-5):
+        super().__init__()
+        if stages < 1 or depth % stages:
+            raise ValueError(f"depth {depth} does not split into {stages} stages of equal depth")
+        self.stages = ModuleList()
+        self.merges = ModuleList()
+        side = grid
+        for s in range(stages):
+            self.stages.append(SwinStage(dim, (side, side), depth // stages, num_heads, window_size,
+                                         mlp_ratio, activation=activation, eps=eps))
+            if s < stages - 1:
+                if side % 2:
+                    raise ValueError(f"stage {s} grid {side}x{side} is odd: patch merging needs an even grid")
+                self.merges.append(PatchMerging(dim, eps, out_dim=dim))
+                side //= 2
+        self.grid, self.out_grid = grid, side
+
+    def forward(self, x):
+        """Patch tokens ``(B, g*g, D)`` row by row -> ``(B, 1 + g'*g', D)``, pooled token first."""
+        B, N, D = x.shape
+        if N != self.grid**2:
+            raise ValueError(f"SwinTransformer expects {self.grid}x{self.grid} = {self.grid ** 2} patch tokens, "
+                             f"got shape {x.shape}")
+        x = x.reshape(B, self.grid, self.grid, D)  # (B, g, g, D)
+        for s, stage in enumerate(self.stages):
+            x = stage(x)
+            if s < len(self.merges):
+                x = self.merges[s](x)  # (B, g/2, g/2, D)
+        x = x.reshape(B, self.out_grid**2, D)  # (B, N', D)
+        return F.concat([x.mean(axis=1, keepdims=True), x], axis=1)  # (B, 1+N', D)
