@@ -12,7 +12,7 @@ import numpy as np
 from minivl import backend
 from minivl.functional._util import normalize_axis
 from minivl.random import rng as _global_rng
-from minivl.tensor import Function, Tensor
+from minivl.tensor import Function, Tensor, array_module
 
 
 def _last_axis_op(kernel_fwd, kernel_bwd):
@@ -22,19 +22,19 @@ def _last_axis_op(kernel_fwd, kernel_bwd):
             ctx.axis = axis
             moved = axis != x.ndim - 1
             if moved:
-                x = np.moveaxis(x, axis, -1) if isinstance(x, np.ndarray) else x.swapaxes(axis, -1)
+                x = array_module(x).moveaxis(x, axis, -1)
             y = backend.kernel(kernel_fwd, x)(x)
             ctx.save_for_backward(y)
-            return np.moveaxis(y, -1, axis) if moved else y
+            return array_module(y).moveaxis(y, -1, axis) if moved else y
 
         @staticmethod
         def backward(ctx, g):
             (y,) = ctx.saved
             moved = ctx.axis != g.ndim - 1
             if moved:
-                g = np.moveaxis(g, ctx.axis, -1)
+                g = array_module(g).moveaxis(g, ctx.axis, -1)
             dx = backend.kernel(kernel_bwd, g)(y, g)
-            return np.moveaxis(dx, -1, ctx.axis) if moved else dx
+            return array_module(dx).moveaxis(dx, -1, ctx.axis) if moved else dx
 
     return _Op
 
