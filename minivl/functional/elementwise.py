@@ -217,12 +217,12 @@ class GELU(Function):
     def forward(ctx, a, approximate="none"):
         ctx.save_for_backward(a)
         ctx.approximate = approximate
-        return backend.kernel("gelu_forward", a)(a, approximate)
+        return backend.for_array(a).gelu_forward(a, approximate)
 
     @staticmethod
     def backward(ctx, g):
         (a,) = ctx.saved
-        return backend.kernel("gelu_backward", a)(a, g, ctx.approximate)
+        return backend.for_array(a).gelu_backward(a, g, ctx.approximate)
 
 
 def exp(a):

@@ -24,7 +24,7 @@ class CrossEntropy(Function):
 
     @staticmethod
     def forward(ctx, logits, target, valid, smoothing):
-        logp = backend.kernel("log_softmax_forward", logits)(logits)  # (..., C)
+        logp = backend.for_array(logits).log_softmax_forward(logits)  # (..., C)
         safe = np.where(valid, target, 0)
         nll = -np.take_along_axis(logp, safe[..., None], axis=-1)[..., 0]
         if smoothing:
