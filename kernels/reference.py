@@ -120,8 +120,7 @@ _GELU_FORMS = ("none", "tanh", "sigmoid")
 
 
 def _check_form(name, approximate):
-    if approximate not in _GELU_FORMS:
-        raise ValueError(f"{name}: approximate must be one of {_GELU_FORMS}, got {approximate!r}")
+    assert approximate in _GELU_FORMS, f"{name}: approximate must be one of {_GELU_FORMS}, got {approximate!r}"
 
 
 def _phi(x):

@@ -19,6 +19,7 @@ import math
 import numpy as np
 
 from minivl import backend
+from minivl.functional._util import check_float
 from minivl.functional.elementwise import add, masked_fill, mul
 from minivl.functional.linear import matmul
 from minivl.functional.normalization import dropout as _dropout
@@ -46,6 +47,8 @@ def _raw(x):
 
 
 def _check(q, k, v, key_padding_mask, attn_mask):
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        check_float(t, f"attention: {name}")
     if q.ndim != 4 or k.ndim != 4 or v.ndim != 4:
         raise ValueError(
             f"attention expects q, k, v of shape (B, H, N, D); got {q.shape}, {k.shape}, {v.shape}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from minivl import backend
 from minivl.functional._util import unbroadcast
 from minivl.tensor import Function
@@ -55,6 +57,13 @@ def matmul(a, b):
         raise ValueError(
             f"matmul: inner dimensions differ, a has shape {a.shape} and b has shape {b.shape}"
         )
+    try:
+        np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    except ValueError:
+        raise ValueError(
+            f"matmul: the batch axes of a {a.shape[:-2]} and b {b.shape[:-2]} do not broadcast "
+            f"(a has shape {a.shape}, b has shape {b.shape})"
+        ) from None
     return MatMul.apply(a, b)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from minivl import backend
+from minivl.functional._util import check_float
 from minivl.functional.elementwise import mul, sqrt
 from minivl.functional.reduce import sum as _sum
 from minivl.random import rng as _global_rng
@@ -26,6 +27,9 @@ class LayerNorm(Function):
 
 def layer_norm(x, weight, bias, eps=1e-5):
     """Normalise the last axis to zero mean / unit variance, then ``* weight + bias``."""
+    check_float(x, "layer_norm: x")
+    if x.ndim == 0:
+        raise ValueError("layer_norm: x needs at least one axis (the one normalised), got a scalar")
     d = x.shape[-1]
     if weight.shape != (d,) or bias.shape != (d,):
         raise ValueError(

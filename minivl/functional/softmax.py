@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from minivl import backend
-from minivl.functional._util import normalize_axis
+from minivl.functional._util import check_float, normalize_axis
 from minivl.random import rng as _global_rng
 from minivl.tensor import Function, Tensor, array_module
 
@@ -59,11 +59,13 @@ class LogSoftmax(Function):
 
 def softmax(x, axis=-1):
     """exp(x) / sum(exp(x)) along ``axis``."""
+    check_float(x, "softmax: x")
     return Softmax.apply(x, axis=normalize_axis(axis, x.ndim)[0])
 
 
 def log_softmax(x, axis=-1):
     """x - logsumexp(x) along ``axis`` (more accurate than log(softmax(x)))."""
+    check_float(x, "log_softmax: x")
     return LogSoftmax.apply(x, axis=normalize_axis(axis, x.ndim)[0])
 
 
