@@ -10,7 +10,9 @@ built once from the ops its package exports:
 
 An op a backend does not export is filled in from the reference when the
 backend is built, and the ``Kernel`` that wraps it says so (``source``), so
-``report()`` shows who served each op. A ``Function`` asks for the backend of
+``report()`` shows who served each op (``attention_mask``, the allowed-pairs
+helper of the composed attention path, is the reference's on every backend,
+built with the input's array module). A ``Function`` asks for the backend of
 its input array, ``for_array(x).softmax_forward(x)``:
 
 * CuPy arrays always go to the ``cuda`` backend;
