@@ -120,8 +120,7 @@ _GELU_FORMS = ("none", "tanh", "sigmoid")
 
 
 def _check_form(name, approximate):
-    if approximate not in _GELU_FORMS:
-        raise ValueError(f"{name}: approximate must be one of {_GELU_FORMS}, got {approximate!r}")
+    assert approximate in _GELU_FORMS, f"{name}: approximate must be one of {_GELU_FORMS}, got {approximate!r}"
 
 
 def _phi(x):
@@ -182,14 +181,17 @@ def _tanh_arg(x):
 # --------------------------------------------------------------------------- attention
 
 
-def attention_mask(nq, nk, key_padding_mask=None, causal=False, batch=1):
-    """The boolean (B, 1, Nq, Nk) matrix of allowed (query, key) pairs."""
-    allowed = np.ones((batch, 1, nq, nk), dtype=bool)
+def attention_mask(nq, nk, key_padding_mask=None, causal=False, batch=1, xp=np):
+    """The boolean (B, 1, Nq, Nk) matrix of allowed (query, key) pairs.
+
+    ``xp`` is the array module to build it with (``cupy`` for a mask on the GPU).
+    """
+    allowed = xp.ones((batch, 1, nq, nk), dtype=bool)
     if causal:
         # query i is position i + (nk - nq): the queries are the last nq positions
-        allowed &= np.tril(np.ones((nq, nk), dtype=bool), k=nk - nq)[None, None]
+        allowed &= xp.tril(xp.ones((nq, nk), dtype=bool), k=nk - nq)[None, None]
     if key_padding_mask is not None:
-        allowed &= np.asarray(key_padding_mask, dtype=bool)[:, None, None, :]
+        allowed &= xp.asarray(key_padding_mask, dtype=bool)[:, None, None, :]
     return allowed
 
 

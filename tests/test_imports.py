@@ -70,3 +70,27 @@ def test_minivl_kernels_is_this_folder():
     out = _run("import minivl.kernels as k, os; print(os.path.dirname(os.path.abspath(k.__file__)))")
     assert out.returncode == 0, out.stderr[-3000:]
     assert Path(out.stdout.strip()) == ROOT / "kernels"
+
+
+def test_the_reference_kernels_import_without_the_autograd_engine():
+    """``import minivl.kernels.reference`` runs ``minivl/__init__.py`` first; that
+    file loads its names lazily, so only the package, the kernels folder and the
+    reference itself come in (not the 32 modules of an eager ``import minivl``)."""
+    out = _run(
+        "import sys, minivl.kernels.reference\n"
+        "print(sorted(m for m in sys.modules if m.startswith('minivl')))"
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["['minivl',", "'minivl.kernels',", "'minivl.kernels.reference']"]
+
+
+def test_the_lazy_package_still_offers_every_public_name():
+    out = _run(
+        "import minivl as mv, minivl.functional as F\n"
+        "x = mv.tensor([1.0, 2.0], requires_grad=True)\n"  # the function, though minivl.tensor is loaded
+        "F.softmax(x).sum().backward()\n"
+        "assert isinstance(x, mv.Tensor) and mv.io.save is mv.save\n"
+        "print(sorted(set(mv.__all__) - set(dir(mv))))"
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -14,8 +14,8 @@ One source per kernel family, each with its Python wrapper of the same name
 
 Every wrapper has the signature and semantics of ``kernels/reference.py`` and
 takes and returns CuPy arrays. Importing this package does not import CuPy;
-``available()`` says whether the kernels can run here, and ``KERNELS`` is the
-table ``minivl.backend`` reads. Without a GPU, ``emulate.on_cpu()`` runs the
+``available()`` says whether the kernels can run here, and ``KERNELS`` lists
+the ops ``minivl.backend`` builds the cuda ``Backend`` from. Without a GPU, ``emulate.on_cpu()`` runs the
 same sources as host C++ on NumPy arrays (slowly: for checking, not training).
 """
 

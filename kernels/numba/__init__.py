@@ -11,8 +11,9 @@ namesake in ``reference.py`` (which the tests in ``tests/kernels/`` check):
 * ``attention_ladder.py`` -- attention as numbered rungs: naive, online softmax, tiled, backward
 * ``vmath.py``      -- an exp that LLVM can vectorise, and the fastmath flags
 
-``minivl.backend`` looks ops up in ``KERNELS``; an op missing here falls back
-to the reference. Every kernel is ``@njit(cache=True)``: the first process
+``KERNELS`` lists the ops this package exports; ``minivl.backend`` builds the
+numba ``Backend`` from it once, and an op missing here falls back to the
+reference. Every kernel is ``@njit(cache=True)``: the first process
 compiles (seconds), later ones load machine code from ``__pycache__``.
 Numba checks only the timestamp of the file that defines a kernel, so after
 editing ``vmath.py`` or ``matmul.gemm_tile`` delete ``kernels/numba/__pycache__``.

@@ -1,9 +1,10 @@
-"""Shared plumbing of the row-wise Numba kernels: check the input, view it as (rows, C).
+"""Shared plumbing of the row-wise Numba kernels: assert the contract, view the input as (rows, C).
 
 Softmax, log-softmax and layer norm all work on the last axis; their kernels
 take C-contiguous (rows, C) arrays, and these helpers make any layout and any
 number of leading axes look like that (copying only when the input is not
-contiguous already).
+contiguous already). The checks are asserts: ``minivl.functional`` validates
+what users pass, and a kernel only guards its own contract.
 """
 
 from __future__ import annotations
@@ -14,10 +15,9 @@ FLOAT_DTYPES = (np.float32, np.float64)
 
 
 def float_dtype(name, *arrays):
-    """The common float dtype of ``arrays``; TypeError naming ``name`` otherwise."""
+    """The common dtype of ``arrays``, asserted to be float32 or float64."""
     dtype = np.result_type(*arrays)
-    if dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{name}: needs float32 or float64 arrays, got {dtype}")
+    assert dtype in FLOAT_DTYPES, f"{name}: needs float32 or float64 arrays, got {dtype}"
     return dtype
 
 
@@ -27,10 +27,8 @@ def as_rows(x, dtype):
 
 
 def check_same_shape(name, **arrays):
-    """ValueError unless every array has the same shape (and at least one axis)."""
+    """Assert that every array has the same shape, with at least one axis."""
     shapes = {k: np.shape(v) for k, v in arrays.items()}
     first = next(iter(shapes.values()))
-    if len(first) == 0:
-        raise ValueError(f"{name}: needs at least one axis, got shapes {shapes}")
-    if any(s != first for s in shapes.values()):
-        raise ValueError(f"{name}: shapes must match, got {shapes}")
+    assert len(first) > 0, f"{name}: needs at least one axis, got shapes {shapes}"
+    assert all(s == first for s in shapes.values()), f"{name}: shapes must match, got {shapes}"

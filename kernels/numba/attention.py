@@ -303,14 +303,14 @@ def _backward_kernel(q, k, kt, vt, do, lse, delta, key_mask, causal, scale, dk, 
 
 
 def _prepare(name, q, k, v, key_padding_mask, scale):
-    """Check shapes; return contiguous (BH, N, D) arrays, the (B, Nk) mask and the scale."""
+    """Contiguous (BH, N, D) arrays, the (B, Nk) mask and the scale (shapes asserted:
+    ``F.scaled_dot_product_attention`` validates them for users)."""
     q, k, v = np.asarray(q), np.asarray(k), np.asarray(v)
-    if (q.ndim != 4 or k.ndim != 4 or v.ndim != 4 or k.shape[:2] != q.shape[:2]
-            or k.shape[3] != q.shape[3] or v.shape[:3] != k.shape[:3]):
-        raise ValueError(
-            f"{name}: expected q (B, H, Nq, D), k (B, H, Nk, D), v (B, H, Nk, Dv); got "
-            f"q.shape={q.shape}, k.shape={k.shape}, v.shape={v.shape}"
-        )
+    assert (q.ndim == 4 and k.ndim == 4 and v.ndim == 4 and k.shape[:2] == q.shape[:2]
+            and k.shape[3] == q.shape[3] and v.shape[:3] == k.shape[:3]), (
+        f"{name}: expected q (B, H, Nq, D), k (B, H, Nk, D), v (B, H, Nk, Dv); got "
+        f"q.shape={q.shape}, k.shape={k.shape}, v.shape={v.shape}"
+    )
     B, H, Nq, D = q.shape
     Nk = k.shape[2]
     dtype = float_dtype(name, q, k, v)
@@ -318,10 +318,7 @@ def _prepare(name, q, k, v, key_padding_mask, scale):
         mask = np.ones((B, Nk), dtype=bool)
     else:
         mask = np.asarray(key_padding_mask)
-        if mask.shape != (B, Nk):
-            raise ValueError(
-                f"{name}: key_padding_mask must have shape (B, Nk) = {(B, Nk)}, got {mask.shape}"
-            )
+        assert mask.shape == (B, Nk), f"{name}: key_padding_mask must have shape (B, Nk) = {(B, Nk)}, got {mask.shape}"
         mask = np.ascontiguousarray(mask, dtype=bool)
     scale = 1.0 / math.sqrt(D) if scale is None else scale
     flat = lambda x, n, d: np.ascontiguousarray(x, dtype).reshape((B * H, n, d))
@@ -350,11 +347,10 @@ def attention_backward(q, k, v, o, lse, do, key_padding_mask=None, causal=False,
     Nk, Dv = k3.shape[1], v3.shape[2]
     B, H = np.shape(q)[:2]
     o, do, lse = np.asarray(o), np.asarray(do), np.asarray(lse)
-    if o.shape != (B, H, Nq, Dv) or do.shape != o.shape or lse.shape != (B, H, Nq):
-        raise ValueError(
-            f"attention_backward: expected o and do of shape {(B, H, Nq, Dv)} and lse of shape "
-            f"{(B, H, Nq)}; got o.shape={o.shape}, do.shape={do.shape}, lse.shape={lse.shape}"
-        )
+    assert o.shape == (B, H, Nq, Dv) and do.shape == o.shape and lse.shape == (B, H, Nq), (
+        f"attention_backward: expected o and do of shape {(B, H, Nq, Dv)} and lse of shape "
+        f"{(B, H, Nq)}; got o.shape={o.shape}, do.shape={do.shape}, lse.shape={lse.shape}"
+    )
     o3 = np.ascontiguousarray(o, dtype).reshape((BH, Nq, Dv))
     do3 = np.ascontiguousarray(do, dtype).reshape((BH, Nq, Dv))
     lse2 = np.ascontiguousarray(lse, dtype).reshape((BH, Nq))

@@ -101,8 +101,7 @@ _BACKWARD = {"none": _backward_erf, "tanh": _backward_tanh, "sigmoid": _backward
 
 
 def _check_approximate(name, approximate):
-    if approximate not in _FORWARD:
-        raise ValueError(f"{name}: approximate must be one of {tuple(_FORWARD)}, got {approximate!r}")
+    assert approximate in _FORWARD, f"{name}: approximate must be one of {tuple(_FORWARD)}, got {approximate!r}"
 
 
 def gelu_forward(x, approximate="none"):
@@ -120,8 +119,7 @@ def gelu_backward(x, dy, approximate="none"):
     """dy * d GELU / dx."""
     _check_approximate("gelu_backward", approximate)
     x, dy = np.asarray(x), np.asarray(dy)
-    if x.shape != dy.shape:
-        raise ValueError(f"gelu_backward: shapes must match, got x.shape={x.shape}, dy.shape={dy.shape}")
+    assert x.shape == dy.shape, f"gelu_backward: shapes must match, got x.shape={x.shape}, dy.shape={dy.shape}"
     dtype = float_dtype("gelu_backward", x, dy)
     flat_x = np.ascontiguousarray(x, dtype).ravel()
     flat_dy = np.ascontiguousarray(dy, dtype).ravel()

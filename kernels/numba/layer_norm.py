@@ -81,11 +81,10 @@ def _backward_rows(dy, x, gamma, mean, rstd, dx, dgamma_part, dbeta_part):
 def layer_norm_forward(x, gamma, beta, eps=1e-5):
     """y = (x - mean) * rstd * gamma + beta over the last axis; returns (y, mean, rstd)."""
     x, gamma, beta = np.asarray(x), np.asarray(gamma), np.asarray(beta)
-    if x.ndim == 0 or gamma.shape != x.shape[-1:] or beta.shape != x.shape[-1:]:
-        raise ValueError(
-            f"layer_norm_forward: gamma and beta must have shape (C,) = x.shape[-1:], got "
-            f"x.shape={x.shape}, gamma.shape={gamma.shape}, beta.shape={beta.shape}"
-        )
+    assert x.ndim > 0 and gamma.shape == x.shape[-1:] and beta.shape == x.shape[-1:], (
+        f"layer_norm_forward: gamma and beta must have shape (C,) = x.shape[-1:], got "
+        f"x.shape={x.shape}, gamma.shape={gamma.shape}, beta.shape={beta.shape}"
+    )
     dtype = float_dtype("layer_norm_forward", x)
     rows = as_rows(x, dtype)  # (R, C)
     g, b = np.ascontiguousarray(gamma, dtype), np.ascontiguousarray(beta, dtype)
@@ -103,13 +102,12 @@ def layer_norm_backward(dy, x, gamma, mean, rstd):
     """Gradients (dx, dgamma, dbeta) of ``layer_norm_forward``."""
     dy, x, gamma = np.asarray(dy), np.asarray(x), np.asarray(gamma)
     mean, rstd = np.asarray(mean), np.asarray(rstd)
-    if (x.ndim == 0 or dy.shape != x.shape or gamma.shape != x.shape[-1:]
-            or mean.shape != x.shape[:-1] or rstd.shape != x.shape[:-1]):
-        raise ValueError(
-            "layer_norm_backward: expected dy.shape == x.shape, gamma.shape == x.shape[-1:], "
-            f"mean.shape == rstd.shape == x.shape[:-1]; got dy={dy.shape}, x={x.shape}, "
-            f"gamma={gamma.shape}, mean={mean.shape}, rstd={rstd.shape}"
-        )
+    assert (x.ndim > 0 and dy.shape == x.shape and gamma.shape == x.shape[-1:]
+            and mean.shape == x.shape[:-1] and rstd.shape == x.shape[:-1]), (
+        "layer_norm_backward: expected dy.shape == x.shape, gamma.shape == x.shape[-1:], "
+        f"mean.shape == rstd.shape == x.shape[:-1]; got dy={dy.shape}, x={x.shape}, "
+        f"gamma={gamma.shape}, mean={mean.shape}, rstd={rstd.shape}"
+    )
     dtype = float_dtype("layer_norm_backward", dy, x)
     dy_rows, x_rows = as_rows(dy, dtype), as_rows(x, dtype)  # (R, C)
     R, C = x_rows.shape

@@ -196,8 +196,7 @@ def matmul(a, b):
     Other dtypes (integers, float16, complex) are served by ``np.matmul``.
     """
     a, b = np.asarray(a), np.asarray(b)
-    if a.ndim == 0 or b.ndim == 0:
-        raise ValueError(f"matmul: scalars are not allowed, got a.shape={a.shape}, b.shape={b.shape}")
+    assert a.ndim > 0 and b.ndim > 0, f"matmul: scalars are not allowed, got a.shape={a.shape}, b.shape={b.shape}"
     dtype = np.result_type(a, b)
     if dtype not in (np.float32, np.float64):
         return np.matmul(a, b)
@@ -207,14 +206,8 @@ def matmul(a, b):
     if vector_b:
         b = b[:, None]  # (K, 1)
     (M, K), (K2, N) = a.shape[-2:], b.shape[-2:]
-    if K != K2:
-        raise ValueError(f"matmul: inner dimensions differ, a.shape={a.shape}, b.shape={b.shape}")
-    try:
-        batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
-    except ValueError:
-        raise ValueError(
-            f"matmul: batch axes do not broadcast, a.shape={a.shape}, b.shape={b.shape}"
-        ) from None
+    assert K == K2, f"matmul: inner dimensions differ, a.shape={a.shape}, b.shape={b.shape}"
+    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])  # F.matmul checked that they broadcast
     # A is read in place, in any layout (see _matmul_blocked). B is made
     # C-ordered once here, when it is not (a weight W.T in x @ W.T), rather
     # than packed again by every task that needs it. (reshape copies only when

@@ -49,5 +49,6 @@ def normalize_axis(axis, ndim):
 
 
 def check_float(x: Tensor, name: str):
+    """TypeError naming ``name`` unless ``x`` holds floats (what every kernel computes in)."""
     if x.dtype.kind != "f":
-        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype} (shape {x.shape})")

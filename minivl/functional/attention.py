@@ -19,18 +19,18 @@ import math
 import numpy as np
 
 from minivl import backend
+from minivl.functional._util import check_float
 from minivl.functional.elementwise import add, masked_fill, mul
 from minivl.functional.linear import matmul
 from minivl.functional.normalization import dropout as _dropout
 from minivl.functional.softmax import softmax
-from minivl.kernels.reference import attention_mask
-from minivl.tensor import Function, Tensor
+from minivl.tensor import Function, Tensor, array_module
 
 
 class FusedAttention(Function):
     @staticmethod
     def forward(ctx, q, k, v, key_padding_mask, causal, scale):
-        o, lse = backend.kernel("attention_forward", q)(q, k, v, key_padding_mask, causal, scale)
+        o, lse = backend.for_array(q).attention_forward(q, k, v, key_padding_mask, causal, scale)
         ctx.save_for_backward(q, k, v, o, lse)
         ctx.options = key_padding_mask, causal, scale
         return o
@@ -39,7 +39,7 @@ class FusedAttention(Function):
     def backward(ctx, g):
         q, k, v, o, lse = ctx.saved
         kpm, causal, scale = ctx.options
-        return backend.kernel("attention_backward", g)(q, k, v, o, lse, g, kpm, causal, scale)
+        return backend.for_array(g).attention_backward(q, k, v, o, lse, g, kpm, causal, scale)
 
 
 def _raw(x):
@@ -47,6 +47,8 @@ def _raw(x):
 
 
 def _check(q, k, v, key_padding_mask, attn_mask):
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        check_float(t, f"attention: {name}")
     if q.ndim != 4 or k.ndim != 4 or v.ndim != 4:
         raise ValueError(
             f"attention expects q, k, v of shape (B, H, N, D); got {q.shape}, {k.shape}, {v.shape}"
@@ -82,7 +84,8 @@ def scaled_dot_product_attention(
 
     A query whose every key is masked gets a zero output, not NaN.
     """
-    kpm = None if key_padding_mask is None else np.asarray(_raw(key_padding_mask), dtype=bool)
+    xp = array_module(q.data)
+    kpm = None if key_padding_mask is None else xp.asarray(_raw(key_padding_mask), dtype=bool)
     am = None if attn_mask is None else _raw(attn_mask)
     _check(q, k, v, kpm, am)
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
@@ -94,7 +97,7 @@ def scaled_dot_product_attention(
     s = mul(matmul(q, k.swapaxes(-1, -2)), scale)  # (B, H, Nq, Nk)
     if am is not None and am.dtype != bool:
         s = add(s, Tensor(am.astype(q.dtype, copy=False)))
-    allowed = attention_mask(Nq, Nk, kpm, causal, batch=B)
+    allowed = backend.for_array(q.data).attention_mask(Nq, Nk, kpm, causal, batch=B, xp=xp)
     if am is not None and am.dtype == bool:
         allowed = allowed & am
     if not allowed.all():

@@ -12,7 +12,7 @@ import numpy as np
 from scipy.special import expit as _expit
 
 from minivl import backend
-from minivl.functional._util import as_operand, unbroadcast
+from minivl.functional._util import as_operand, check_float, unbroadcast
 from minivl.tensor import Function, Tensor, array_module
 
 # --------------------------------------------------------------------------- arithmetic
@@ -217,12 +217,12 @@ class GELU(Function):
     def forward(ctx, a, approximate="none"):
         ctx.save_for_backward(a)
         ctx.approximate = approximate
-        return backend.kernel("gelu_forward", a)(a, approximate)
+        return backend.for_array(a).gelu_forward(a, approximate)
 
     @staticmethod
     def backward(ctx, g):
         (a,) = ctx.saved
-        return backend.kernel("gelu_backward", a)(a, g, ctx.approximate)
+        return backend.for_array(a).gelu_backward(a, g, ctx.approximate)
 
 
 def exp(a):
@@ -261,11 +261,13 @@ def gelu(a, approximate="none"):
     """
     if approximate not in _GELU_FORMS:
         raise ValueError(f"approximate must be one of {_GELU_FORMS}, got {approximate!r}")
+    check_float(a, "gelu: a")
     return GELU.apply(a, approximate=approximate)
 
 
 def quick_gelu(a):
     """CLIP's QuickGELU, x * sigmoid(1.702 x): the GELU paper's sigmoid approximation."""
+    check_float(a, "quick_gelu: a")
     return GELU.apply(a, approximate="sigmoid")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from minivl import backend
 from minivl.functional._util import unbroadcast
 from minivl.tensor import Function
@@ -13,12 +15,12 @@ class MatMul(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
-        return backend.kernel("matmul", a)(a, b)
+        return backend.for_array(a).matmul(a, b)
 
     @staticmethod
     def backward(ctx, g):
         a, b = ctx.saved
-        mm = backend.kernel("matmul", g)
+        mm = backend.for_array(g).matmul
         # 1-D operands are treated as (1, K) and (K, 1) matrices, as NumPy does
         a2 = a if a.ndim > 1 else a[None, :]
         b2 = b if b.ndim > 1 else b[:, None]
@@ -55,6 +57,13 @@ def matmul(a, b):
         raise ValueError(
             f"matmul: inner dimensions differ, a has shape {a.shape} and b has shape {b.shape}"
         )
+    try:
+        np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    except ValueError:
+        raise ValueError(
+            f"matmul: the batch axes of a {a.shape[:-2]} and b {b.shape[:-2]} do not broadcast "
+            f"(a has shape {a.shape}, b has shape {b.shape})"
+        ) from None
     return MatMul.apply(a, b)
 
 
@@ -86,7 +95,7 @@ class Linear(Function):
     def forward(ctx, x, weight, bias=None):
         ctx.save_for_backward(x, weight)
         x2 = x.reshape(-1, x.shape[-1])  # (R, in)
-        y = backend.kernel("matmul", x)(x2, weight.T)  # (R, out)
+        y = backend.for_array(x).matmul(x2, weight.T)  # (R, out)
         if bias is not None and bias.dtype == y.dtype:
             y += bias  # in place: no second (R, out) array
         elif bias is not None:
@@ -96,7 +105,7 @@ class Linear(Function):
     @staticmethod
     def backward(ctx, g):
         x, weight = ctx.saved
-        mm = backend.kernel("matmul", g)
+        mm = backend.for_array(g).matmul
         g2 = g.reshape(-1, g.shape[-1])  # (R, out)
         gx = mm(g2, weight).reshape(x.shape) if ctx.needs_input_grad[0] else None
         gw = mm(g2.T, x.reshape(-1, x.shape[-1])) if ctx.needs_input_grad[1] else None  # (out, in)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from minivl import backend
+from minivl.functional._util import check_float
 from minivl.functional.elementwise import mul, sub
 from minivl.functional.reduce import mean as _mean
 from minivl.functional.reduce import sum as _sum
@@ -24,7 +25,7 @@ class CrossEntropy(Function):
 
     @staticmethod
     def forward(ctx, logits, target, valid, smoothing):
-        logp = backend.kernel("log_softmax_forward", logits)(logits)  # (..., C)
+        logp = backend.for_array(logits).log_softmax_forward(logits)  # (..., C)
         safe = np.where(valid, target, 0)
         nll = -np.take_along_axis(logp, safe[..., None], axis=-1)[..., 0]
         if smoothing:
@@ -52,6 +53,7 @@ def cross_entropy(logits, target, axis=-1, ignore_index=-100, label_smoothing=0.
     in the mean (BERT's unmasked tokens, LLaVA's instruction tokens). With
     ``label_smoothing`` = e the target is (1 - e) one-hot + e / C uniform.
     """
+    check_float(logits, "cross_entropy: logits")
     target = target.data if isinstance(target, Tensor) else np.asarray(target)
     if target.dtype.kind not in "iu":
         raise TypeError(f"cross_entropy target must hold integer class ids, got dtype {target.dtype}")

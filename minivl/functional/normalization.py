@@ -5,27 +5,31 @@ from __future__ import annotations
 import numpy as np
 
 from minivl import backend
+from minivl.functional._util import check_float
 from minivl.functional.elementwise import mul, sqrt
 from minivl.functional.reduce import sum as _sum
 from minivl.random import rng as _global_rng
-from minivl.tensor import Function, Tensor, is_grad_enabled
+from minivl.tensor import Function, Tensor, array_module, is_grad_enabled
 
 
 class LayerNorm(Function):
     @staticmethod
     def forward(ctx, x, gamma, beta, eps):
-        y, mean, rstd = backend.kernel("layer_norm_forward", x)(x, gamma, beta, eps)
+        y, mean, rstd = backend.for_array(x).layer_norm_forward(x, gamma, beta, eps)
         ctx.save_for_backward(x, gamma, mean, rstd)
         return y
 
     @staticmethod
     def backward(ctx, g):
         x, gamma, mean, rstd = ctx.saved
-        return backend.kernel("layer_norm_backward", g)(g, x, gamma, mean, rstd)
+        return backend.for_array(g).layer_norm_backward(g, x, gamma, mean, rstd)
 
 
 def layer_norm(x, weight, bias, eps=1e-5):
     """Normalise the last axis to zero mean / unit variance, then ``* weight + bias``."""
+    check_float(x, "layer_norm: x")
+    if x.ndim == 0:
+        raise ValueError("layer_norm: x needs at least one axis (the one normalised), got a scalar")
     d = x.shape[-1]
     if weight.shape != (d,) or bias.shape != (d,):
         raise ValueError(
@@ -48,8 +52,5 @@ def dropout(x, p=0.5, training=True, generator=None):
         return x
     g = generator or _global_rng()
     keep = (g.random(x.shape) >= p).astype(x.dtype) * np.asarray(1.0 / (1.0 - p), x.dtype)
-    if not isinstance(x.data, np.ndarray):
-        import cupy
-
-        keep = cupy.asarray(keep)
+    keep = array_module(x.data).asarray(keep)  # drawn on the host, moved to x's device
     return mul(x, Tensor(keep)) if is_grad_enabled() else Tensor(x.data * keep)

@@ -10,46 +10,62 @@ from __future__ import annotations
 import numpy as np
 
 from minivl import backend
-from minivl.functional._util import normalize_axis
+from minivl.functional._util import check_float, normalize_axis
 from minivl.random import rng as _global_rng
-from minivl.tensor import Function, Tensor
+from minivl.tensor import Function, Tensor, array_module
 
 
-def _last_axis_op(kernel_fwd, kernel_bwd):
-    class _Op(Function):
-        @staticmethod
-        def forward(ctx, x, axis):
-            ctx.axis = axis
-            moved = axis != x.ndim - 1
-            if moved:
-                x = np.moveaxis(x, axis, -1)  # a CuPy array goes to cupy.moveaxis (NEP 18)
-            y = backend.kernel(kernel_fwd, x)(x)
-            ctx.save_for_backward(y)
-            return np.moveaxis(y, -1, axis) if moved else y
-
-        @staticmethod
-        def backward(ctx, g):
-            (y,) = ctx.saved
-            moved = ctx.axis != g.ndim - 1
-            if moved:
-                g = np.moveaxis(g, ctx.axis, -1)
-            dx = backend.kernel(kernel_bwd, g)(y, g)
-            return np.moveaxis(dx, -1, ctx.axis) if moved else dx
-
-    return _Op
+def _to_last(x, axis):
+    """``x`` with ``axis`` moved last, where the kernels work (a view, no copy)."""
+    return x if axis == x.ndim - 1 else array_module(x).moveaxis(x, axis, -1)
 
 
-Softmax = _last_axis_op("softmax_forward", "softmax_backward")
-LogSoftmax = _last_axis_op("log_softmax_forward", "log_softmax_backward")
+def _from_last(y, axis):
+    """Undo ``_to_last``: the last axis goes back to ``axis``."""
+    return y if axis == y.ndim - 1 else array_module(y).moveaxis(y, -1, axis)
+
+
+class Softmax(Function):
+    """y = softmax(x) along ``axis``; dx = y * (dy - sum(dy * y)) (``softmax_backward``)."""
+
+    @staticmethod
+    def forward(ctx, x, axis):
+        y = backend.for_array(x).softmax_forward(_to_last(x, axis))
+        ctx.save_for_backward(y)
+        ctx.axis = axis
+        return _from_last(y, axis)
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved
+        return _from_last(backend.for_array(g).softmax_backward(y, _to_last(g, ctx.axis)), ctx.axis)
+
+
+class LogSoftmax(Function):
+    """y = x - logsumexp(x) along ``axis``; dx = dy - exp(y) sum(dy) (``log_softmax_backward``)."""
+
+    @staticmethod
+    def forward(ctx, x, axis):
+        y = backend.for_array(x).log_softmax_forward(_to_last(x, axis))
+        ctx.save_for_backward(y)
+        ctx.axis = axis
+        return _from_last(y, axis)
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved
+        return _from_last(backend.for_array(g).log_softmax_backward(y, _to_last(g, ctx.axis)), ctx.axis)
 
 
 def softmax(x, axis=-1):
     """exp(x) / sum(exp(x)) along ``axis``."""
+    check_float(x, "softmax: x")
     return Softmax.apply(x, axis=normalize_axis(axis, x.ndim)[0])
 
 
 def log_softmax(x, axis=-1):
     """x - logsumexp(x) along ``axis`` (more accurate than log(softmax(x)))."""
+    check_float(x, "log_softmax: x")
     return LogSoftmax.apply(x, axis=normalize_axis(axis, x.ndim)[0])
 
 

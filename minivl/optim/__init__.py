@@ -12,7 +12,7 @@ restore: ``opt.load_state_dict(unflatten_state_dict(minivl.io.load(path)))``.
 """
 
 from minivl.optim.adam import Adam, AdamW
-from minivl.optim.clip import clip_grad_norm
+from minivl.optim.grad_clip import clip_grad_norm
 from minivl.optim.optimizer import Optimizer, flatten_state_dict, unflatten_state_dict
 from minivl.optim.schedules import WarmupCosineLR, warmup_cosine
 from minivl.optim.sgd import SGD

@@ -16,6 +16,9 @@ from minivl.kernels.numba import KERNELS
 from minivl.kernels.numba import attention as nb
 from minivl.kernels.numba.attention_ladder import LADDER
 
+import minivl as mv
+import minivl.functional as F
+
 # (rtol, atol) per dtype for unit-scale o, lse and gradients
 TOL = {np.float32: (1e-4, 2e-5), np.float64: (1e-10, 1e-12)}
 
@@ -132,14 +135,21 @@ def test_long_sequence_crosses_many_tiles():
             check_forward(LADDER[version].fn, q, k, v, mask, causal, None, np.float32)
 
 
-def test_bad_shapes_are_rejected():
+def test_bad_shapes_break_the_kernel_contract():
+    """Kernels assert; F.scaled_dot_product_attention is where users get ValueErrors."""
     q = np.zeros((1, 2, 4, 8), np.float32)
-    with pytest.raises(ValueError, match="q.shape"):
+    with pytest.raises(AssertionError, match="q.shape"):
         nb.attention_forward(q, np.zeros((1, 2, 4, 7), np.float32), q)
-    with pytest.raises(ValueError, match="key_padding_mask"):
+    with pytest.raises(AssertionError, match="key_padding_mask"):
         nb.attention_forward(q, q, q, np.ones((1, 5), bool))
-    with pytest.raises(ValueError, match="lse"):
+    with pytest.raises(AssertionError, match="lse"):
         nb.attention_backward(q, q, q, q, np.zeros((1, 2, 5)), q)
+    mv.use("numba")
+    t = mv.tensor(q)
+    with pytest.raises(ValueError, match=r"incompatible q \(1, 2, 4, 8\), k \(1, 2, 4, 7\)"):
+        F.scaled_dot_product_attention(t, mv.tensor(np.zeros((1, 2, 4, 7), np.float32)), t)
+    with pytest.raises(ValueError, match=r"key_padding_mask must have shape \(B, Nk\) = \(1, 4\)"):
+        F.scaled_dot_product_attention(t, t, t, key_padding_mask=np.ones((1, 5), bool))
 
 
 # Run in a process of its own: under pytest-xdist each worker is held to one

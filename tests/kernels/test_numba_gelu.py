@@ -13,6 +13,8 @@ from minivl.kernels.numba.vmath import erfc
 from numba import njit
 from scipy.special import erfc as scipy_erfc
 
+import minivl as mv
+import minivl.functional as F
 from minivl.testing import LAYOUTS
 from minivl.testing import with_layout as layout
 
@@ -117,12 +119,15 @@ def test_extreme_inputs_saturate_without_warnings(dtype, approximate):
 
 
 @pytest.mark.parametrize("kernels", [ref, nb], ids=["reference", "numba"])
-def test_bad_arguments_are_rejected(kernels):
+def test_bad_arguments_break_the_kernel_contract(kernels):
+    """Kernels assert; F.gelu is where a user's bad ``approximate`` gets its ValueError."""
     for bad in ("sigmoid_", "erf", None):
-        with pytest.raises(ValueError, match="approximate must be one of"):
+        with pytest.raises(AssertionError, match="approximate must be one of"):
             kernels.gelu_forward(np.zeros(3), bad)
-        with pytest.raises(ValueError, match="approximate must be one of"):
+        with pytest.raises(AssertionError, match="approximate must be one of"):
             kernels.gelu_backward(np.zeros(3), np.zeros(3), bad)
+        with pytest.raises(ValueError, match="approximate must be one of"):
+            F.gelu(mv.tensor(np.zeros(3)), bad)
     if kernels is nb:
-        with pytest.raises(ValueError, match="shapes"):
+        with pytest.raises(AssertionError, match="shapes"):
             nb.gelu_backward(np.zeros(3), np.zeros(4))

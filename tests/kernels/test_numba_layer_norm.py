@@ -7,6 +7,8 @@ from hypothesis import strategies as st
 from minivl.kernels import reference as ref
 from minivl.kernels.numba import layer_norm as nb
 
+import minivl as mv
+import minivl.functional as F
 from minivl.testing import LAYOUTS
 from minivl.testing import with_layout as layout
 
@@ -51,11 +53,17 @@ def test_layer_norm_matches_reference(dtype, shape, offset, spread, kind, seed):
         close(got, want, dtype, scale)
 
 
-def test_bad_shapes_are_rejected():
+def test_bad_shapes_break_the_kernel_contract():
+    """Kernels assert; F.layer_norm is where a user's bad input gets its error."""
     x = np.zeros((3, 4), np.float32)
-    with pytest.raises(ValueError, match="gamma"):
+    with pytest.raises(AssertionError, match="gamma"):
         nb.layer_norm_forward(x, np.ones(5, np.float32), np.zeros(4, np.float32))
-    with pytest.raises(ValueError, match="layer_norm_backward"):
+    with pytest.raises(AssertionError, match="layer_norm_backward"):
         nb.layer_norm_backward(x, x, np.ones(4, np.float32), np.zeros(2), np.zeros(3))
-    with pytest.raises(TypeError):
+    with pytest.raises(AssertionError, match="float32 or float64"):
         nb.layer_norm_forward(np.zeros((3, 4), int), np.ones(4), np.zeros(4))
+    mv.use("numba")
+    with pytest.raises(ValueError, match=r"shape \(4,\).*\(3, 4\).*\(5,\)"):
+        F.layer_norm(mv.tensor(x), mv.tensor(np.ones(5, np.float32)), mv.tensor(np.zeros(4, np.float32)))
+    with pytest.raises(TypeError, match="layer_norm: x"):
+        F.layer_norm(mv.tensor(np.zeros((3, 4), int)), mv.tensor(np.ones(4)), mv.tensor(np.zeros(4)))

@@ -7,6 +7,8 @@ from hypothesis import strategies as st
 from minivl.kernels import reference as ref
 from minivl.kernels.numba import matmul as nb
 
+import minivl as mv
+import minivl.functional as F
 from minivl.testing import LAYOUTS
 from minivl.testing import with_layout as layout
 
@@ -63,10 +65,16 @@ def test_vectors_mixed_dtypes_and_empty():
     np.testing.assert_array_equal(nb.matmul(np.arange(6).reshape(2, 3), np.arange(3)), [5, 14])
 
 
-def test_bad_shapes_are_rejected():
-    with pytest.raises(ValueError, match="inner"):
+def test_bad_shapes_break_the_kernel_contract():
+    """Kernels assert; F.matmul is where a user's bad shapes get their ValueError."""
+    with pytest.raises(AssertionError, match="inner"):
         nb.matmul(np.zeros((2, 3)), np.zeros((4, 2)))
-    with pytest.raises(ValueError, match="broadcast"):
-        nb.matmul(np.zeros((2, 2, 3)), np.zeros((3, 3, 2)))
-    with pytest.raises(ValueError, match="scalar"):
+    with pytest.raises(AssertionError, match="scalar"):
         nb.matmul(np.float32(2), np.zeros(3))
+    mv.use("numba")
+    with pytest.raises(ValueError, match=r"inner dimensions differ, a has shape \(2, 3\) and b has shape \(4, 2\)"):
+        F.matmul(mv.tensor(np.zeros((2, 3))), mv.tensor(np.zeros((4, 2))))
+    with pytest.raises(ValueError, match=r"batch axes of a \(2,\) and b \(3,\) do not broadcast"):
+        F.matmul(mv.tensor(np.zeros((2, 2, 3))), mv.tensor(np.zeros((3, 3, 2))))
+    with pytest.raises(ValueError, match="at least 1-D"):
+        F.matmul(mv.tensor(np.float32(2)), mv.tensor(np.zeros(3)))

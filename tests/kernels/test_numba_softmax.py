@@ -10,6 +10,8 @@ from minivl.kernels.numba import softmax as nb
 from minivl.kernels.numba.vmath import exp as vexp
 from numba import njit
 
+import minivl as mv
+import minivl.functional as F
 from minivl.testing import LAYOUTS
 from minivl.testing import with_layout as layout
 
@@ -71,11 +73,15 @@ def test_leading_axes_and_empty():
     assert nb.softmax_forward(np.zeros((4, 0), np.float32)).shape == (4, 0)
 
 
-def test_bad_input_is_rejected():
-    with pytest.raises(TypeError, match="softmax_forward"):
+def test_bad_input_breaks_the_kernel_contract():
+    """Kernels assert; F.softmax is where a user's bad input gets its TypeError."""
+    with pytest.raises(AssertionError, match="softmax_forward"):
         nb.softmax_forward(np.arange(6).reshape(2, 3))
-    with pytest.raises(ValueError, match="softmax_backward"):
+    with pytest.raises(AssertionError, match="softmax_backward"):
         nb.softmax_backward(np.zeros((2, 3)), np.zeros((3, 2)))
+    mv.use("numba")
+    with pytest.raises(TypeError, match=r"softmax: x .*int64 \(shape \(2, 3\)\)"):
+        F.softmax(mv.tensor(np.arange(6).reshape(2, 3)))
 
 
 @njit(cache=True)
