@@ -17,12 +17,12 @@ from minivl.distributed.comm import (
     require_mpi,
 )
 from minivl.distributed.contrastive import distributed_info_nce, gather_with_grad
-from minivl.distributed.data_parallel import DataParallel
+from minivl.distributed.data_parallel import DataParallel, data_parallel_for, is_main
 from minivl.distributed.rank0 import is_rank0, on_rank0
 from minivl.distributed.sharding import shard, shard_slice, sharded
 
 __all__ = [
     "Communicator", "DataParallel", "DistributedError", "LocalCommunicator", "abort_on_error",
-    "distributed_info_nce", "gather_with_grad", "init", "is_rank0", "on_rank0", "require_mpi", "shard",
-    "shard_slice", "sharded",
+    "data_parallel_for", "distributed_info_nce", "gather_with_grad", "init", "is_main", "is_rank0",
+    "on_rank0", "require_mpi", "shard", "shard_slice", "sharded",
 ]

@@ -22,8 +22,12 @@ step a single process would take on the whole batch.
 
 from __future__ import annotations
 
+import os
+import sys
+
 import numpy as np
 
+from minivl.distributed.sharding import shard
 from minivl.tensor import array_module
 
 
@@ -91,6 +95,10 @@ class DataParallel:
                 offset += n
         self._pending = []
 
+    def shard(self, batch):
+        """This rank's rows of a global batch (an array or a tuple of arrays)."""
+        return shard(batch, self.communicator.rank, self.communicator.size)
+
     def average(self, value: float) -> float:
         """A number (the loss, a metric) averaged over ranks, for logging."""
         return float(self.communicator.allreduce_sum(np.array([value], np.float64))[0]) / self.communicator.size
@@ -108,3 +116,27 @@ def _make_buckets(params, bucket_bytes):
         size += p.data.nbytes
     buckets.append(current)
     return buckets
+
+
+def data_parallel_for(model, distributed, config=None):
+    """What a ``train`` command passes to ``minivl.train.train``: ``None`` for one
+    process, else a ``DataParallel`` over ``MPI.COMM_WORLD`` after checking that
+    every rank runs the same ``config``; ranks other than 0 then print nothing.
+    ``distributed=True`` without mpi4py is an ImportError naming the extra;
+    started without ``mpirun`` it is one process."""
+    if not distributed:
+        return None
+    from minivl.distributed.comm import init
+
+    communicator = init(distributed=True)
+    if communicator.size == 1:
+        return None
+    communicator.check_same(config or {}, "training configuration")
+    if communicator.rank != 0:  # rank 0 logs for all; errors still reach stderr
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
+    return DataParallel(model, communicator)
+
+
+def is_main(data_parallel) -> bool:
+    """True on the rank that logs, evaluates and writes checkpoints."""
+    return data_parallel is None or data_parallel.communicator.rank == 0

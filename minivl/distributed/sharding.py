@@ -22,8 +22,11 @@ def shard_slice(global_batch: int, rank: int, size: int) -> slice:
 
 
 def shard(batch, rank: int, size: int):
-    """This rank's rows of every array in ``batch`` (an array, or a tuple of arrays
-    sharing their first axis)."""
+    """This rank's rows of every array in ``batch`` (an array, or a tuple or dict of
+    arrays sharing their first axis)."""
+    if isinstance(batch, dict):
+        rows = shard(tuple(batch.values()), rank, size)
+        return dict(zip(batch.keys(), rows))
     arrays = batch if isinstance(batch, tuple) else (batch,)
     lengths = {len(a) for a in arrays}
     if len(lengths) != 1:

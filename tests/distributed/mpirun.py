@@ -27,8 +27,8 @@ def launcher() -> str:
     return found
 
 
-def run(n, script, *args, timeout=120, env=None, cwd=None):
-    """``mpiexec -n n python script args``; returns the CompletedProcess."""
+def run(n, script, *args, timeout=120, env=None, cwd=None, python_args=()):
+    """``mpiexec -n n python [python_args] script args``; returns the CompletedProcess."""
     exe = launcher()
     version = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout
     flags, extra_env = [], {}
@@ -38,5 +38,5 @@ def run(n, script, *args, timeout=120, env=None, cwd=None):
                      "OMPI_MCA_rmaps_base_oversubscribe": "1"}
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1",
                 "OPENBLAS_NUM_THREADS": "1", **extra_env, **(env or {})}
-    command = [exe, "-n", str(n), *flags, sys.executable, str(script), *map(str, args)]
+    command = [exe, "-n", str(n), *flags, sys.executable, *python_args, str(script), *map(str, args)]
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=full_env, cwd=cwd)
