@@ -113,12 +113,14 @@ def train_vit(task: str | ImageTask = "digits", steps: int | None = None, batch_
               dim: int = 64, depth: int = 4, num_heads: int = 4, lr: float = 3e-3,
               warmup: int = 40, dropout: float = 0.1, label_smoothing: float = 0.1,
               weight_decay: float = 0.5, eval_every: int = 50, seed: int = 0,
-              progress: bool = True, out: str | Path | None = None, distributed: bool = False) -> dict:
+              progress: bool = True, out: str | Path | None = None, distributed: bool = False,
+              attention: str = "global") -> dict:
     """Train a ViT classifier on ``task`` ("digits", "shapes" or an ImageTask).
 
     Returns ``{"model", "task", "history", "metrics"}``; ``metrics`` holds the
     test accuracy at step 0 and at the end, the train accuracy, the time and
     the size. With ``out``, writes ``vit-<task>.safetensors`` there.
+    ``attention``: "global", "swin" or "pvt" (the VisionEncoder option, S01).
     """
     manual_seed(seed)
     if isinstance(task, str):
@@ -128,7 +130,7 @@ def train_vit(task: str | ImageTask = "digits", steps: int | None = None, batch_
     steps = steps or STEPS.get(task.name, 300)
     model = ViT(num_classes=len(task.class_names), image_size=task.image_size,
                 patch_size=task.patch_size, in_channels=task.in_channels, dim=dim, depth=depth,
-                num_heads=num_heads, dropout=dropout)
+                num_heads=num_heads, dropout=dropout, attention=attention)
 
     def step(model, batch):
         logits = model(preprocess(batch["images"]))  # (B, num_classes)
