@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 import tracemalloc
@@ -122,7 +123,8 @@ def main():
         "command": "python benchmarks/bench_attention_scaling.py " + " ".join(
             [f"--sizes {' '.join(map(str, args.sizes))}", f"--repeats {args.repeats}", f"--steps {args.steps}"]),
         "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                    "cpus": __import__("os").cpu_count(), "note": "2-core machine shared with other jobs"},
+                    "cpus": os.cpu_count(), "note": "2-core machine shared with other jobs"},
+        "threads": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
         "backend": str(getattr(mv.backend.current(), "name", mv.backend.current())),
         "scaling": scaling, "accuracy_64px": accuracy}, indent=1))
     plot(scaling, out.with_suffix(".png"))

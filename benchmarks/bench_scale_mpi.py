@@ -7,8 +7,9 @@ The script starts itself under ``mpiexec -n R`` for each R (one BLAS thread
 per rank) and times CLIP training steps on a fixed global batch: every rank
 embeds its shard, the embeddings are all-gathered for the InfoNCE over the
 global batch, gradients are all-reduced in buckets. Rank 0 reports the median
-step time, the time spent waiting for gradient all-reduce after backward, and
-the bytes each rank sends per step. Writes
+step time, its forward + backward time, the time it then waits for the
+gradient all-reduce (which includes waiting for a slower rank: on a shared
+machine the ranks do not finish together), and the bytes each rank sends. Writes
 benchmarks/results/scale_mpi_cpu.json and scale_mpi_cpu.png.
 
 The scaling model. One step on one process costs ``C`` seconds of compute.
@@ -16,10 +17,15 @@ On N ranks the compute is ``C / N`` and each rank moves, with a ring
 all-reduce of ``P`` bytes of gradients, ``2 (N-1)/N * P`` bytes, plus the
 embedding all-gather and its reduce-scatter, ``2 * 2 (N-1)/N * E`` bytes
 (E: one rank's image + text embeddings). With link bandwidth ``beta`` bytes/s
-and per-message latency ``alpha`` (2 (N-1) messages per ring collective):
+and per-message latency ``alpha``, and MPICH's algorithm for large messages
+(Rabenseifner: a reduce-scatter by recursive halving, then an all-gather by
+recursive doubling, so 2 log2 N latencies per collective; Thakur et al. 2005,
+"Optimization of Collective Communication Operations in MPICH"):
 
-    T(N) = C / N + (2 (N-1)/N * (P + 2E)) / beta + 3 * 2 (N-1) * alpha * buckets
+    T(N) = C / N + 2 (N-1)/N * (P + 2E) / beta + 2 log2(N) * alpha * (buckets + 4)
     speed-up S(N) = C / T(N)
+
+(the 4: two all-gathers of embeddings and their two reduce-scatters).
 
 Overlap with backward would hide up to the backward share of ``C / N`` of
 the communication; the model leaves that out (an upper bound on T).
@@ -29,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import subprocess
@@ -58,7 +65,7 @@ def worker(args):
     ids = rng.integers(0, 255, (args.batch, 16))
     ids[:, -1] = 255
     my_images, my_ids = shard((images, ids), comm.rank, comm.size)
-    times, waits = [], []
+    times, waits, computes = [], [], []
     for step in range(args.steps + 1):
         comm.barrier()
         t0 = time.perf_counter()
@@ -71,12 +78,14 @@ def worker(args):
         t2 = time.perf_counter()
         if step:  # the first step warms up
             times.append(t2 - t0)
+            computes.append(t1 - t0)
             waits.append(t2 - t1)
     if comm.rank == 0:
         n = args.batch // comm.size
         print("RESULT " + json.dumps({
             "ranks": comm.size, "global_batch": args.batch, "step_s": float(np.median(times)),
-            "allreduce_wait_s": float(np.median(waits)), "pairs_per_s": args.batch / float(np.median(times)),
+            "compute_s": float(np.median(computes)), "allreduce_wait_s": float(np.median(waits)),
+            "pairs_per_s": args.batch / float(np.median(times)),
             "gradient_bytes": dp.bytes_per_step, "buckets": len(dp.buckets),
             "embedding_bytes": 2 * n * model.config.embed_dim * 4}), flush=True)
 
@@ -87,7 +96,8 @@ def scaling_model(compute_s, gradient_bytes, embedding_bytes, buckets, ranks=(1,
         rows = []
         for n in ranks:
             ring = 2 * (n - 1) / n
-            comm_s = ring * (gradient_bytes + 2 * embedding_bytes) / beta + 3 * 2 * (n - 1) * LATENCY_S * buckets
+            latency = 2 * math.log2(n) * LATENCY_S * (buckets + 4)
+            comm_s = ring * (gradient_bytes + 2 * embedding_bytes) / beta + latency
             t = compute_s / n + comm_s
             rows.append({"ranks": n, "step_s": t, "speedup": compute_s / t, "comm_s": comm_s})
         out[name] = rows
@@ -97,9 +107,9 @@ def scaling_model(compute_s, gradient_bytes, embedding_bytes, buckets, ranks=(1,
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ranks", type=int, nargs="+", default=[1, 2, 4])
-    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--bucket-bytes", type=int, default=1 << 20)
+    parser.add_argument("--bucket-bytes", type=int, default=1 << 18)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", default=str(RESULTS / "scale_mpi_cpu.json"))
     args = parser.parse_args()
@@ -107,17 +117,24 @@ def main():
         return worker(args)
     launcher = Path(sys.executable).parent / "mpiexec"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
-    runs = []
-    for r in args.ranks:
+    def launch(r, batch):
         command = [str(launcher), "-n", str(r), sys.executable, __file__, "--worker", "--steps", str(args.steps),
-                   "--batch", str(args.batch), "--bucket-bytes", str(args.bucket_bytes)]
+                   "--batch", str(batch), "--bucket-bytes", str(args.bucket_bytes)]
         proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
         if proc.returncode:
             raise SystemExit(f"mpiexec -n {r} failed:\n{proc.stderr[-3000:]}")
-        row = json.loads(next(line[7:] for line in proc.stdout.splitlines() if line.startswith("RESULT ")))
+        return json.loads(next(line[7:] for line in proc.stdout.splitlines() if line.startswith("RESULT ")))
+
+    runs = []
+    for r in args.ranks:
+        row = launch(r, args.batch)
+        # One process on one rank's shard: the forward + backward each rank would take with a core to itself.
+        row["shard_compute_one_process_s"] = launch(1, args.batch // r)["compute_s"]
         runs.append(row)
         print(f"{r} rank(s): {row['step_s'] * 1e3:7.1f} ms/step, {row['pairs_per_s']:6.1f} pairs/s, "
-              f"all-reduce wait after backward {row['allreduce_wait_s'] * 1e3:5.1f} ms", flush=True)
+              f"forward + backward {row['compute_s'] * 1e3:6.1f} ms, "
+              f"all-reduce wait after it {row['allreduce_wait_s'] * 1e3:5.1f} ms (one process on a shard: "
+              f"{row['shard_compute_one_process_s'] * 1e3:5.1f} ms)", flush=True)
     base = runs[0]
     model = scaling_model(base["step_s"], base["gradient_bytes"], base["embedding_bytes"] * base["ranks"],
                           base["buckets"])

@@ -27,7 +27,6 @@
 
 # %%
 import json
-import os
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -42,8 +41,8 @@ from minivl.models.vision import VisionEncoder
 from minivl.nn.swin import shifted_window_mask, window_partition
 from minivl.viz import swin_windows_figure
 
-CI = os.environ.get("MINIVL_NOTEBOOK_CI") == "1"  # the test runner asks for a short run
-RESULTS = Path("benchmarks/results") if Path("benchmarks/results").exists() else Path("../benchmarks/results")
+ROOT = Path(mv.__file__).resolve().parents[1]  # the repository (minivl is installed editable)
+RESULTS = ROOT / "benchmarks" / "results"
 mv.manual_seed(0)
 
 # %% [markdown]

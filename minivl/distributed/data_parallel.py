@@ -36,7 +36,7 @@ class DataParallel:
     ``loss.backward()``; after it every parameter's ``.grad`` is the average
     over ranks."""
 
-    def __init__(self, model, communicator, bucket_bytes=1 << 20, overlap=True, broadcast=True):
+    def __init__(self, model, communicator, bucket_bytes=1 << 18, overlap=True, broadcast=True):
         self.model, self.communicator = model, communicator
         self.overlap = overlap
         self.params = [p for p in model.parameters() if p.requires_grad]
