@@ -14,6 +14,11 @@ Dtypes (the rule students meet first):
 * Python numbers and lists of them become float32, as do parameters;
 * mixing float32 and float64 in one op promotes to float64 (NumPy's rules);
   a Python scalar operand takes the dtype of the tensor it meets.
+
+Why one file of ~380 lines: the engine is read as one story (graph, backward,
+the operators that build the graph), as micrograd's ``Value`` is; most of the
+length is ``Tensor``'s one-line operator methods, each a call into
+``minivl.functional``.
 """
 
 from __future__ import annotations

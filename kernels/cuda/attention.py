@@ -30,12 +30,12 @@ def check_inputs(q, k, v, key_padding_mask, dtypes=(np.float32,)):
     """Validated contiguous (q, k, v, mask-or-None) and the sizes (B, H, Nq, Nk, D)."""
     q, k, v = (loader.device_array(t, name, dtypes) for t, name in ((q, "q"), (k, "k"), (v, "v")))
     loader.same_dtype(q=q, k=k, v=v)
-    if q.ndim != 4 or k.ndim != 4 or v.ndim != 4:
-        raise ValueError(f"q, k, v must be (B, H, N, D), got {q.shape}, {k.shape}, {v.shape}")
+    # shapes were validated at the door (F.scaled_dot_product_attention); here they are a contract
+    assert q.ndim == k.ndim == v.ndim == 4, f"q, k, v must be (B, H, N, D), got {q.shape}, {k.shape}, {v.shape}"
     B, H, Nq, D = q.shape
     Nk = k.shape[2]
-    if k.shape != (B, H, Nk, D) or v.shape != k.shape:
-        raise ValueError(f"k {k.shape} and v {v.shape} must both be (B, H, Nk, D) = ({B}, {H}, Nk, {D})")
+    assert k.shape == (B, H, Nk, D) and v.shape == k.shape, (
+        f"k {k.shape} and v {v.shape} must both be (B, H, Nk, D) = ({B}, {H}, Nk, {D})")
     if not 1 <= D <= MAX_HEAD_DIM:
         raise ValueError(f"head dimension {D} must be between 1 and the kernels' maximum {MAX_HEAD_DIM}")
     if B * H > _GRID_Y_MAX:
@@ -44,8 +44,8 @@ def check_inputs(q, k, v, key_padding_mask, dtypes=(np.float32,)):
         xp = loader.xp()
         if not isinstance(key_padding_mask, xp.ndarray):
             raise TypeError(f"key_padding_mask must be a {xp.__name__} array, got {type(key_padding_mask).__name__}")
-        if key_padding_mask.shape != (B, Nk):
-            raise ValueError(f"key_padding_mask must be (B, Nk) = ({B}, {Nk}), got {key_padding_mask.shape}")
+        assert key_padding_mask.shape == (B, Nk), (
+            f"key_padding_mask must be (B, Nk) = ({B}, {Nk}), got {key_padding_mask.shape}")
         key_padding_mask = xp.ascontiguousarray(key_padding_mask.astype(np.bool_, copy=False))
     return q, k, v, key_padding_mask, (B, H, Nq, Nk, D)
 

@@ -43,8 +43,7 @@ def gelu_backward(x, dy, approximate="none"):
     form = _form(approximate)
     x, dy = loader.device_array(x, "x"), loader.device_array(dy, "dy")
     loader.same_dtype(x=x, dy=dy)
-    if x.shape != dy.shape:
-        raise ValueError(f"x {x.shape} and dy {dy.shape} must have the same shape")
+    assert x.shape == dy.shape, f"x {x.shape} and dy {dy.shape} must have the same shape"
     dx = loader.xp().empty_like(x)
     _launch("gelu_backward", dx, x, dy, dx, np.int64(x.size), form)
     return dx

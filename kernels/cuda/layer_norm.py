@@ -26,8 +26,9 @@ def _kernel(name: str, dtype):
 def _check_params(x, gamma, name="gamma"):
     gamma = loader.device_array(gamma, name)
     loader.same_dtype(x=x, **{name: gamma})
-    if gamma.shape != (x.shape[-1],):
-        raise ValueError(f"{name} must have shape ({x.shape[-1]},) to match x {x.shape}, got {gamma.shape}")
+    # F.layer_norm validated the shapes at the door; here they are a contract
+    assert gamma.shape == (x.shape[-1],), (
+        f"{name} must have shape ({x.shape[-1]},) to match x {x.shape}, got {gamma.shape}")
     return gamma
 
 
@@ -60,11 +61,10 @@ def layer_norm_backward(dy, x, gamma, mean, rstd):
     mean, rstd = loader.device_array(mean, "mean"), loader.device_array(rstd, "rstd")
     loader.same_dtype(x=x, dy=dy, mean=mean, rstd=rstd)
     gamma = _check_params(x, gamma)
-    if dy.shape != x.shape or mean.shape != x.shape[:-1] or rstd.shape != x.shape[:-1]:
-        raise ValueError(
-            f"dy {dy.shape} must match x {x.shape}, and mean {mean.shape}, rstd {rstd.shape} "
-            f"must be x.shape[:-1] = {x.shape[:-1]}"
-        )
+    assert dy.shape == x.shape and mean.shape == x.shape[:-1] == rstd.shape, (
+        f"dy {dy.shape} must match x {x.shape}, and mean {mean.shape}, rstd {rstd.shape} "
+        f"must be x.shape[:-1] = {x.shape[:-1]}"
+    )
     rows, cols = mean.size, x.shape[-1]
     dx = xp.empty_like(x)
     dgamma = xp.zeros(cols, dtype=x.dtype)

@@ -76,8 +76,8 @@ def matmul(a, b, version: int | None = None):
     squeeze_a, squeeze_b = a.ndim == 1, b.ndim == 1
     a = a[None, :] if squeeze_a else a  # (M, K) with M = 1
     b = b[:, None] if squeeze_b else b  # (K, N) with N = 1
-    if a.shape[-1] != b.shape[-2]:
-        raise ValueError(f"matmul: a {a.shape} and b {b.shape} disagree on the inner size")
+    # F.matmul validated the shapes at the door; here they are a contract
+    assert a.shape[-1] == b.shape[-2], f"matmul: a {a.shape} and b {b.shape} disagree on the inner size"
     try:
         batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     except ValueError:

@@ -30,8 +30,7 @@ def _checked_pair(y, dy):
     y = loader.device_array(y, "y", min_ndim=1)
     dy = loader.device_array(dy, "dy")
     loader.same_dtype(y=y, dy=dy)
-    if y.shape != dy.shape:
-        raise ValueError(f"y {y.shape} and dy {dy.shape} must have the same shape")
+    assert y.shape == dy.shape, f"y {y.shape} and dy {dy.shape} must have the same shape"
     return y, dy
 
 

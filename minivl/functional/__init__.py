@@ -3,7 +3,8 @@
 Every function takes and returns ``minivl.Tensor``s. Axis arguments are named
 ``axis`` (NumPy's convention). One idea per file:
 
-* ``elementwise`` -- arithmetic and activations (gelu, quick_gelu, ...)
+* ``elementwise`` -- arithmetic, exp / log / sqrt, where, astype
+* ``activations`` -- tanh, sigmoid, relu, gelu, quick_gelu
 * ``reduce``      -- sum, mean, max, var
 * ``shape``       -- reshape, transpose, indexing, gather, concat, embedding
 * ``linear``      -- matmul, linear
@@ -14,6 +15,7 @@ Every function takes and returns ``minivl.Tensor``s. Axis arguments are named
 * ``conv``        -- conv2d, conv_transpose2d, upsample_nearest, pooling
 """
 
+from minivl.functional.activations import gelu, quick_gelu, relu, sigmoid, tanh
 from minivl.functional.attention import scaled_dot_product_attention
 from minivl.functional.conv import avg_pool2d, conv2d, conv_transpose2d, max_pool2d, upsample_nearest
 from minivl.functional.elementwise import (
@@ -21,18 +23,13 @@ from minivl.functional.elementwise import (
     astype,
     div,
     exp,
-    gelu,
     log,
     masked_fill,
     mul,
     neg,
     pow,
-    quick_gelu,
-    relu,
-    sigmoid,
     sqrt,
     sub,
-    tanh,
     where,
 )
 from minivl.functional.linear import linear, matmul

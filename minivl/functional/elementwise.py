@@ -1,4 +1,6 @@
-"""Elementwise differentiable ops: arithmetic and activation functions.
+"""Elementwise differentiable ops: arithmetic, exp / log / sqrt, selection and casts.
+
+The activation functions (tanh, sigmoid, ReLU, GELU) are in ``activations.py``.
 
 Each op is a ``Function`` whose backward is the derivative written out by hand;
 ``tests/functional/test_elementwise_and_reduce.py`` checks every one against central differences.
@@ -9,10 +11,8 @@ input's shape (``unbroadcast``).
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import expit as _expit
 
-from minivl import backend
-from minivl.functional._util import as_operand, check_float, unbroadcast
+from minivl.functional._util import as_operand, unbroadcast
 from minivl.tensor import Function, Tensor, array_module
 
 # --------------------------------------------------------------------------- arithmetic
@@ -164,67 +164,6 @@ class Sqrt(Function):
         return g / (2 * ctx.saved[0])
 
 
-class Tanh(Function):
-    @staticmethod
-    def forward(ctx, a):
-        y = array_module(a).tanh(a)
-        ctx.save_for_backward(y)
-        return y
-
-    @staticmethod
-    def backward(ctx, g):
-        y = ctx.saved[0]
-        return g * (1 - y * y)
-
-
-def _sigmoid(a):
-    """1 / (1 + exp(-a)) without overflow warnings: SciPy's expit on the CPU."""
-    if isinstance(a, np.ndarray):
-        return _expit(a)
-    xp = array_module(a)
-    e = xp.exp(-xp.abs(a))  # exp of a non-positive number only: no overflow
-    return xp.where(a >= 0, 1 / (1 + e), e / (1 + e)).astype(a.dtype, copy=False)
-
-
-class Sigmoid(Function):
-    @staticmethod
-    def forward(ctx, a):
-        y = _sigmoid(a)
-        ctx.save_for_backward(y)
-        return y
-
-    @staticmethod
-    def backward(ctx, g):
-        y = ctx.saved[0]
-        return g * y * (1 - y)
-
-
-class ReLU(Function):
-    @staticmethod
-    def forward(ctx, a):
-        ctx.save_for_backward(a > 0)
-        return a * (a > 0)
-
-    @staticmethod
-    def backward(ctx, g):
-        return g * ctx.saved[0]
-
-
-class GELU(Function):
-    """GELU(x) = x * Phi(x): the erf form (BERT, ViT), GPT-2's tanh form or CLIP's sigmoid form."""
-
-    @staticmethod
-    def forward(ctx, a, approximate="none"):
-        ctx.save_for_backward(a)
-        ctx.approximate = approximate
-        return backend.for_array(a).gelu_forward(a, approximate)
-
-    @staticmethod
-    def backward(ctx, g):
-        (a,) = ctx.saved
-        return backend.for_array(a).gelu_backward(a, g, ctx.approximate)
-
-
 def exp(a):
     return Exp.apply(a)
 
@@ -235,40 +174,6 @@ def log(a):
 
 def sqrt(a):
     return Sqrt.apply(a)
-
-
-def tanh(a):
-    return Tanh.apply(a)
-
-
-def sigmoid(a):
-    """1 / (1 + exp(-a)), computed without overflow."""
-    return Sigmoid.apply(a)
-
-
-def relu(a):
-    return ReLU.apply(a)
-
-
-_GELU_FORMS = ("none", "tanh", "sigmoid")
-
-
-def gelu(a, approximate="none"):
-    """Gaussian Error Linear Unit, x * Phi(x) (Hendrycks & Gimpel, 2016).
-
-    ``approximate`` picks how Phi is computed: 'none' (exact, erf), 'tanh'
-    (GPT-2's tanh formula) or 'sigmoid' (Phi(x) ~ sigmoid(1.702 x), CLIP's QuickGELU).
-    """
-    if approximate not in _GELU_FORMS:
-        raise ValueError(f"approximate must be one of {_GELU_FORMS}, got {approximate!r}")
-    check_float(a, "gelu: a")
-    return GELU.apply(a, approximate=approximate)
-
-
-def quick_gelu(a):
-    """CLIP's QuickGELU, x * sigmoid(1.702 x): the GELU paper's sigmoid approximation."""
-    check_float(a, "quick_gelu: a")
-    return GELU.apply(a, approximate="sigmoid")
 
 
 # --------------------------------------------------------------------------- selection
