@@ -48,6 +48,7 @@ class DataParallel:
         if broadcast:
             self.broadcast_parameters()
         self.bytes_per_step = sum(p.data.nbytes for p in self.params)
+        self.steps = 0
 
     def broadcast_parameters(self):
         """Every rank starts from rank 0's weights (whatever its own seed made)."""
@@ -58,7 +59,14 @@ class DataParallel:
 
     # ------------------------------------------------------------ one step
     def backward(self, loss):
-        """``loss.backward()``, then the averaged gradients in every ``.grad``."""
+        """``loss.backward()``, then the averaged gradients in every ``.grad``.
+
+        First a roll call (``Communicator.check_in``): a rank that failed or hangs
+        before this step's backward is named by rank 0 instead of leaving the
+        others waiting inside an all-reduce.
+        """
+        self.steps += 1
+        self.communicator.check_in(f"step {self.steps}")
         self._ready = [0] * len(self.buckets)
         self._pending = []
         hook = self._leaf_done if self.overlap else None

@@ -9,7 +9,7 @@ checks to OUT.json. Scenarios:
 * ``resume``: three AdamW steps of GPT uninterrupted, against two steps, a
   checkpoint written by rank 0, every rank rebuilt from it, one more step;
 * ``fail``: rank 1 raises at the first step (the job must end, naming it);
-* ``hang``: rank 1 never reaches the step (the others must time out, naming it);
+* ``hang``: rank 1 never reaches the step's backward (rank 0 must time out, naming it);
 * ``config``: rank 1 has another learning rate (refused before training).
 """
 
@@ -147,9 +147,12 @@ def main():
         comm.check_in("step 1")
         result = "unreachable"
     elif scenario == "hang":
+        model = tiny_gpt()
+        dp = DataParallel(model, comm)
+        loss = model.loss(shard(gpt_batch(), comm.rank, comm.size))
         if comm.rank == 1:
-            time.sleep(60)
-        comm.check_in("step 1")
+            time.sleep(60)  # stuck before its backward
+        dp.backward(loss)
         result = "unreachable"
     elif scenario == "config":
         comm.check_same({"lr": 0.1 if comm.rank != 1 else 0.2, "steps": 3})
