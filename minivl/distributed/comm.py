@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import sys
 import time
 
@@ -162,7 +163,13 @@ class Communicator:
 
     # ------------------------------------------------------------ small Python objects
     def bcast_object(self, obj, root=0):
-        return self.comm.bcast(obj, root=root)
+        """``root``'s Python object on every rank (pickled; its length first), with the timeout."""
+        data = pickle.dumps(obj) if self.rank == root else b""
+        length = np.array([len(data)], np.int64)
+        self._wait(self.comm.Ibcast(length, root=root), f"broadcast from rank {root}")
+        buffer = np.frombuffer(data, np.uint8).copy() if self.rank == root else np.empty(length[0], np.uint8)
+        self._wait(self.comm.Ibcast(buffer, root=root), f"broadcast from rank {root}")
+        return obj if self.rank == root else pickle.loads(buffer.tobytes())
 
     def allgather_object(self, obj):
         return self.comm.allgather(obj)
