@@ -168,7 +168,7 @@ def train_vit(task: str | ImageTask = "digits", steps: int | None = None, batch_
         out.mkdir(parents=True, exist_ok=True)
         save_checkpoint(model, out / f"vit-{task.name}.safetensors", task=task.name, steps=steps)
     model.eval()
-    return {"model": model, "task": task, "history": history, "metrics": metrics}
+    return {"model": model, "task": task, "history": history, "metrics": metrics, "main": is_main(dp)}
 
 
 # --------------------------------------------------------------------------- command line
@@ -186,7 +186,7 @@ def _train(args):
     print(f"test accuracy: {m['test_accuracy_start']:.3f} at step 0 -> {m['test_accuracy']:.3f} "
           f"({m['test_size']} images); train accuracy {m['train_accuracy']:.3f}")
     stem = Path(args.out) / f"vit-{task.name}"
-    if not args.no_plots:
+    if not args.no_plots and result["main"]:  # with --distributed, rank 0 draws
         from minivl.viz.attention import attention_rollout_figure
 
         fig = attention_rollout_figure(result["model"], task.test_images[:8],

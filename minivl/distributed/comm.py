@@ -237,10 +237,12 @@ def abort_on_error(communicator):
     previous = sys.excepthook
 
     def hook(kind, value, tb):
-        previous(kind, value, tb)
         sys.stderr.write(f"[minivl.distributed] rank {communicator.rank} of {communicator.size} failed "
                          f"({kind.__name__}: {value}); aborting every rank\n")
         sys.stderr.flush()
+        previous(kind, value, tb)
+        sys.stderr.flush()
+        time.sleep(0.5)  # let the launcher forward this rank's stderr before MPI_Abort tears the job down
         communicator.comm.Abort(1)
 
     sys.excepthook = hook
