@@ -14,6 +14,7 @@ list``, ``minivl exercises init DIR``. The teacher's notes are
 
 from __future__ import annotations
 
+from minivl.exercises import attention as _attention
 from minivl.exercises import softmax as _softmax
 from minivl.exercises.check import Exercise, Report
 from minivl.exercises.check import check as _check
@@ -26,7 +27,7 @@ PARTS = {
     "ex4_llava": "Part 4: LLaVA",
 }
 
-EXERCISES: dict[str, Exercise] = {ex.name: ex for mod in (_softmax,) for ex in mod.EXERCISES}
+EXERCISES: dict[str, Exercise] = {ex.name: ex for mod in (_softmax, _attention) for ex in mod.EXERCISES}
 
 
 def get(name: str) -> Exercise:

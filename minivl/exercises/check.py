@@ -1,368 +1,313 @@
-"""The one runner behind every homework checker: draw inputs, compare, explain.
+"""The checker every exercise shares: draw inputs, call the student, compare, explain.
 
-An :class:`Exercise` states a plain-NumPy function a student writes (its stub,
-signature and docstring), minivl's reference for it, a hypothesis strategy of
-inputs, a tolerance and the typical mistakes. :func:`run_check` then
+An ``Exercise`` says what to draw (a hypothesis strategy of keyword
+arguments), what the right answer is (``reference``, a call into minivl's own
+code or a short NumPy transcription of the slide), how close is close enough
+(``rtol``, relative to the largest entry of the expected output), and which
+typical mistakes to recognise (``mistakes``: a wrong implementation each, with
+the hint to show when the student's output equals that mistake's output).
 
-1. checks the signature, and that the function is not still the stub;
-2. lets hypothesis draw inputs the student did not choose (odd shapes, size-1
-   axes, large magnitudes, masked rows, float32 and float64), calls the
-   student's function and the reference on copies of each, and compares shape,
-   dtype, NaNs and values at the stated tolerance; hypothesis shrinks a failure
-   to the smallest input it can find;
-3. for statistical exercises, also runs a fixed-seed test whose claims hold
-   with a stated confidence;
-4. explains a failure: the input, expected and received values (or their first
-   differing entries), the relative error, and one hint. The hint comes from
-   replaying each known mistake (minivl's reference with one typical error
-   planted) on the failing input: the mistake whose output equals the
-   student's names what went wrong.
+``check(exercise, fn)`` runs the property test with hypothesis (fixed seed,
+so every student is graded on the same draws), lets hypothesis shrink a
+failure to the smallest failing input, and returns a ``Report`` whose
+``message`` shows that input, the expected and received values, the relative
+error and a hint. Statistical exercises (random outputs) replace the property
+test by ``statistical(fn)``, a fixed-seed test that returns its findings.
 
-Only the student's function runs (``load_function`` executes a file's imports
-and definitions, nothing else); an exception inside it, a wrong signature,
-shape, dtype or a NaN becomes a message, never a traceback.
+Nothing but the student's function is called on the student's side, and
+whatever goes wrong there (a wrong signature, an exception, a wrong shape or
+dtype, a NaN) becomes a message, never a traceback.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
+import math
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
 
 import numpy as np
-from hypothesis import HealthCheck, Phase, given, settings
-from hypothesis import strategies as st
-
-from minivl.testing import relative_error
-
-
-class Mismatch(AssertionError):
-    """The student's output differs from what the exercise asks; ``hint_key`` names a mistake."""
-
-    def __init__(self, message, hint_key=None, detail=""):
-        super().__init__(message)
-        self.message, self.hint_key, self.detail = message, hint_key, detail
-        self.inputs = None
-
-
-class _StudentRaised(Exception):
-    def __init__(self, error, where):
-        super().__init__(f"{type(error).__name__}: {error}")
-        self.error, self.where = error, where
-        self.inputs = None
+from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 
 
 @dataclass
 class Mistake:
-    """A typical error: ``fn`` is the reference with it planted; ``hint`` teaches the fix."""
+    """A typical wrong solution and the hint that explains it."""
 
     name: str
     hint: str
-    fn: Callable | None = None  # None: recognised by a statistical claim (``hint_key``) instead
-
-
-@dataclass
-class Claim:
-    """One statement a statistical test checks, with the evidence and the mistake it points to."""
-
-    text: str
-    ok: bool
-    detail: str = ""
-    hint_key: str | None = None
+    fn: Callable
 
 
 @dataclass
 class Exercise:
     name: str  # also the name of the student's function
+    slide: str  # the lecture slide it follows, e.g. "S15"
+    part: str  # which exercise notebook holds it
     title: str
-    slide: str  # lecture slide(s), e.g. "S15"
-    part: str  # which exercise notebook it belongs to
-    stub: str  # the student's starting code: signature, docstring, NotImplementedError
-    reference: Callable  # minivl's answer, with the student's signature
-    inputs: st.SearchStrategy  # draws a dict of arguments, in the signature's order
-    outputs: tuple[str, ...]  # names of the returned values
-    mistakes: list[Mistake]
-    hint: str  # the general hint when no known mistake matches
-    solution: str  # where minivl's own code lives, shown after the exercise
-    checks: str  # one line: what the checker verifies
-    rtol: dict = field(default_factory=lambda: {np.float32: 2e-4, np.float64: 1e-7})
-    atol: dict = field(default_factory=lambda: {np.float32: 2e-5, np.float64: 1e-9})
+    stub: str  # the student-facing signature, docstring and NotImplementedError
+    reference: Callable
+    solution: str  # where minivl does it, shown after a pass
+    inputs: object = None  # a hypothesis strategy of dicts (argument name -> value)
+    statistical: Callable | None = None  # fn -> (list of (problem, hint), what was verified)
+    mistakes: list[Mistake] = field(default_factory=list)
+    hint: str = ""  # shown when no known mistake matches
+    rtol: dict = field(default_factory=lambda: {np.float64: 1e-6, np.float32: 2e-3})
+    exact: bool = False  # integers, booleans, lists: must be equal
+    scale: Callable | None = None  # inputs -> the size of the terms the output is made of (see relative_error)
     max_examples: int = 60
-    compare: Callable | None = None  # custom (inputs, expected, got) -> None, raising Mismatch
-    properties: Callable | None = None  # checks on the output alone (inputs, got) -> None
-    statistical: Callable | None = None  # (fn) -> list[Claim], fixed seed
-    describe: Callable | None = None  # inputs -> short shape summary for the success report
+    alternative: Callable | None = None  # a correct solution written differently (the checker must accept it)
 
-    @property
+    @functools.cached_property
     def params(self) -> list[str]:
-        return list(inspect.signature(self.reference).parameters)
+        """The stub's argument names, in order."""
+        ns: dict = {}
+        exec(self.stub, {"np": np, "math": math}, ns)  # our own stub text, never the student's
+        return list(inspect.signature(ns[self.name]).parameters)
+
+
+class Failure(Exception):
+    """One failing input: what went wrong there and what to show."""
+
+    def __init__(self, kind, lines, inputs=None, got=None):
+        super().__init__(kind)
+        self.kind, self.lines, self.inputs, self.got = kind, lines, inputs, got
 
 
 @dataclass
-class Result:
+class Report:
     exercise: str
     passed: bool
-    text: str
+    message: str
     examples: int = 0
     worst_error: float = 0.0
-    reason: str = ""  # "", "stub", "signature", "exception", "mismatch", "statistics"
-    hint_key: str | None = None
 
     def __bool__(self):
         return self.passed
 
     def __repr__(self):
-        return f"<check {self.exercise}: {'passed' if self.passed else 'FAILED (' + self.reason + ')'}>"
+        return f"<Report {self.exercise}: {'passed' if self.passed else 'failed'}>"
 
     def as_dict(self):
-        return {"exercise": self.exercise, "passed": self.passed, "reason": self.reason,
-                "examples": self.examples, "worst_error": self.worst_error, "hint": self.hint_key}
+        return {"exercise": self.exercise, "passed": self.passed, "examples": self.examples,
+                "worst_error": self.worst_error, "message": self.message}
 
 
-# --------------------------------------------------------------------------- formatting
+# --------------------------------------------------------------------------- showing values
 
-def _fmt(value, limit=6):
+
+def show(value, limit=40) -> str:
+    """A value as a student should see it: small arrays in full, big ones summarised."""
     if isinstance(value, np.ndarray):
-        body = np.array2string(value, precision=5, threshold=48, edgeitems=2, max_line_width=100)
-        body = body.replace("\n", "\n" + " " * 14)
-        return f"{body}   {value.shape} {value.dtype}"
-    if isinstance(value, np.random.Generator):
-        return "np.random.Generator (seeded by the checker)"
-    if isinstance(value, (list, tuple)) and len(value) > 24:
-        return f"{type(value).__name__} of {len(value)}: {value[:limit]!r} ..."
-    if isinstance(value, str) and len(value) > 80:
-        return repr(value[:80]) + " ..."
-    return repr(value)
+        head = f"{value.dtype} array {value.shape}"
+        if value.size <= limit:
+            body = np.array2string(value, precision=4, separator=", ", threshold=limit)
+            return head + " =\n      " + body.replace("\n", "\n      ")
+        finite = value[np.isfinite(value)] if value.dtype.kind == "f" else value
+        rng = f"min {finite.min():.4g}, max {finite.max():.4g}" if finite.size else "no finite entries"
+        return f"{head} ({rng})"
+    if isinstance(value, (tuple, list)) and value and isinstance(value[0], np.ndarray):
+        return "(" + ", ".join(show(v, limit) for v in value) + ")"
+    text = repr(value)
+    return text if len(text) <= 400 else text[:400] + " ..."
 
 
-def _fmt_inputs(inputs):
-    return "\n".join(f"    {k:>9} = {_fmt(v)}" for k, v in inputs.items())
+def relative_error(expected, got, scale=0.0) -> float:
+    """max |got - expected| / max |expected|: the error relative to the output's scale.
+
+    ``scale`` is a floor for the denominator, for outputs that are small only
+    because terms cancel (a layer-norm gradient of two entries is zero up to
+    rounding): the error is then measured against the size of those terms.
+    """
+    e = np.asarray(expected, dtype=np.float64)
+    g = np.asarray(got, dtype=np.float64)
+    same = (e == g) | (np.isnan(e) & np.isnan(g))  # equal infinities, NaN where a mistake has NaN too
+    diff = np.where(same, 0.0, np.abs(g - e))
+    finite = np.abs(e[np.isfinite(e)])
+    return float(np.max(diff, initial=0.0) / max(np.max(finite, initial=0.0), scale, 1e-30))
 
 
-def _first_differences(expected, got, close, n=3):
-    idx = np.argwhere(~close)[:n]
-    return "; ".join(f"[{', '.join(map(str, i))}] expected {expected[tuple(i)]!r} got {got[tuple(i)]!r}"
-                     for i in idx)
-
-
-def _shape_summary(inputs):
-    return ", ".join(f"{k} {v.shape}" for k, v in inputs.items() if isinstance(v, np.ndarray))
+def _first_differences(expected, got, tol, n=3):
+    e, g = np.asarray(expected, np.float64), np.asarray(got, np.float64)
+    bad = ~((e == g) | (np.abs(g - e) <= tol))
+    return [f"      at {tuple(int(i) for i in idx)}: expected {e[idx]:.6g}, got {g[idx]:.6g}"
+            for idx in list(zip(*np.nonzero(bad)))[:n]]
 
 
 # --------------------------------------------------------------------------- comparing
 
-def _as_outputs(ex, value):
-    if len(ex.outputs) == 1:
-        return (value,)
-    if not isinstance(value, (tuple, list)) or len(value) != len(ex.outputs):
-        n = len(value) if isinstance(value, (tuple, list)) else 1
-        raise Mismatch(f"{ex.name} must return {len(ex.outputs)} values ({', '.join(ex.outputs)}), "
-                       f"got {n} ({type(value).__name__})", "shape")
-    return tuple(value)
 
-
-def compare_arrays(ex, name, expected, got):
-    """Shape, dtype, NaN and value checks of one returned array; returns the relative error."""
-    expected = np.asarray(expected)
-    if got is None:
-        raise Mismatch(f"{name}: your function returned None (a missing `return`?)", "shape")
-    try:
-        got = np.asarray(got)
-    except Exception as e:  # noqa: BLE001 - a ragged list, an object: say so
-        raise Mismatch(f"{name}: cannot be read as an array ({e})", "shape") from None
-    if got.shape != expected.shape:
-        raise Mismatch(f"{name}: shape {got.shape}, expected {expected.shape}", "shape")
-    if expected.dtype.kind == "f":
-        if got.dtype != expected.dtype:
-            raise Mismatch(f"{name}: dtype {got.dtype}, expected {expected.dtype} (keep the input's precision: "
-                           "a float64 constant such as np.sqrt(d) or np.float64(...) promotes float32 arrays; "
-                           "use math.sqrt or .astype(x.dtype))", "dtype")
-        if np.isnan(got).any() and not np.isnan(expected).any():
-            where = tuple(int(i) for i in np.argwhere(np.isnan(got))[0])
-            raise Mismatch(f"{name}: NaN at {list(where)} where a number was expected", None,
-                           detail=f"expected {expected[where]!r}")
-        rtol, atol = ex.rtol[expected.dtype.type], ex.atol[expected.dtype.type]
-        close = np.isclose(got, expected, rtol=rtol, atol=atol, equal_nan=True)
-        finite = np.isfinite(expected) & np.isfinite(got)
-        err = relative_error(got[finite], expected[finite]) if finite.any() else 0.0
-        if not close.all():
-            raise Mismatch(
-                f"{name}: values differ (tolerance rtol={rtol:g}, atol={atol:g} for {expected.dtype})",
-                None, detail=f"first differing entries: {_first_differences(expected, got, close)}\n"
-                             f"  relative error: {err:.3g}")
-        return err
-    if expected.dtype.kind in "iub":
-        if got.dtype.kind not in "iub":
-            raise Mismatch(f"{name}: dtype {got.dtype}, expected integers or booleans ({expected.dtype})", "dtype")
-        same = got == expected
-        if not same.all():
-            raise Mismatch(f"{name}: values differ", None,
-                           detail=f"first differing entries: {_first_differences(expected, got, same)}")
+def compare(ex: Exercise, expected, got, label="the output", scale=0.0) -> float:
+    """Raise ``Failure`` unless ``got`` matches ``expected``; return the relative error."""
+    if isinstance(expected, tuple):
+        if not isinstance(got, (tuple, list)) or len(got) != len(expected):
+            n = f" of {len(got)}" if isinstance(got, (tuple, list)) else ""
+            raise Failure("wrong type", [f"{label} should be a tuple of {len(expected)} values, "
+                                         f"got {type(got).__name__}{n}"])
+        return max(compare(ex, e, g, f"{label}[{i}]", scale) for i, (e, g) in enumerate(zip(expected, got)))
+    if not isinstance(expected, np.ndarray):
+        if got != expected:
+            raise Failure("wrong value", [f"{label} differs:", f"    expected {show(expected)}",
+                                          f"    got      {show(got)}"])
         return 0.0
-    if not np.array_equal(got, expected):
-        raise Mismatch(f"{name}: values differ", None)
-    return 0.0
+    if not isinstance(got, (np.ndarray, np.generic)):
+        raise Failure("wrong type", [f"{label} should be a NumPy array {expected.shape}, got {type(got).__name__}"])
+    got = np.asarray(got)
+    if got.shape != expected.shape:
+        raise Failure("wrong shape", [f"{label} has shape {got.shape}, expected {expected.shape}"])
+    if got.dtype.kind != expected.dtype.kind or (expected.dtype.kind == "f" and got.dtype != expected.dtype):
+        extra = ""
+        if expected.dtype == np.float32 and got.dtype == np.float64:
+            extra = (" (a NumPy float64 scalar such as np.sqrt(d) promotes a float32 array: "
+                     "use math.sqrt, or cast with .astype(x.dtype))")
+        raise Failure("wrong dtype", [f"{label} has dtype {got.dtype}, expected {expected.dtype}{extra}"])
+    if ex.exact or expected.dtype.kind in "biu":
+        if not np.array_equal(got, expected):
+            lines = [f"{label} differs:", f"    expected {show(expected)}", f"    got      {show(got)}"]
+            raise Failure("wrong value", lines)
+        return 0.0
+    if np.isnan(got).any() and not np.isnan(expected).any():
+        raise Failure("nan", [f"{label} contains NaN where the expected output has none",
+                              f"    expected {show(expected)}", f"    got      {show(got)}"])
+    err = relative_error(expected, got, scale)
+    rtol = ex.rtol[expected.dtype.type]
+    if not err <= rtol:
+        scale = max(np.max(np.abs(expected[np.isfinite(expected)]), initial=0.0), scale, 1e-30)
+        lines = [f"{label}: relative error {err:.2e} (max |got - expected| / max |expected|; "
+                 f"tolerance {rtol:.0e} for {expected.dtype})",
+                 "    first differing entries:", *_first_differences(expected, got, rtol * scale),
+                 f"    expected {show(expected)}", f"    got      {show(got)}"]
+        raise Failure("wrong value", lines)
+    return err
 
 
-def _compare(ex, inputs, expected, got):
-    if ex.compare is not None:
-        return ex.compare(inputs, expected, got) or 0.0
-    worst = 0.0
-    for name, e, g in zip(ex.outputs, _as_outputs(ex, expected), _as_outputs(ex, got)):
-        worst = max(worst, compare_arrays(ex, name, e, g))
-    return worst
+# --------------------------------------------------------------------------- running
 
 
-def _matches(ex, inputs, mistake, got):
-    try:
-        planted = mistake.fn(**copy.deepcopy(inputs))
-        with np.errstate(all="ignore"):
-            _compare(ex, inputs, planted, got)
-        return True
-    except Exception:  # noqa: BLE001 - the mistake does not reproduce the student's output
-        return False
-
-
-# --------------------------------------------------------------------------- calling the student
-
-def _call(fn, inputs):
-    try:
-        with np.errstate(all="ignore"):
-            return fn(*copy.deepcopy(list(inputs.values())))
-    except NotImplementedError:
-        raise
-    except Exception as e:  # noqa: BLE001 - any error of the student's code becomes a message
-        frames = [f for f in traceback.extract_tb(e.__traceback__) if f.filename != __file__]
-        where = f"line {frames[-1].lineno} of {frames[-1].filename}: {frames[-1].line}" if frames else ""
-        raise _StudentRaised(e, where) from None
-
-
-def _signature_problem(ex, fn):
+def _signature_problem(ex: Exercise, fn) -> str | None:
     if not callable(fn):
-        return f"expected a function {ex.name}({', '.join(ex.params)}), got {type(fn).__name__}"
+        return f"check({ex.name!r}, ...) needs a function, got {type(fn).__name__}"
     try:
-        sig = inspect.signature(fn)
-    except (TypeError, ValueError):
-        return None
-    try:
-        sig.bind(*ex.params)
+        inspect.signature(fn).bind(*ex.params)
     except TypeError as e:
-        return (f"the checker calls {ex.name}({', '.join(ex.params)}), but your function is "
-                f"{getattr(fn, '__name__', ex.name)}{sig}: {e}")
+        return f"{ex.name} must accept ({', '.join(ex.params)}), as in the stub: {e}"
+    except ValueError:
+        return None  # a builtin without a signature: try calling it
     return None
 
 
-def _hint_text(ex, key):
+def _call_student(ex: Exercise, fn, inputs):
+    args = copy.deepcopy([inputs[p] for p in ex.params])
+    try:
+        return fn(*args)
+    except NotImplementedError:
+        raise Failure("not written", [f"{ex.name} raises NotImplementedError: the stub is not filled in yet."]
+                      ) from None
+    except Exception as e:  # noqa: BLE001 - any error in the student's code becomes a message
+        frames = traceback.extract_tb(e.__traceback__)[1:]  # drop this frame: show the student's lines
+        where = [f"    {f.filename.split('/')[-1]}, line {f.lineno}, in {f.name}: {f.line}" for f in frames[-3:]]
+        raise Failure("exception", [f"{ex.name} raised {type(e).__name__}: {e}", *where], inputs) from None
+
+
+def _scale(ex, inputs) -> float:
+    return float(ex.scale(**inputs)) if ex.scale is not None else 0.0
+
+
+def _diagnose(ex: Exercise, failure: Failure) -> list[str]:
+    """The hints of every known mistake whose output equals the student's on this input."""
+    if failure.inputs is None or failure.kind in ("not written", "exception"):
+        return []
+    hints = []
     for m in ex.mistakes:
-        if m.name == key:
-            return f"hint ({m.name}): {m.hint}"
-    if key == "shape":
-        return "hint: check the docstring's shapes: which axes the output keeps, in which order."
-    if key == "dtype":
-        return "hint: return the dtype the docstring asks for."
-    return f"hint: {ex.hint}"
+        try:
+            with np.errstate(all="ignore"):
+                wrong = m.fn(*copy.deepcopy([failure.inputs[p] for p in ex.params]))
+                compare(ex, wrong, failure.got, scale=_scale(ex, failure.inputs))
+        except Exception:  # noqa: BLE001 - this mistake does not explain the output
+            continue
+        hints.append(f"hint ({m.name}): {m.hint}")
+    return hints
 
 
-def run_check(ex: Exercise, fn, max_examples: int | None = None, seed: int = 0) -> Result:
-    header = f"minivl check {ex.name} ({ex.title}, slide {ex.slide})"
+class _Tally:
+    def __init__(self):
+        self.n, self.worst, self.shapes = 0, 0.0, set()
+
+
+def _shapes(inputs) -> str:
+    return ", ".join(f"{k} {v.shape}" for k, v in inputs.items() if isinstance(v, np.ndarray))
+
+
+def _property_test(ex: Exercise, fn, max_examples, tally):
+    @settings(max_examples=max_examples, deadline=None, database=None, derandomize=True,
+              verbosity=Verbosity.quiet, report_multiple_bugs=False, suppress_health_check=list(HealthCheck),
+              phases=[Phase.explicit, Phase.generate, Phase.shrink])
+    @given(ex.inputs)
+    def prop(inputs):
+        with np.errstate(all="ignore"):
+            expected = ex.reference(*copy.deepcopy([inputs[p] for p in ex.params]))
+            got = _call_student(ex, fn, inputs)
+            try:
+                err = compare(ex, expected, got, scale=_scale(ex, inputs))
+            except Failure as f:
+                f.inputs, f.got = inputs, got
+                raise
+        tally.n += 1
+        tally.worst = max(tally.worst, err)
+        tally.shapes.add(_shapes(inputs))
+
+    prop()
+
+
+def check(ex: Exercise, fn, max_examples=None, verbose=True) -> Report:
+    """Grade ``fn`` on exercise ``ex``; print the verdict (if ``verbose``) and return it."""
+    report = _grade(ex, fn, max_examples or ex.max_examples)
+    if verbose:
+        print(report.message)
+    return report
+
+
+def _grade(ex, fn, max_examples) -> Report:
     problem = _signature_problem(ex, fn)
     if problem:
-        return Result(ex.name, False, f"{header}: FAILED\n  wrong signature: {problem}", reason="signature")
-
-    stats = {"n": 0, "shapes": set(), "worst": 0.0, "dtypes": set()}
-
-    def one(inputs):
-        got = _call(fn, inputs)
-        stats["n"] += 1
-        stats["shapes"].add(ex.describe(inputs) if ex.describe else _shape_summary(inputs))
-        stats["dtypes"].update(str(v.dtype) for v in inputs.values()
-                               if isinstance(v, np.ndarray) and v.dtype.kind == "f")
-        try:
-            if ex.properties is not None:
-                ex.properties(inputs, got)
-            if ex.reference is not None and ex.statistical is None:
-                expected = ex.reference(**copy.deepcopy(inputs))
-                stats["worst"] = max(stats["worst"], _compare(ex, inputs, expected, got))
-        except Mismatch as m:
-            m.inputs = inputs
-            raise
-
-    @settings(max_examples=max_examples or ex.max_examples, deadline=None, database=None, derandomize=True,
-              phases=[Phase.explicit, Phase.generate, Phase.shrink], print_blob=False,
-              suppress_health_check=list(HealthCheck), report_multiple_bugs=False)
-    @given(ex.inputs)
-    def search(inputs):
-        try:
-            one(inputs)
-        except _StudentRaised as e:
-            e.inputs = inputs
-            raise
-
-    try:
-        search()
-    except NotImplementedError:
-        return Result(ex.name, False, f"{header}: FAILED\n  {ex.name} is still the stub: it raises "
-                      "NotImplementedError. Write its body, then run the check again.", reason="stub")
-    except _StudentRaised as e:
-        text = (f"{header}: FAILED\n  your function raised {type(e.error).__name__}: {e.error}\n"
-                f"  {e.where}\n  on the smallest input found:\n{_fmt_inputs(e.inputs)}\n  {_hint_text(ex, 'shape')}")
-        return Result(ex.name, False, text, examples=stats["n"], reason="exception")
-    except Mismatch as m:
-        return _explain(ex, fn, m, header, stats)
-
+        return Report(ex.name, False, f"FAIL {ex.name}: {problem}")
     if ex.statistical is not None:
-        try:
-            claims = ex.statistical(fn)
-        except NotImplementedError:
-            return Result(ex.name, False, f"{header}: FAILED\n  {ex.name} is still the stub.", reason="stub")
-        except _StudentRaised as e:
-            return Result(ex.name, False, f"{header}: FAILED\n  your function raised "
-                          f"{type(e.error).__name__}: {e.error}\n  {e.where}", reason="exception")
-        bad = [c for c in claims if not c.ok]
-        if bad:
-            c = bad[0]
-            text = (f"{header}: FAILED the fixed-seed statistical test\n  claim: {c.text}\n  {c.detail}\n"
-                    f"  {_hint_text(ex, c.hint_key)}")
-            return Result(ex.name, False, text, examples=stats["n"], reason="statistics", hint_key=c.hint_key)
-
-    shapes = sorted(stats["shapes"], key=len)
-    lines = [f"{header}: passed",
-             f"  verified: {ex.checks}",
-             f"  {stats['n']} drawn inputs" + (f" ({', '.join(sorted(stats['dtypes']))})" if stats["dtypes"] else "")
-             + (f", e.g. {'; '.join(shapes[:2])} ... {shapes[-1]}" if len(shapes) > 2 else
-                f", {'; '.join(shapes)}" if shapes else "")]
-    if ex.statistical is None:
-        lines.append(f"  worst relative error: {stats['worst']:.2g}")
-    else:
-        lines += [f"  statistical test: {c.text} ({c.detail})" for c in claims]
-    lines.append(f"  minivl's own code for it: {ex.solution}")
-    return Result(ex.name, True, "\n".join(lines), examples=stats["n"], worst_error=stats["worst"])
-
-
-def _explain(ex, fn, m, header, stats):
-    inputs = m.inputs
-    key = m.hint_key
-    lines = [f"{header}: FAILED", "  on the smallest failing input hypothesis found:", _fmt_inputs(inputs)]
-    got = None
+        return _grade_statistical(ex, fn)
+    tally = _Tally()
     try:
-        got = _call(fn, inputs)
-    except Exception:  # noqa: BLE001 - it did not raise during the search; keep the Mismatch's story
-        pass
-    if ex.reference is not None and ex.statistical is None and got is not None:
-        expected = ex.reference(**copy.deepcopy(inputs))
-        lines += [f"  expected: {_fmt(expected)}", f"  got:      {_fmt(got)}"]
-    lines.append(f"  {m.message}")
-    if m.detail:
-        lines.append(f"  {m.detail}")
-    if key is None and got is not None:
-        for mistake in ex.mistakes:
-            if mistake.fn is not None and _matches(ex, inputs, mistake, got):
-                key = mistake.name
-                break
-    lines.append(f"  {_hint_text(ex, key)}")
-    return Result(ex.name, False, "\n".join(lines), examples=stats["n"], reason="mismatch", hint_key=key)
+        _property_test(ex, fn, max_examples, tally)
+    except Failure as f:
+        head = f"FAIL {ex.name} ({ex.slide}, {ex.title})"
+        if f.kind == "not written":
+            return Report(ex.name, False, f"{head}: {f.lines[0]}")
+        lines = [f"{head}: {f.lines[0]}", *f.lines[1:]]
+        if f.inputs is not None:
+            lines.append(f"  on the smallest failing input hypothesis found (after {tally.n} passing inputs):")
+            lines += [f"    {k} = {show(v)}" for k, v in f.inputs.items()]
+        hints = _diagnose(ex, f) or ([f"hint: {ex.hint}"] if ex.hint else [])
+        lines += ["  " + h for h in hints]
+        return Report(ex.name, False, "\n".join(lines), tally.n, tally.worst)
+    shapes = sorted(tally.shapes, key=len)
+    msg = (f"PASS {ex.name} ({ex.slide}, {ex.title}): {tally.n} inputs agree with minivl's reference; "
+           f"worst relative error {tally.worst:.1e}.\n"
+           f"  shapes included: {'; '.join(shapes[:2] + shapes[-1:]) if shapes else 'n/a'}\n"
+           f"  minivl's own version: {ex.solution}")
+    return Report(ex.name, True, msg, tally.n, tally.worst)
 
 
-Any = Any
+def _grade_statistical(ex: Exercise, fn) -> Report:
+    head = f"{ex.name} ({ex.slide}, {ex.title})"
+    try:
+        with np.errstate(all="ignore"):
+            findings, verified = ex.statistical(lambda *a: _call_student(ex, fn, dict(zip(ex.params, a))))
+    except Failure as f:
+        return Report(ex.name, False, "\n".join([f"FAIL {head}: {f.lines[0]}", *f.lines[1:]]))
+    if findings:
+        lines = [f"FAIL {head}:"]
+        for problem, hint in findings:
+            lines += [f"  {problem}", f"  hint: {hint}"]
+        return Report(ex.name, False, "\n".join(lines))
+    return Report(ex.name, True, f"PASS {head}: {verified}\n  minivl's own version: {ex.solution}")
