@@ -265,6 +265,8 @@ def _kv_step(q, k_new, v_new, k_cache, v_cache, prepend=False, causal=True):
 
 def _kv_before_append(q, k_new, v_new, k_cache, v_cache):
     _, K, V = _kv_step(q, k_new, v_new, k_cache, v_cache)
+    if k_cache.shape[2] == 0:  # nothing to attend to yet: the empty weighted sum
+        return np.zeros_like(q), K, V
     return R.attention_forward(q, k_cache, v_cache)[0], K, V
 
 

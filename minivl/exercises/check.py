@@ -25,6 +25,7 @@ import copy
 import functools
 import inspect
 import math
+import os
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -149,6 +150,8 @@ def compare(ex: Exercise, expected, got, label="the output", scale=0.0) -> float
                                          f"got {type(got).__name__}{n}"])
         return max(compare(ex, e, g, f"{label}[{i}]", scale) for i, (e, g) in enumerate(zip(expected, got)))
     if not isinstance(expected, np.ndarray):
+        if not isinstance(got, type(expected)):
+            raise Failure("wrong type", [f"{label} should be a {type(expected).__name__}, got {type(got).__name__}"])
         if got != expected:
             raise Failure("wrong value", [f"{label} differs:", f"    expected {show(expected)}",
                                           f"    got      {show(got)}"])
@@ -207,7 +210,8 @@ def _call_student(ex: Exercise, fn, inputs):
         raise Failure("not written", [f"{ex.name} raises NotImplementedError: the stub is not filled in yet."]
                       ) from None
     except Exception as e:  # noqa: BLE001 - any error in the student's code becomes a message
-        frames = traceback.extract_tb(e.__traceback__)[1:]  # drop this frame: show the student's lines
+        frames = [f for f in traceback.extract_tb(e.__traceback__)[1:]  # the student's lines, not NumPy's
+                  if f"{os.sep}numpy{os.sep}" not in f.filename]
         where = [f"    {f.filename.split('/')[-1]}, line {f.lineno}, in {f.name}: {f.line}" for f in frames[-3:]]
         raise Failure("exception", [f"{ex.name} raised {type(e).__name__}: {e}", *where], inputs) from None
 
@@ -290,11 +294,13 @@ def _grade(ex, fn, max_examples) -> Report:
         hints = _diagnose(ex, f) or ([f"hint: {ex.hint}"] if ex.hint else [])
         lines += ["  " + h for h in hints]
         return Report(ex.name, False, "\n".join(lines), tally.n, tally.worst)
-    shapes = sorted(tally.shapes, key=len)
-    msg = (f"PASS {ex.name} ({ex.slide}, {ex.title}): {tally.n} inputs agree with minivl's reference; "
-           f"worst relative error {tally.worst:.1e}.\n"
-           f"  shapes included: {'; '.join(shapes[:2] + shapes[-1:]) if shapes else 'n/a'}\n"
-           f"  minivl's own version: {ex.solution}")
+    shapes = sorted((s for s in tally.shapes if s), key=len)
+    lines = [f"PASS {ex.name} ({ex.slide}, {ex.title}): {tally.n} inputs agree with minivl's reference; "
+             f"worst relative error {tally.worst:.1e}."]
+    if shapes:
+        lines.append(f"  shapes included: {'; '.join(dict.fromkeys(shapes[:2] + shapes[-1:]))}")
+    lines.append(f"  minivl's own version: {ex.solution}")
+    msg = "\n".join(lines)
     return Report(ex.name, True, msg, tally.n, tally.worst)
 
 
@@ -307,7 +313,7 @@ def _grade_statistical(ex: Exercise, fn) -> Report:
         return Report(ex.name, False, "\n".join([f"FAIL {head}: {f.lines[0]}", *f.lines[1:]]))
     if findings:
         lines = [f"FAIL {head}:"]
-        for problem, hint in findings:
-            lines += [f"  {problem}", f"  hint: {hint}"]
+        lines += [f"  {problem}" for problem, _ in findings]
+        lines += [f"  hint: {hint}" for hint in dict.fromkeys(hint for _, hint in findings)]
         return Report(ex.name, False, "\n".join(lines))
     return Report(ex.name, True, f"PASS {head}: {verified}\n  minivl's own version: {ex.solution}")
