@@ -15,8 +15,10 @@ list``, ``minivl exercises init DIR``. The teacher's notes are
 from __future__ import annotations
 
 from minivl.exercises import attention as _attention
+from minivl.exercises import clip as _clip
 from minivl.exercises import softmax as _softmax
 from minivl.exercises import tokens as _tokens
+from minivl.exercises import vilbert as _vilbert
 from minivl.exercises import vit as _vit
 from minivl.exercises.check import Exercise, Report
 from minivl.exercises.check import check as _check
@@ -29,7 +31,7 @@ PARTS = {
     "ex4_llava": "Part 4: LLaVA",
 }
 
-EXERCISES: dict[str, Exercise] = {ex.name: ex for mod in (_softmax, _attention, _tokens, _vit) for ex in mod.EXERCISES}
+EXERCISES: dict[str, Exercise] = {ex.name: ex for mod in (_softmax, _attention, _tokens, _vit, _vilbert, _clip) for ex in mod.EXERCISES}
 
 
 def get(name: str) -> Exercise:

@@ -132,7 +132,7 @@ def relative_error(expected, got, scale=0.0) -> float:
 
 
 def _first_differences(expected, got, tol, n=3):
-    e, g = np.asarray(expected, np.float64), np.asarray(got, np.float64)
+    e, g = np.atleast_1d(np.asarray(expected, np.float64)), np.atleast_1d(np.asarray(got, np.float64))
     bad = ~((e == g) | (np.abs(g - e) <= tol))
     return [f"      at {tuple(int(i) for i in idx)}: expected {e[idx]:.6g}, got {g[idx]:.6g}"
             for idx in list(zip(*np.nonzero(bad)))[:n]]
@@ -156,6 +156,8 @@ def compare(ex: Exercise, expected, got, label="the output", scale=0.0) -> float
             raise Failure("wrong value", [f"{label} differs:", f"    expected {show(expected)}",
                                           f"    got      {show(got)}"])
         return 0.0
+    if expected.ndim == 0 and isinstance(got, (int, float)) and not isinstance(got, bool):
+        got = np.asarray(got, expected.dtype)  # a plain Python number for a scalar output is fine
     if not isinstance(got, (np.ndarray, np.generic)):
         raise Failure("wrong type", [f"{label} should be a NumPy array {expected.shape}, got {type(got).__name__}"])
     got = np.asarray(got)
