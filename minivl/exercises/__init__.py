@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from minivl.exercises import attention as _attention
 from minivl.exercises import clip as _clip
+from minivl.exercises import dalle as _dalle
+from minivl.exercises import llava as _llava
 from minivl.exercises import softmax as _softmax
 from minivl.exercises import tokens as _tokens
 from minivl.exercises import vilbert as _vilbert
@@ -31,7 +33,7 @@ PARTS = {
     "ex4_llava": "Part 4: LLaVA",
 }
 
-EXERCISES: dict[str, Exercise] = {ex.name: ex for mod in (_softmax, _attention, _tokens, _vit, _vilbert, _clip) for ex in mod.EXERCISES}
+EXERCISES: dict[str, Exercise] = {ex.name: ex for mod in (_softmax, _attention, _tokens, _vit, _vilbert, _clip, _dalle, _llava) for ex in mod.EXERCISES}
 
 
 def get(name: str) -> Exercise:
