@@ -33,7 +33,8 @@ PARTS = {
     "ex4_llava": "Part 4: LLaVA",
 }
 
-EXERCISES: dict[str, Exercise] = {ex.name: ex for mod in (_softmax, _attention, _tokens, _vit, _vilbert, _clip, _dalle, _llava) for ex in mod.EXERCISES}
+_MODULES = (_softmax, _attention, _tokens, _vit, _vilbert, _clip, _dalle, _llava)  # in lecture order
+EXERCISES: dict[str, Exercise] = {ex.name: ex for mod in _MODULES for ex in mod.EXERCISES}
 
 
 def get(name: str) -> Exercise:

@@ -89,7 +89,7 @@ import math
 import numpy as np
 '''
 
-TEST_FILE = '''"""Runs minivl's checker on the exercises in this folder: `pytest -m ex_softmax` for one, `pytest` for all."""
+TEST_FILE = '''"""minivl's checker on the exercises of this folder: `pytest -m ex_softmax` for one, `pytest` for all."""
 
 from pathlib import Path
 

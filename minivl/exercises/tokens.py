@@ -206,7 +206,8 @@ def _rate_problem(name, k, n, p):
     return None
 
 
-HINT_SPECIAL = "exclude special_ids from the choice: chosen = (rng.random(ids.shape) < 0.15) & ~np.isin(ids, special_ids)"
+HINT_SPECIAL = ("exclude special_ids from the choice: "
+                "chosen = (rng.random(ids.shape) < 0.15) & ~np.isin(ids, special_ids)")
 HINT_LABELS = "labels = np.where(chosen, ids, -100): only the chosen tokens get a label"
 HINT_SPLIT = ("of the chosen tokens 80% become [MASK], 10% a random non-special id and 10% stay themselves: "
               "draw one uniform u per token (u < 0.8, 0.8 <= u < 0.9, else)")

@@ -23,9 +23,9 @@
 # each check; read it once yours passes.
 
 # %%
-import math
+import math  # noqa: F401 - for your solutions
 
-import numpy as np
+import numpy as np  # noqa: F401
 
 from minivl.exercises import check
 
@@ -47,7 +47,7 @@ def softmax(x):
     raise NotImplementedError("softmax")
 
 # %%
-check('softmax', softmax);
+check('softmax', softmax)
 
 # %% [markdown]
 # After the exercise: minivl's version is kernels/reference.py::softmax_forward.
@@ -72,7 +72,7 @@ def softmax_backward(y, dy):
     raise NotImplementedError("softmax_backward")
 
 # %%
-check('softmax_backward', softmax_backward);
+check('softmax_backward', softmax_backward)
 
 # %% [markdown]
 # After the exercise: minivl's version is kernels/reference.py::softmax_backward.
@@ -100,7 +100,7 @@ def layer_norm_backward(dy, x, gamma, eps):
     raise NotImplementedError("layer_norm_backward")
 
 # %%
-check('layer_norm_backward', layer_norm_backward);
+check('layer_norm_backward', layer_norm_backward)
 
 # %% [markdown]
 # After the exercise: minivl's version is kernels/reference.py::layer_norm_backward.
@@ -128,7 +128,7 @@ def attention(q, k, v, mask):
     raise NotImplementedError("attention")
 
 # %%
-check('attention', attention);
+check('attention', attention)
 
 # %% [markdown]
 # After the exercise: minivl's version is kernels/reference.py::attention_forward.
@@ -148,7 +148,7 @@ def split_heads(x, num_heads):
     raise NotImplementedError("split_heads")
 
 # %%
-check('split_heads', split_heads);
+check('split_heads', split_heads)
 
 # %% [markdown]
 # After the exercise: minivl's version is minivl/nn/attention.py (reshape to (B, N, H, hs), then transpose(0, 2, 1, 3)).
@@ -165,7 +165,7 @@ def merge_heads(x):
     raise NotImplementedError("merge_heads")
 
 # %%
-check('merge_heads', merge_heads);
+check('merge_heads', merge_heads)
 
 # %% [markdown]
 # After the exercise: minivl's version is minivl/nn/attention.py (transpose(0, 2, 1, 3), then reshape to (B, N, C)).
@@ -188,7 +188,7 @@ def causal_mask(nq, nk):
     raise NotImplementedError("causal_mask")
 
 # %%
-check('causal_mask', causal_mask);
+check('causal_mask', causal_mask)
 
 # %% [markdown]
 # After the exercise: minivl's version is kernels/reference.py::attention_mask.
@@ -213,7 +213,7 @@ def kv_cache_step(q, k_new, v_new, k_cache, v_cache):
     raise NotImplementedError("kv_cache_step")
 
 # %%
-check('kv_cache_step', kv_cache_step);
+check('kv_cache_step', kv_cache_step)
 
 # %% [markdown]
 # After the exercise: minivl's version is kernels/reference.py::attention_forward (causal=True: queries are the last positions).
@@ -240,7 +240,7 @@ def flash_attention(q, k, v, block_size):
     raise NotImplementedError("flash_attention")
 
 # %%
-check('flash_attention', flash_attention);
+check('flash_attention', flash_attention)
 
 # %% [markdown]
 # After the exercise: minivl's version is kernels/numba/attention.py (the tiled kernel); kernels/reference.py::attention_forward (the math).
@@ -261,7 +261,7 @@ def bpe_merge(ids, pair, new_id):
     raise NotImplementedError("bpe_merge")
 
 # %%
-check('bpe_merge', bpe_merge);
+check('bpe_merge', bpe_merge)
 
 # %% [markdown]
 # After the exercise: minivl's version is minivl/tokenizers/merge.py::merge_pair.
@@ -285,7 +285,7 @@ def bpe_train(text, num_merges):
     raise NotImplementedError("bpe_train")
 
 # %%
-check('bpe_train', bpe_train);
+check('bpe_train', bpe_train)
 
 # %% [markdown]
 # After the exercise: minivl's version is minivl/tokenizers/training.py::train_merges_naive (and train_merges, the fast one).
@@ -312,7 +312,7 @@ def bert_masking(ids, special_ids, vocab_size, mask_id, rng):
     raise NotImplementedError("bert_masking")
 
 # %%
-check('bert_masking', bert_masking);
+check('bert_masking', bert_masking)
 
 # %% [markdown]
 # After the exercise: minivl's version is minivl/models/bert.py::mask_tokens.
@@ -335,7 +335,7 @@ def patchify(images, patch_size):
     raise NotImplementedError("patchify")
 
 # %%
-check('patchify', patchify);
+check('patchify', patchify)
 
 # %% [markdown]
 # After the exercise: minivl's version is minivl/models/vision.py::patchify.

@@ -23,9 +23,9 @@
 # each check; read it once yours passes.
 
 # %%
-import math
+import math  # noqa: F401 - for your solutions
 
-import numpy as np
+import numpy as np  # noqa: F401
 
 from minivl.exercises import check
 
@@ -55,7 +55,7 @@ def co_attention(text, image, text_proj, image_proj, num_heads):
     raise NotImplementedError("co_attention")
 
 # %%
-check('co_attention', co_attention);
+check('co_attention', co_attention)
 
 # %% [markdown]
 # After the exercise: minivl's version is minivl/exercises/vilbert.py::_co_attention (on kernels/reference.py::attention_forward).
@@ -80,7 +80,7 @@ def location_features(boxes, image_size):
     raise NotImplementedError("location_features")
 
 # %%
-check('location_features', location_features);
+check('location_features', location_features)
 
 # %% [markdown]
 # After the exercise: minivl's version is minivl/data/boxes.py::location_features.

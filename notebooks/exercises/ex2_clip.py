@@ -23,9 +23,9 @@
 # each check; read it once yours passes.
 
 # %%
-import math
+import math  # noqa: F401 - for your solutions
 
-import numpy as np
+import numpy as np  # noqa: F401
 
 from minivl.exercises import check
 
@@ -55,7 +55,7 @@ def info_nce(image_emb, text_emb, logit_scale):
     raise NotImplementedError("info_nce")
 
 # %%
-check('info_nce', info_nce);
+check('info_nce', info_nce)
 
 # %% [markdown]
 # After the exercise: minivl's version is minivl/losses.py::info_nce.
@@ -84,7 +84,7 @@ def zero_shot(image_emb, class_names, templates, encode_text, logit_scale):
     raise NotImplementedError("zero_shot")
 
 # %%
-check('zero_shot', zero_shot);
+check('zero_shot', zero_shot)
 
 # %% [markdown]
 # After the exercise: minivl's version is minivl/models/clip.py::CLIP.zero_shot_classifier (and CLIP.predict).

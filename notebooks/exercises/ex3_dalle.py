@@ -23,9 +23,9 @@
 # each check; read it once yours passes.
 
 # %%
-import math
+import math  # noqa: F401 - for your solutions
 
-import numpy as np
+import numpy as np  # noqa: F401
 
 from minivl.exercises import check
 
@@ -49,7 +49,7 @@ def gumbel_softmax(logits, tau, hard, rng):
     raise NotImplementedError("gumbel_softmax")
 
 # %%
-check('gumbel_softmax', gumbel_softmax);
+check('gumbel_softmax', gumbel_softmax)
 
 # %% [markdown]
 # After the exercise: minivl's version is minivl/functional/softmax.py::gumbel_softmax.
@@ -75,7 +75,7 @@ def dvae_kl(logits):
     raise NotImplementedError("dvae_kl")
 
 # %%
-check('dvae_kl', dvae_kl);
+check('dvae_kl', dvae_kl)
 
 # %% [markdown]
 # After the exercise: minivl's version is minivl/exercises/dalle.py::_dvae_kl (minivl's dVAE model is not written yet).

@@ -23,9 +23,9 @@
 # each check; read it once yours passes.
 
 # %%
-import math
+import math  # noqa: F401 - for your solutions
 
-import numpy as np
+import numpy as np  # noqa: F401
 
 from minivl.exercises import check
 
@@ -55,7 +55,7 @@ def llava_labels(system, num_image_tokens, turns, special):
     raise NotImplementedError("llava_labels")
 
 # %%
-check('llava_labels', llava_labels);
+check('llava_labels', llava_labels)
 
 # %% [markdown]
 # After the exercise: minivl's version is minivl/exercises/llava.py::_llava_labels (minivl's LLaVA model is not written yet).
