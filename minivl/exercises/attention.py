@@ -154,7 +154,7 @@ def _split(x, num_heads):
 SPLIT_HEADS = Exercise(
     name="split_heads", slide="S06", part="ex0_transformers", title="split the channels into heads",
     stub=SPLIT_HEADS_STUB, reference=_split,
-    solution="minivl/nn/attention.py (reshape to (B, N, H, hs), then transpose(0, 2, 1, 3))",
+    solution="minivl/nn/attention.py::MultiHeadAttention._heads",
     inputs=_split_inputs(),
     mistakes=[
         Mistake("reshape without transpose", "reshaping (B, N, C) straight to (B, H, N, hs) mixes tokens "
@@ -182,7 +182,7 @@ def _merge(x):
 MERGE_HEADS = Exercise(
     name="merge_heads", slide="S06", part="ex0_transformers", title="merge the heads back",
     stub=MERGE_HEADS_STUB, reference=_merge,
-    solution="minivl/nn/attention.py (transpose(0, 2, 1, 3), then reshape to (B, N, C))",
+    solution="minivl/nn/attention.py::MultiHeadAttention.forward (its last line)",
     inputs=_split_inputs().map(lambda d: {"x": _split(d["x"], d["num_heads"])}),
     mistakes=[
         Mistake("reshape without transpose", "bring the token axis before the head axis (transpose(0, 2, 1, 3)) "
@@ -364,7 +364,7 @@ def _flash_by_row(q, k, v, block_size):
 FLASH_ATTENTION = Exercise(
     name="flash_attention", slide="S01", part="ex0_transformers", title="online-softmax attention in tiles",
     stub=FLASH_ATTENTION_STUB, reference=lambda q, k, v, block_size: R.attention_forward(q, k, v),
-    solution="kernels/numba/attention.py (the tiled kernel); kernels/reference.py::attention_forward (the math)",
+    solution="kernels/numba/attention.py (the tiled kernel); the math: kernels/reference.py::attention_forward",
     inputs=_flash_inputs(),
     mistakes=[
         Mistake("accumulator not rescaled", "when a block raises the running maximum, multiply acc by "
