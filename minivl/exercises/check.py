@@ -240,7 +240,7 @@ def _diagnose(ex: Exercise, failure: Failure) -> list[str]:
 
 class _Tally:
     def __init__(self):
-        self.n, self.worst, self.shapes = 0, 0.0, set()
+        self.n, self.worst, self.shapes, self.dtypes = 0, 0.0, set(), set()
 
 
 def _shapes(inputs) -> str:
@@ -264,6 +264,7 @@ def _property_test(ex: Exercise, fn, max_examples, tally):
         tally.n += 1
         tally.worst = max(tally.worst, err)
         tally.shapes.add(_shapes(inputs))
+        tally.dtypes.update(str(v.dtype) for v in inputs.values() if isinstance(v, np.ndarray) and v.dtype.kind == "f")
 
     prop()
 
@@ -297,10 +298,11 @@ def _grade(ex, fn, max_examples) -> Report:
         lines += ["  " + h for h in hints]
         return Report(ex.name, False, "\n".join(lines), tally.n, tally.worst)
     shapes = sorted((s for s in tally.shapes if s), key=len)
-    lines = [f"PASS {ex.name} ({ex.slide}, {ex.title}): {tally.n} inputs agree with minivl's reference; "
-             f"worst relative error {tally.worst:.1e}."]
+    error = f"worst relative error {tally.worst:.1e}" if tally.worst else "every output exactly equal"
+    lines = [f"PASS {ex.name} ({ex.slide}, {ex.title}): {tally.n} inputs agree with minivl's reference; {error}."]
     if shapes:
-        lines.append(f"  shapes included: {'; '.join(dict.fromkeys(shapes[:2] + shapes[-1:]))}")
+        dtypes = f" (dtypes {', '.join(sorted(tally.dtypes))})" if tally.dtypes else ""
+        lines.append(f"  shapes included{dtypes}: {'; '.join(dict.fromkeys(shapes[:2] + shapes[-1:]))}")
     lines.append(f"  minivl's own version: {ex.solution}")
     msg = "\n".join(lines)
     return Report(ex.name, True, msg, tally.n, tally.worst)
