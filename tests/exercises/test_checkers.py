@@ -64,7 +64,7 @@ def test_wrong_value_reports_the_relative_error_and_first_differences():
 def test_success_says_what_was_verified(capsys):
     report = check("causal_mask", get("causal_mask").reference)
     out = capsys.readouterr().out
-    assert report and "inputs agree with minivl's reference" in out and "worst relative error" in out
+    assert report and "inputs agree with minivl's reference" in out and "every output exactly equal" in out
     assert "minivl's own version: kernels/reference.py::attention_mask" in out
 
 
@@ -99,6 +99,11 @@ def test_a_stub_reports_not_written():
     report = check("attention", ns["attention"], verbose=False)
     assert not report.passed and "NotImplementedError" in report.message
     assert "Traceback" not in report.message
+
+
+def test_float_success_reports_worst_error_shapes_and_dtypes():
+    msg = check("attention", get("attention").reference, verbose=False).message
+    assert "worst relative error" in msg and "shapes included (dtypes float32, float64): q (" in msg
 
 
 def test_statistical_checks_state_their_confidence():
