@@ -102,7 +102,7 @@ def test_a_stub_reports_not_written():
 
 
 def test_float_success_reports_worst_error_shapes_and_dtypes():
-    msg = check("attention", get("attention").reference, verbose=False).message
+    msg = check("attention", get("attention").alternative, verbose=False).message  # a loop: rounding differs
     assert "worst relative error" in msg and "shapes included (dtypes float32, float64): q (" in msg
 
 
