@@ -67,17 +67,7 @@ def _attention(q, k, v, mask):
     return R.attention_forward(q, k, v, key_padding_mask=mask)[0]
 
 
-def _masked_attention(q, k, v, mask, scale, fill=-np.inf):
-    s = (q @ np.swapaxes(k, -1, -2)) * q.dtype.type(scale)
-    s = np.where(mask[:, None, None, :], s, q.dtype.type(fill))
-    return s
-
-
-def _att_no_scale(q, k, v, mask):
-    return _attention_ref_scaled(q, k, v, mask, 1.0)
-
-
-def _attention_ref_scaled(q, k, v, mask, scale):
+def _att_scaled(q, k, v, mask, scale):
     return R.attention_forward(q, k, v, key_padding_mask=mask, scale=scale)[0]
 
 
@@ -87,8 +77,8 @@ def _att_mask_after_softmax(q, k, v, mask):
 
 
 def _att_big_negative(q, k, v, mask):
-    s = _masked_attention(q, k, v, mask, 1 / math.sqrt(q.shape[-1]), fill=-1e9)
-    return _softmax(s) @ v
+    s = q @ np.swapaxes(k, -1, -2) / q.dtype.type(math.sqrt(q.shape[-1]))
+    return _softmax(np.where(mask[:, None, None, :], s, q.dtype.type(-1e9))) @ v
 
 
 def _attention_loop(q, k, v, mask):
@@ -113,9 +103,10 @@ ATTENTION = Exercise(
     inputs=_attention_inputs(),
     mistakes=[
         Mistake("scale forgotten", "divide the scores by sqrt(D) before the softmax (the 'scaled' in "
-                "scaled dot-product): without it large D saturates the softmax.", _att_no_scale),
+                "scaled dot-product): without it large D saturates the softmax.",
+                lambda q, k, v, mask: _att_scaled(q, k, v, mask, 1.0)),
         Mistake("scale 1/D", "the scale is 1 / sqrt(D), not 1 / D.",
-                lambda q, k, v, mask: _attention_ref_scaled(q, k, v, mask, 1.0 / q.shape[-1])),
+                lambda q, k, v, mask: _att_scaled(q, k, v, mask, 1.0 / q.shape[-1])),
         Mistake("mask applied after softmax", "mask the scores (set them to -inf) before the softmax; zeroing "
                 "probabilities afterwards leaves rows that no longer sum to 1.", _att_mask_after_softmax),
         Mistake("-1e9 instead of -inf", "with a finite fill value a query whose keys are all masked averages "

@@ -105,9 +105,13 @@ SOFTMAX_BACKWARD = Exercise(
     hint="dx = y * (dy - (dy * y).sum(axis=-1, keepdims=True)).",
     scale=lambda y, dy: np.max(np.abs(dy), initial=0.0),
 )
-SOFTMAX_BACKWARD.alternative = lambda y, dy: np.einsum("...i,...ij->...j", dy,
-                                                       (np.eye(y.shape[-1], dtype=y.dtype) * y[..., None]
-                                                        - y[..., :, None] * y[..., None, :]))
+def _softmax_backward_jacobian(y, dy):
+    """Through the explicit Jacobian J_ij = y_i (delta_ij - y_j): dx_j = sum_i dy_i J_ij."""
+    jacobian = np.eye(y.shape[-1], dtype=y.dtype) * y[..., None] - y[..., :, None] * y[..., None, :]
+    return np.einsum("...i,...ij->...j", dy, jacobian)
+
+
+SOFTMAX_BACKWARD.alternative = _softmax_backward_jacobian
 
 # --------------------------------------------------------------------------- layer norm backward
 
