@@ -71,11 +71,13 @@ def pick(
     answers: Sequence,
     rng: np.random.Generator,
     balancer: Balancer | None = None,
+    wanted=None,
 ) -> Candidate | None:
     """One candidate, chosen answer-first (see the module docstring); None if none is allowed.
 
     ``answers`` are every answer the question type can have. Without a
-    balancer the answer is uniform over those the scene can give.
+    balancer the answer is uniform over those the scene can give. With
+    ``wanted`` the answer is that one (in a group the balancer allows it in).
     """
     by_group: dict[Hashable, list[Candidate]] = defaultdict(list)
     for c in candidates:
@@ -84,7 +86,13 @@ def pick(
     for g in rng.permutation(len(groups)).tolist():
         group = groups[g]
         present = {c.answer for c in by_group[group]}
-        if balancer is None:
+        if wanted is not None:
+            answer = wanted
+            if answer not in present or not (balancer is None or balancer.allows(group, answer, answers)):
+                continue
+            if balancer is not None:
+                balancer.add(group, answer)
+        elif balancer is None:
             answer = choice(rng, [a for a in answers if a in present])
         else:  # drawn before looking at the scene, so that ties do not favour common answers
             answer = choice(rng, [a for a in answers if balancer.allows(group, a, answers)])
