@@ -85,58 +85,99 @@ def _answer_set_size(answer: str, n_counts: int) -> int:
     raise ValueError(f"answer {answer!r} is in no answer set")
 
 
-def task_views(world, scenes, rng) -> dict[str, Labelled | Choices]:
-    """What a blind reader sees of every task made from ``scenes`` (with ``world``'s generators)."""
-    n_counts = world.max_objects + 1  # counts 0 .. max_objects
-    views = {}
-
-    vqa = Labelled()
+def _vqa(world, scenes, rng, n_counts):
+    view = Labelled()
     for item in world.vqa(scenes, rng=rng):
-        vqa.add(item.question, item.answer, item.qtype, 1 / _answer_set_size(item.answer, n_counts))
-    views["vqa"] = vqa
+        view.add(item.question, item.answer, item.qtype, 1 / _answer_set_size(item.answer, n_counts))
+    return view
 
-    nlvr, order = Labelled(), Labelled()
+
+def _nlvr(world, scenes, rng, n_counts, order=False):
+    view = Labelled()
     for k, item in enumerate(world.nlvr(scenes, len(scenes), rng=rng)):
-        nlvr.add(item.statement, item.label, item.kind, 0.5)
-        order.add(f"item {k % 2}", item.label, item.kind, 0.5)  # does the position give it away?
-    views["nlvr"], views["nlvr_order"] = nlvr, order
+        text = f"item {k % 2}" if order else item.statement  # does the position give it away?
+        view.add(text, item.label, item.kind, 0.5)
+    return view
 
-    answers, rationales = Choices(), Choices()
+
+def _mc(world, scenes, rng, n_counts, rationale=False):
+    view = Choices()
     for item in world.multiple_choice(scenes, rng=rng):
-        answers.add(item.question, item.answers, item.answer_label, item.kind)
-        right = item.answers[item.answer_label]
-        rationales.add(f"{item.question} {right}", item.rationales, item.rationale_label, item.kind)
-    views["mc_answer"], views["mc_rationale"] = answers, rationales
+        if rationale:  # QA->R: the question and the right answer are given
+            context = f"{item.question} {item.answers[item.answer_label]}"
+            view.add(context, item.rationales, item.rationale_label, item.kind)
+        else:
+            view.add(item.question, item.answers, item.answer_label, item.kind)
+    return view
 
-    dialog = Labelled()
+
+def _dialog(world, scenes, rng, n_counts):
+    view = Labelled()
     for d in world.dialogs(scenes, rng=rng):
         history = [d.caption]
         for turn in d.turns:
-            # the history and the question, the question's words marked apart
+            # the caption, the earlier turns and the question, the question's words marked apart
             text = " ".join(history) + " | " + " ".join("q_" + w for w in split_words(turn.question))
             group = "it" if "it" in split_words(turn.question) else "named"
-            dialog.add(text, turn.answer, group, 1 / _answer_set_size(turn.answer, n_counts))
+            view.add(text, turn.answer, group, 1 / _answer_set_size(turn.answer, n_counts))
             history += [turn.question, turn.answer]
-    views["dialog"] = dialog
+    return view
 
-    foil = Labelled()
+
+def _foil(world, scenes, rng, n_counts):
+    view = Labelled()  # is this caption the true one or its foil?
     for item in world.foils(scenes, rng=rng):
-        foil.add(item.original, "true", item.kind, 0.5)
-        foil.add(item.caption, "foil", item.kind, 0.5)
-    views["foil"] = foil
+        view.add(item.original, "true", item.kind, 0.5)
+        view.add(item.caption, "foil", item.kind, 0.5)
+    return view
 
-    refexp = Labelled()
+
+def _refexp(world, scenes, rng, n_counts):
+    view = Labelled()  # which object (index in the scene) is meant?
     for item in world.refexps(scenes, rng=rng):
-        refexp.add(item.text, item.target, item.form, 1 / len(scenes[item.scene_index]))
-    views["refexp"] = refexp
+        view.add(item.text, item.target, item.form, 1 / len(scenes[item.scene_index]))
+    return view
 
-    retrieval = Labelled()
+
+def _retrieval(world, scenes, rng, n_counts):
+    view = Labelled()  # the describing caption or a hard negative?
     for item in world.retrieval(scenes, rng=rng, n_hard=1):
         if item.hard_negatives:
-            retrieval.add(item.caption, "positive", "list", 0.5)
-            retrieval.add(item.hard_negatives[0], "negative", "list", 0.5)
-    views["retrieval"] = retrieval
-    return views
+            view.add(item.caption, "positive", "list", 0.5)
+            view.add(item.hard_negatives[0], "negative", "list", 0.5)
+    return view
+
+
+def _four_way(world, scenes, rng, n_counts):
+    """ViLBERT's four candidates by their captions alone. The true caption is there twice
+    (the true pair and "another image, this caption"), so a reader without the images can
+    reach, and should not pass, 1/2: that is this view's chance."""
+    view = Choices()
+    for item in world.four_way(scenes, rng=rng):
+        view.add("", item.captions, item.label, "four_way")
+    return view
+
+
+TASKS = {
+    "vqa": _vqa,
+    "nlvr": _nlvr,
+    "nlvr_order": lambda *a: _nlvr(*a, order=True),
+    "mc_answer": _mc,
+    "mc_rationale": lambda *a: _mc(*a, rationale=True),
+    "dialog": _dialog,
+    "foil": _foil,
+    "refexp": _refexp,
+    "retrieval": _retrieval,
+    "four_way": _four_way,
+}
+CHANCE_OVERRIDE = {"four_way": 0.5}
+
+
+def task_view(task: str, world, scenes, rng) -> Labelled | Choices:
+    """What a blind reader sees of ``task`` made from ``scenes`` (with ``world``'s generators)."""
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; expected one of {tuple(TASKS)}")
+    return TASKS[task](world, scenes, rng, world.max_objects + 1)  # counts 0 .. max_objects
 
 
 # ---------------------------------------------------------------- baselines
@@ -239,8 +280,10 @@ def _accuracy(predictions, labels, groups) -> dict[str, float]:
     return scores
 
 
-def _chance(view) -> dict[str, float]:
-    if isinstance(view, Choices):
+def _chance(view, task=None) -> dict[str, float]:
+    if task in CHANCE_OVERRIDE:
+        chance = [CHANCE_OVERRIDE[task]] * len(view.labels)
+    elif isinstance(view, Choices):
         chance = [1 / len(o) for o in view.options]
     else:
         chance = view.chance
@@ -250,9 +293,9 @@ def _chance(view) -> dict[str, float]:
     }
 
 
-def score_task(train, test) -> dict[str, dict[str, float]]:
+def score_task(train, test, task=None) -> dict[str, dict[str, float]]:
     """Chance and every baseline's accuracy (overall and per group) on one task."""
-    out = {"chance": _chance(test), "n_test": {"all": len(test.labels)}}
+    out = {"chance": _chance(test, task), "n_test": {"all": len(test.labels)}}
     if isinstance(train, Choices):
         out["options"] = _accuracy(options_predictions(train, test), test.labels, test.groups)
         train, test = _choices_as_labelled(train), _choices_as_labelled(test)
@@ -262,16 +305,23 @@ def score_task(train, test) -> dict[str, dict[str, float]]:
     return out
 
 
-def blind_report(n_scenes: int = 3000, seed: int = 0, max_objects: int = 3) -> dict:
-    """Every task's blind scores: fitted on ``n_scenes`` scenes, scored on ``n_scenes`` others."""
+def blind_views(task: str, n_scenes: int = 3000, seed: int = 0, max_objects: int = 3):
+    """(train view, test view) of ``task``: ``n_scenes`` scenes of the i.i.d. "train" part
+    and as many of the "test" part (``splits.py``)."""
     from minivl.data.world import ShapesWorld
 
     world = ShapesWorld(image_size=32, max_objects=max_objects, seed=seed)
-    train_scenes = world.scenes(n_scenes, rng=np.random.default_rng([seed, 1]))
-    test_scenes = world.scenes(n_scenes, rng=np.random.default_rng([seed, 2]))
-    train = task_views(world, train_scenes, np.random.default_rng([seed, 3]))
-    test = task_views(world, test_scenes, np.random.default_rng([seed, 4]))
-    return {task: score_task(train[task], test[task]) for task in train}
+    train_scenes = world.iid_scenes(n_scenes, "train", rng=np.random.default_rng([seed, 1]))
+    test_scenes = world.iid_scenes(n_scenes, "test", rng=np.random.default_rng([seed, 2]))
+    return (
+        task_view(task, world, train_scenes, np.random.default_rng([seed, 3])),
+        task_view(task, world, test_scenes, np.random.default_rng([seed, 4])),
+    )
+
+
+def blind_report(n_scenes: int = 3000, seed: int = 0, tasks=tuple(TASKS)) -> dict:
+    """Every task's blind scores: fitted on one part's scenes, scored on another's."""
+    return {task: score_task(*blind_views(task, n_scenes, seed), task=task) for task in tasks}
 
 
 def main(argv=None) -> None:
