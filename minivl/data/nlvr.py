@@ -66,12 +66,21 @@ class NLVRItem:
     kind: str
 
 
-def clauses(kind: str, group, scenes: tuple[Scene, Scene], truth: bool) -> list[str]:
-    """Every clause (no final period) of a simple ``kind`` and ``group`` with this truth value."""
+def counts(scene: Scene) -> dict[Description, int]:
+    """How many of the scene's objects each phrase of every group fits."""
+    return {d: len(d.select(scene)) for fields in _FIELDS for d in every_description(fields)}
+
+
+def clauses(kind: str, group, scenes: tuple[Scene, Scene], truth: bool, tallies=None) -> list[str]:
+    """Every clause (no final period) of a simple ``kind`` and ``group`` with this truth value.
+
+    ``tallies``: the two scenes' ``counts``, if already known.
+    """
     fields, n = group
+    tallies = tallies or [counts(s) for s in scenes]
     out = []
     for d in every_description(fields):
-        count = [len(d.select(s)) for s in scenes]
+        count = [t[d] for t in tallies]
         if kind == "both":
             if (min(count) >= 1) == truth:
                 out.append(f"both images contain a {d.words()}")
@@ -109,10 +118,10 @@ def _plan(kind: str, truth: bool, rng) -> list[tuple[str, tuple, bool]]:
     return [(k, choice(rng, GROUPS[k]), t) for k, t in zip(kinds, parts)]
 
 
-def _realise(plan, scenes, rng) -> str | None:
+def _realise(plan, scenes, rng, tallies=None) -> str | None:
     texts = []
     for kind, group, truth in plan:
-        found = clauses(kind, group, scenes, truth)
+        found = clauses(kind, group, scenes, truth, tallies)
         if not found:
             return None
         texts.append(choice(rng, found))
@@ -141,14 +150,17 @@ def nlvr_items(
         raise ValueError(f"n must be positive, got {n}")
     kinds = check_kinds(kinds, NLVR_KINDS, "NLVR statement kind")
     labels = Balancer()
+    tallies = [counts(s) for s in scenes]
     items = []
     for _ in range(n):
         kind = choice(rng, kinds)
         truth = choice(rng, [t for t in (True, False) if labels.allows(kind, t, (True, False))])
         plan = _plan(kind, truth, rng)
-        pairs = rng.integers(len(scenes), size=(tries, 2))  # (tries, 2)
-        for left, right in pairs[pairs[:, 0] != pairs[:, 1]].tolist():
-            text = _realise(plan, (scenes[left], scenes[right]), rng)
+        for _ in range(tries):
+            left, right = rng.integers(len(scenes), size=2).tolist()
+            if left == right:
+                continue
+            text = _realise(plan, (scenes[left], scenes[right]), rng, (tallies[left], tallies[right]))
             if text is not None:
                 labels.add(kind, truth)
                 items.append(NLVRItem(left, right, text, truth, kind))

@@ -32,6 +32,7 @@ text-only reader is at chance (``tests/data/test_blind_baselines.py``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 
@@ -99,13 +100,14 @@ def _fields(d: Description) -> tuple:
     return (d.shape is not None, d.colour is not None, d.size)
 
 
-def every_description(fields) -> list[Description]:
+@cache
+def every_description(fields: tuple[str, ...]) -> tuple[Description, ...]:
     """Every phrase naming exactly ``fields`` (all values of each)."""
     ranges = {"shape": range(len(SHAPES)), "colour": range(len(COLOURS)), "size": range(len(SIZES))}
     out = [Description()]
     for f in fields:
         out = [with_field(d, f, v) for d in out for v in ranges[f]]
-    return out
+    return tuple(out)
 
 
 def _candidates(scene: Scene, qtype: str, max_count: int) -> list[Candidate]:
