@@ -96,14 +96,20 @@ class ShapesWorld:
         )  # fmt: skip
 
     def iid_scenes(
-        self, n: int, part: str, rng=None, fractions=DEFAULT_FRACTIONS, split: str = "all"
+        self,
+        n: int,
+        part: str,
+        rng=None,
+        fractions=DEFAULT_FRACTIONS,
+        split: str = "all",
+        key: str = "objects",
     ) -> list[Scene]:
         """``n`` scenes of the i.i.d. ``part`` ("train", "val" or "test", see ``splits.py``):
         no scene, nor any caption listing a scene's objects, is in two parts. Build
         every task of one part from that part's scenes. (``split`` is the compositional
-        split, applied as well.)"""
+        split, applied as well; ``key="scene"`` splits by the image instead.)"""
         return iid_scenes(
-            n, part, self._rng(rng), fractions,
+            n, part, self._rng(rng), fractions, key=key,
             image_size=self.image_size, min_objects=self.min_objects,
             max_objects=self.max_objects, split=split, held_out_pairs=self.held_out_pairs,
             allow_overlap=self.allow_overlap, grid=self.grid,

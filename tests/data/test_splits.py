@@ -43,7 +43,11 @@ def test_no_image_and_no_caption_is_in_two_parts():
             if a < b:
                 assert not pixels[a] & pixels[b], (a, b)
                 assert not texts[a] & texts[b], (a, b, sorted(texts[a] & texts[b])[:3])
-    # the same draws split by scene instead (no key) would share images: the test can fail
+    # split by the image itself: still no image in two parts
+    by_image = {part: world.iid_scenes(1500, part, rng=k, key="scene") for k, part in enumerate(IID_PARTS)}
+    hashes = [_pixel_hashes(world, scenes) for scenes in by_image.values()]
+    assert not (hashes[0] & hashes[1]) and not (hashes[0] & hashes[2]) and not (hashes[1] & hashes[2])
+    # the same draws cut in two without a key share images: the checks above can fail
     loose = world.scenes(3000, rng=9)
     assert len(_pixel_hashes(world, loose[:1500]) & _pixel_hashes(world, loose[1500:])) > 0
 
@@ -81,6 +85,7 @@ def test_tasks_from_one_part_stay_in_it():
         ({"n": 0, "part": "val"}, "n "),
         ({"n": 10, "part": "val", "fractions": (0.5, 0.5)}, "fractions"),
         ({"n": 10, "part": "val", "fractions": (1.0, 0.0, 0.0)}, "fraction 0"),
+        ({"n": 10, "part": "val", "key": "pixels"}, "key"),
     ],
 )
 def test_bad_part_requests_raise_value_errors(kwargs, match):
