@@ -31,6 +31,7 @@ import argparse
 import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from sklearn.feature_extraction import DictVectorizer
@@ -324,6 +325,28 @@ def blind_report(n_scenes: int = 3000, seed: int = 0, tasks=tuple(TASKS)) -> dic
     return {task: score_task(*blind_views(task, n_scenes, seed), task=task) for task in tasks}
 
 
+RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "blind_baselines.json"
+
+
+def results_table(path=RESULTS) -> str:
+    """The best blind accuracy per task, before and after the generators were rebuilt,
+    beside chance: a text table of the stored results."""
+    stored = json.loads(Path(path).read_text())
+
+    def best(scores):
+        return max(v["all"] for k, v in scores.items() if k not in ("chance", "n_test"))
+
+    lines = [
+        "| task | chance before | best blind before | chance after | best blind after |",
+        "|---|---|---|---|---|",
+    ]
+    for task, after in stored["after"]["tasks"].items():
+        before = stored.get("before", {}).get("tasks", {}).get(task)
+        was = f"{before['chance']['all']:.3f} | {best(before):.3f}" if before else "- | -"
+        lines.append(f"| {task} | {was} | {after['chance']['all']:.3f} | {best(after):.3f} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", help="write the scores here as JSON")
@@ -342,7 +365,9 @@ def main(argv=None) -> None:
                 stored = json.load(f)
         except FileNotFoundError:
             stored = {}
-        stored[args.label] = {"scenes_per_split": args.scenes, "seed": args.seed, "tasks": report}
+        stored[args.label] = stored.get(args.label, {}) | {
+            "scenes_per_split": args.scenes, "seed": args.seed, "tasks": report
+        }
         with open(args.out, "w") as f:
             json.dump(stored, f, indent=1, sort_keys=True)
             f.write("\n")
