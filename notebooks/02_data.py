@@ -144,8 +144,8 @@ dialog = world.dialogs(scenes[:1], n_turns=6)[0]
 scene = scenes[dialog.scene_index]
 print("caption:", dialog.caption)
 for turn in dialog.turns:
-    it = scene.objects[turn.referent].name
-    print(f"  Q: {turn.question:45} A: {turn.answer:7} [about the {it}]")
+    about = f"the {scene.objects[turn.referent].name}" if turn.referent >= 0 else "nothing"
+    print(f"  Q: {turn.question:50} A: {turn.answer:7} [about {about}]")
 
 # %% [markdown]
 # ## NLVR: a statement about two images

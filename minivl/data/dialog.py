@@ -47,7 +47,6 @@ from minivl.data.balance import Balancer, Candidate, pick
 from minivl.data.captions import sample_caption
 from minivl.data.language import (
     UNIQUE_FIELDS,
-    check_kinds,
     relation_words,
     size_word,
     unique_descriptions,
@@ -55,8 +54,6 @@ from minivl.data.language import (
 from minivl.data.shapes import COLOURS, RELATIONS, SIZES, Scene, relation_holds
 
 _ANSWERS = {"colour": COLOURS, "size": SIZES, "yes/no": ("yes", "no")}
-# A turn either names an object or calls the previous turn's object "it".
-_TURN_KINDS = ("named", "it")
 
 
 @dataclass(frozen=True)
@@ -108,7 +105,8 @@ def _merge(*parts: dict[int, set[str]]) -> dict[int, set[str]]:
 
 def _turn(question: str, referent: int, told: dict[int, set[str]], key) -> tuple:
     """A question's payload: its text, its referent, what it tells about which object (its
-    phrases and its answer), and the fact it asks about (never asked twice)."""
+    phrases and its answer), and the fact it asks about (never asked twice): an
+    ``(object, "colour" | "size")`` pair or a relation triple."""
     return (question, referent, told, key)
 
 
@@ -221,7 +219,6 @@ def make_dialog(
         if len(turns) == n_turns:
             break
         kind = "it" if focus >= 0 and rng.random() < p_it else "named"
-        check_kinds(kind, _TURN_KINDS, "turn kind")
         options = _about_it(scene, focus, known, v) if kind == "it" else _named(scene, known, v)
         picked = _ask(options, asked, rng, balancer)
         if picked is None:

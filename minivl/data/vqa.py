@@ -156,12 +156,13 @@ def _unique_pairs(scene: Scene, field_sets) -> list[tuple[int, Description]]:
 
 
 def _write(qtype: str, subject, other, relation, template: int, v: int) -> str:
+    """The question's words (``v``: the synonym variant of sizes and relations)."""
     if qtype == "relation":
         a, b = subject.words(variant=v), other.words(variant=v)
         return f"is the {a} {relation_words(relation, v)} the {b}?"
     noun = "object" if qtype in ("shape", "size") else "shape"
-    phrase = subject.words(plural_form=qtype == "count" or template == 1 and qtype == "exist",
-                           variant=v, noun=noun)  # fmt: skip
+    plural = qtype == "count" or (qtype == "exist" and template == 1)  # "are there any ...?"
+    phrase = subject.words(plural_form=plural, variant=v, noun=noun)
     return _TEMPLATES[qtype][template].format(phrase)
 
 
