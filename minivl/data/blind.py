@@ -16,7 +16,8 @@ scored by cheap models that read only the text:
   the options and the rank of a number among the options' numbers; the
   highest-scoring option is the prediction.
 
-Each is fitted on the items of one split's scenes and scored on another's.
+Each is fitted on the items of one part's scenes and scored on another's
+(parts split by image, i.i.d. over scenes).
 ``chance`` is what a reader gets who knows the question type but not the
 image (one over the number of possible answers, or options). A task passes
 when no baseline beats chance by more than a few points
@@ -307,13 +308,17 @@ def score_task(train, test, task=None) -> dict[str, dict[str, float]]:
 
 
 def blind_views(task: str, n_scenes: int = 3000, seed: int = 0, max_objects: int = 3):
-    """(train view, test view) of ``task``: ``n_scenes`` scenes of the i.i.d. "train" part
-    and as many of the "test" part (``splits.py``)."""
+    """(train view, test view) of ``task``: ``n_scenes`` scenes of the "train" part and as
+    many of the "test" part, split by image (``splits.py``, ``key="scene"``): i.i.d. over
+    scenes, so a text seen in training recurs in testing as often as chance makes it
+    (which the majority baseline needs), and no shift between the parts' objects can hide
+    a shortcut or fake one."""
     from minivl.data.world import ShapesWorld
 
     world = ShapesWorld(image_size=32, max_objects=max_objects, seed=seed)
-    train_scenes = world.iid_scenes(n_scenes, "train", rng=np.random.default_rng([seed, 1]))
-    test_scenes = world.iid_scenes(n_scenes, "test", rng=np.random.default_rng([seed, 2]))
+    draw = {"key": "scene"}
+    train_scenes = world.iid_scenes(n_scenes, "train", rng=np.random.default_rng([seed, 1]), **draw)
+    test_scenes = world.iid_scenes(n_scenes, "test", rng=np.random.default_rng([seed, 2]), **draw)
     return (
         task_view(task, world, train_scenes, np.random.default_rng([seed, 3])),
         task_view(task, world, test_scenes, np.random.default_rng([seed, 4])),

@@ -8,7 +8,7 @@ rationales of which one is true and justifies the answer. Two kinds:
   small red circle, a large red square and a small blue ring." (every object);
 - ``"relation"``: "what is to the left of the blue square?" (exactly one
   object is), answers "a red circle.", "a green ring.", ...; rationale "a red
-  circle is to the left of the blue square, and a small green cross is not."
+  circle is to the left of the blue square, and a green cross is not."
   (needs a third object: the rationale names the ones not in the relation).
 
 Only the image decides (Zellers et al. (2019) found VCR's wrong answers
@@ -21,9 +21,9 @@ exactly as likely as the right one instead):
   counts nearest the truth;
 - rationales: every wrong rationale is written like the true one from
   made-up objects drawn the way the scene's own are (uniform attributes; for
-  a count, exactly as many fitting the question as the answer says; for
-  "bigger" / "smaller", none bigger / smaller than the landmark, and none
-  fitting the landmark's phrase, which fits one object only; so every
+  a count, exactly as many fitting the question as the answer says; for a
+  relation, none fitting the landmark's phrase, which fits one object only,
+  and no sizes, which where objects stand would give away; so every
   rationale agrees with the question and the answer), and differs from the
   truth as a whole list, not by one word, so no option is the "centre" of
   the others.
@@ -34,7 +34,7 @@ over the four (FIDELITY: VCR head).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -160,17 +160,15 @@ def _relation_item(scene, rng, tries: int = 30):
     wrong = [wrong[i] for i in rng.choice(len(wrong), _N_CHOICES - 1, replace=False)]
     answers = [f"a {d.words()}." for d in [correct, *wrong]]
     rest = [i for i in rng.permutation(len(scene)).tolist() if i not in (j, target)]
-    truth = [describe(scene.objects[i], _FULL) for i in rest]
-    size = scene.objects[j].size
+    # the objects left over are named without their sizes: where objects stand depends on
+    # their size, so "not left of the square" would make a leftover's size guessable
+    truth = [describe(scene.objects[i], ("colour", "shape")) for i in rest]
 
-    def keep(d: Description) -> bool:
-        """Could be one of the objects left over: not fitting the landmark's (unique) phrase,
-        and not bigger (smaller) than the landmark when that is the relation."""
-        if landmark.matches(d):
-            return False
-        return not (relation == "bigger" and d.size > size or relation == "smaller" and d.size < size)
+    def leftover() -> Description:  # made up like a real one: it cannot fit the landmark's phrase
+        d = _random_object(rng, lambda d: not landmark.matches(d))
+        return replace(d, size=None)
 
-    made_up = _made_up_lists(truth, lambda: [_random_object(rng, keep) for _ in rest], rng)
+    made_up = _made_up_lists(truth, lambda: [leftover() for _ in rest], rng)
     if made_up is None:
         return None
     said = f"a {correct.words()} is {relation_words(relation)} the {landmark.words()}"
