@@ -118,7 +118,9 @@ image_grid(
 # Six question types (count, colour, shape, size, existence, relation), each
 # answered by rule. As in VQA, ten simulated annotators answer each question
 # and the target is a soft score per answer, `min(#annotators / 3, 1)`, over a
-# fixed answer vocabulary.
+# fixed answer vocabulary. Questions are drawn answer-first (`balance.py`), so
+# "is there a ...?" is "yes" half the time whatever it names, and counts are
+# level from zero up.
 
 # %%
 qa = world.vqa(scenes, per_scene=2)
@@ -130,25 +132,27 @@ print(len(ANSWERS), "answers:", ANSWERS)
 # %% [markdown]
 # ## Visual dialog with coreference
 #
-# The lecture's "Can you see its face? [it = cat]": a question first names an
-# object by a phrase that fits it alone, then follow-ups call it "it". Each turn
-# stores the index of the object it is about, the ground truth for the
-# coreference.
+# The lecture's "Can you see its face? [it = cat]". The caption gives only the
+# shapes and their counts; a question names an object by a phrase that fits it
+# alone, or finds one ("is there anything left of the square?" - only the image
+# says which); "it" is always the object the previous turn was about, which is
+# not always the object mentioned last. Each turn stores the index of the object
+# it is about, the ground truth for the coreference.
 
 # %%
 dialog = world.dialogs(scenes[:1], n_turns=6)[0]
 scene = scenes[dialog.scene_index]
 print("caption:", dialog.caption)
 for turn in dialog.turns:
-    it = scene.objects[turn.referent].name
-    print(f"  Q: {turn.question:45} A: {turn.answer:7} [about the {it}]")
+    about = f"the {scene.objects[turn.referent].name}" if turn.referent >= 0 else "nothing"
+    print(f"  Q: {turn.question:50} A: {turn.answer:7} [about {about}]")
 
 # %% [markdown]
 # ## NLVR: a statement about two images
 #
 # The lecture's "the left image has twice as many cats as the right image, and
-# at least two cats are black", in shapes. Labels alternate true / false, so
-# the task is balanced.
+# at least two cats are black", in shapes. True and false are level within
+# every statement kind, and the items come in a random order.
 
 # %%
 nlvr = world.nlvr(scenes, 3)
@@ -182,8 +186,10 @@ for k, (i, text) in enumerate(zip(quad.image_indices, quad.captions)):
 # ## Multiple choice with a rationale (VCR-style)
 #
 # Visual commonsense reasoning asks for an answer among four (Q->A) and then for
-# the rationale that justifies it (QA->R). Here the wrong rationales are
-# one-word FOILs of the true one, so only looking at the image tells them apart.
+# the rationale that justifies it (QA->R). The wrong count options are drawn
+# from the whole range (not the counts nearest the truth), and the wrong
+# rationales are written like the true one from made-up objects, each agreeing
+# with the question and the answer, so only the image tells them apart.
 
 # %%
 mc = world.multiple_choice(scenes)[0]
@@ -195,11 +201,41 @@ for k, rationale in enumerate(mc.rationales):
     print(" *" if k == mc.rationale_label else "  ", rationale)
 
 # %% [markdown]
+# ## Can it be answered blind?
+#
+# A dataset where the text gives the answer away teaches a model to ignore the
+# image (VQA v1's "what sport is ...?" was mostly "tennis"; VQA v2 and VCR
+# were rebuilt for that reason). Every task here is scored by text-only
+# baselines fitted on one i.i.d. part's items and scored on another's: the
+# commonest answer per question text, a bag-of-words-and-bigrams logistic
+# regression, and for multiple choice a scorer that sees each option's words,
+# its overlap with the question, its edit distance to the other options and
+# the rank of its number. "before" is the generators as they were, "after"
+# as they are; the numbers are read from
+# `benchmarks/results/blind_baselines.json`, written by
+# `python -m minivl.data.blind --out benchmarks/results/blind_baselines.json`.
+
+# %%
+from minivl.data.blind import results_table  # noqa: E402
+
+print(results_table())
+
+# %% [markdown]
+# Rows: the best text-only accuracy. "nlvr_order" guesses NLVR's label from the
+# item's position (the labels used to alternate); "four_way" reads only the
+# four captions of ViLBERT's retrieval candidates, where the true caption
+# appears twice by design, so a blind reader's ceiling is 1/2. The i.i.d. parts
+# come from `world.iid_scenes(n, "train" | "val" | "test")`: a scene's part is
+# a hash of the objects it shows, so no image and no caption listing a scene's
+# objects is in two parts.
+
+# %% [markdown]
 # ## The detector stand-in (ViLBERT S04, S08)
 #
 # ViLBERT reads regions from a Faster R-CNN detector (1601 Visual Genome
-# classes) and, in masked multi-modal learning, regresses the detector's class
-# distribution for each masked region with a KL divergence. minivl takes the
+# classes). In masked multi-modal learning it predicts, for each masked region,
+# a distribution over those classes, trained with a KL divergence to the
+# detector's own distribution (not a regression). minivl takes the
 # ground-truth boxes as regions and simulates the distribution: most mass on
 # the true class, some on look-alikes (a ring for a circle, cyan for blue).
 

@@ -8,10 +8,12 @@ No network at run time. ``ShapesWorld`` is the usual entry point:
     images = world.render(scenes)                # (1000, 32, 32, 3) uint8
     captions = world.captions(scenes)
 
-Files, one idea each: shapes (scenes, split), render (pixels), boxes,
-detector (soft class distributions), language (shared wording), captions,
-foil, vqa, refexp, nlvr, dialog, multiple_choice, retrieval, instructions,
-world (the facade), digits, loader (batches), augment.
+Files, one idea each: shapes (scenes, compositional split), splits (the
+i.i.d. train / val / test parts), render (pixels), boxes, detector (soft
+class distributions), language (shared wording), balance (answer-first
+drawing), captions, foil, vqa, refexp, nlvr, dialog, multiple_choice,
+retrieval, instructions, world (the facade), blind (text-only baselines),
+digits, loader (batches), augment.
 """
 
 from minivl.data.augment import compose, random_flip, random_shift
@@ -70,6 +72,7 @@ from minivl.data.shapes import (
     sample_scenes,
     single_object_scenes,
 )
+from minivl.data.splits import IID_PARTS, iid_part, iid_scenes, scene_key
 from minivl.data.vqa import ANSWERS, QUESTION_TYPES, Question, VQAItem, ask, vqa_items
 from minivl.data.world import ShapesWorld
 
@@ -78,6 +81,7 @@ __all__ = [
     "ShapesWorld", "Scene", "ShapeObject", "sample_scenes", "single_object_scenes",
     "render", "stencil", "SHAPES", "COLOURS", "COLOUR_RGB", "SIZES", "RELATIONS",
     "N_CLASSES", "CLASS_NAMES", "DEFAULT_HELD_OUT_PAIRS", "class_id", "relation_holds",
+    "IID_PARTS", "iid_part", "iid_scenes", "scene_key",
     # regions
     "box_iou", "location_features", "stack_objects", "detector_distributions",
     "class_similarity",

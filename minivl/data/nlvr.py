@@ -14,8 +14,20 @@ at_least  at least two circles in the left image are red.
 and       two of the above joined by ", and" (true when both are)
 ========= =============================================================
 
-Items pair scenes from a given pool (by index), and the generator keeps
-drawing until true and false statements alternate, so labels are balanced.
+Items pair scenes from a given pool (by index). Only the images decide, because
+everything the wording shows is drawn before the scenes are looked at:
+
+1. the kind (uniformly), then the label (true and false kept level within
+   each kind);
+2. the clause's group: what its wording gives away besides the colour and
+   shape words (which attributes are named, the number); an "and" statement
+   that is true joins two true clauses, a false one (true, false),
+   (false, true) or (false, false), a third of the time each;
+3. then pairs of scenes are drawn until one has a clause of that group with
+   the wanted truth, and such a clause is drawn uniformly (so the colour and
+   shape words are uniform too, not taken from the objects present).
+
+The items are shuffled at the end: their order says nothing.
 """
 
 from __future__ import annotations
@@ -24,11 +36,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from minivl.data.language import Description, check_kinds, choice, describe
-from minivl.data.shapes import COLOURS, SHAPES, Scene
+from minivl.data.balance import Balancer
+from minivl.data.language import Description, check_kinds, choice
+from minivl.data.shapes import COLOURS, Scene
+from minivl.data.vqa import every_description
 
 NLVR_KINDS = ("twice", "more", "exactly", "both", "at_least", "and")
 _FIELDS = ((), ("shape",), ("colour",), ("colour", "shape"))
+_SIDES = ("left", "right")
+# Per simple kind, its groups: (fields named, number). "both images contain a shape" is left
+# out (never false), and so is "exactly three" of anything narrower than "shapes" (too rare).
+GROUPS = {
+    "twice": tuple((f, None) for f in _FIELDS),
+    "more": tuple((f, None) for f in _FIELDS),
+    "exactly": tuple((f, n) for f in _FIELDS for n in (1, 2)) + (((), 3),),
+    "both": tuple((f, None) for f in _FIELDS[1:]),
+    "at_least": ((("colour", "shape"), 1), (("colour", "shape"), 2)),
+}
 
 
 @dataclass(frozen=True)
@@ -42,66 +66,103 @@ class NLVRItem:
     kind: str
 
 
-def _simple(kind, scenes, rng) -> tuple[str, bool]:
-    """A statement clause (no final period) of a simple kind and its truth value."""
-    side = int(rng.integers(2))  # 0: left image, 1: right image
-    names = ("left", "right")
-    this, other = names[side], names[1 - side]
-    d = describe(choice(rng, scenes[side].objects + scenes[1 - side].objects), choice(rng, _FIELDS))
-    count = [len(d.select(s)) for s in scenes]
-    if kind == "twice":
-        text = (
-            f"the {this} image has twice as many {d.words(plural_form=True)} as the {other} image"
-        )
-        return text, count[1 - side] >= 1 and count[side] == 2 * count[1 - side]
-    if kind == "more":
-        text = f"the {this} image has more {d.words(plural_form=True)} than the {other} image"
-        return text, count[side] > count[1 - side]
-    if kind == "exactly":
-        n = int(rng.integers(1, 4))
-        return f"the {this} image has exactly {d.count_words(n)}", count[side] == n
-    if kind == "both":
-        return f"both images contain a {d.words()}", min(count) >= 1
-    # at_least: "at least two circles in the left image are red"
-    shape, colour = int(rng.integers(len(SHAPES))), int(rng.integers(len(COLOURS)))
-    if rng.random() < 0.7:  # usually about something in the left or right image
-        obj = choice(rng, scenes[side].objects)
-        shape, colour = obj.shape, obj.colour
-    n = int(rng.integers(1, 3))
-    noun = Description(shape=shape).count_words(n)
-    verb = "is" if n == 1 else "are"
-    text = f"at least {noun} in the {this} image {verb} {COLOURS[colour]}"
-    return text, len(Description(shape=shape, colour=colour).select(scenes[side])) >= n
+def counts(scene: Scene) -> dict[Description, int]:
+    """How many of the scene's objects each phrase of every group fits."""
+    return {d: len(d.select(scene)) for fields in _FIELDS for d in every_description(fields)}
 
 
-def statement(kind: str, scenes: tuple[Scene, Scene], rng: np.random.Generator) -> tuple[str, bool]:
-    """A random statement of ``kind`` about (left, right) scenes and whether it is true."""
-    check_kinds(kind, NLVR_KINDS, "NLVR statement kind")
+def clauses(kind: str, group, scenes: tuple[Scene, Scene], truth: bool, tallies=None) -> list[str]:
+    """Every clause (no final period) of a simple ``kind`` and ``group`` with this truth value.
+
+    ``tallies``: the two scenes' ``counts``, if already known.
+    """
+    fields, n = group
+    tallies = tallies or [counts(s) for s in scenes]
+    out = []
+    for d in every_description(fields):
+        count = [t[d] for t in tallies]
+        if kind == "both":
+            if (min(count) >= 1) == truth:
+                out.append(f"both images contain a {d.words()}")
+            continue
+        for side, this in enumerate(_SIDES):
+            mine, theirs, other = count[side], count[1 - side], _SIDES[1 - side]
+            if kind == "twice":
+                if (theirs >= 1 and mine == 2 * theirs) == truth:
+                    out.append(
+                        f"the {this} image has twice as many {d.words(plural_form=True)} "
+                        f"as the {other} image"
+                    )
+            elif kind == "more":
+                if (mine > theirs) == truth:
+                    out.append(
+                        f"the {this} image has more {d.words(plural_form=True)} than the {other} image"
+                    )
+            elif kind == "exactly":
+                if (mine == n) == truth:
+                    out.append(f"the {this} image has exactly {d.count_words(n)}")
+            elif (mine >= n) == truth:  # at_least: "at least two circles in the left image are red"
+                noun = Description(shape=d.shape).count_words(n)
+                verb = "is" if n == 1 else "are"
+                out.append(f"at least {noun} in the {this} image {verb} {COLOURS[d.colour]}")
+    return out
+
+
+def _plan(kind: str, truth: bool, rng) -> list[tuple[str, tuple, bool]]:
+    """The (kind, group, truth) of each clause, drawn before any scene is seen."""
     if kind == "and":
-        a, a_true = _simple(choice(rng, NLVR_KINDS[:-1]), scenes, rng)
-        b, b_true = _simple(choice(rng, NLVR_KINDS[:-1]), scenes, rng)
-        return f"{a}, and {b}.", a_true and b_true
-    text, truth = _simple(kind, scenes, rng)
-    return text + ".", truth
+        parts = (True, True) if truth else choice(rng, ((True, False), (False, True), (False, False)))
+        kinds = [choice(rng, NLVR_KINDS[:-1]) for _ in parts]
+    else:
+        parts, kinds = (truth,), [kind]
+    return [(k, choice(rng, GROUPS[k]), t) for k, t in zip(kinds, parts)]
+
+
+def _realise(plan, scenes, rng, tallies=None) -> str | None:
+    texts = []
+    for kind, group, truth in plan:
+        found = clauses(kind, group, scenes, truth, tallies)
+        if not found:
+            return None
+        texts.append(choice(rng, found))
+    return ", and ".join(texts) + "."
+
+
+def statement(
+    kind: str, scenes: tuple[Scene, Scene], rng: np.random.Generator, truth: bool | None = None
+) -> tuple[str, bool] | None:
+    """A statement of ``kind`` about (left, right) scenes and its truth value (drawn uniformly
+    unless given), or None when this pair has no statement of the drawn group and truth."""
+    check_kinds(kind, NLVR_KINDS, "NLVR statement kind")
+    truth = bool(rng.integers(2)) if truth is None else truth
+    text = _realise(_plan(kind, truth, rng), scenes, rng)
+    return None if text is None else (text, truth)
 
 
 def nlvr_items(
-    scenes: list[Scene], n: int, rng: np.random.Generator, kinds=NLVR_KINDS, tries: int = 200
+    scenes: list[Scene], n: int, rng: np.random.Generator, kinds=NLVR_KINDS, tries: int = 3000
 ) -> list[NLVRItem]:
-    """``n`` items over pairs of distinct pool scenes; labels alternate true / false."""
+    """``n`` items over pairs of distinct pool scenes, true and false level within each kind,
+    in a random order (an item whose plan no pair fits in ``tries`` draws is left out)."""
     if len(scenes) < 2:
         raise ValueError(f"NLVR needs a pool of at least 2 scenes, got {len(scenes)}")
     if n < 1:
         raise ValueError(f"n must be positive, got {n}")
     kinds = check_kinds(kinds, NLVR_KINDS, "NLVR statement kind")
+    labels = Balancer()
+    tallies = [counts(s) for s in scenes]
     items = []
-    for k in range(n):
-        wanted = k % 2 == 0
-        for _ in range(tries):  # keep the last draw if the wanted label never comes
-            left, right = (int(i) for i in rng.choice(len(scenes), 2, replace=False))
-            kind = choice(rng, kinds)
-            text, label = statement(kind, (scenes[left], scenes[right]), rng)
-            if label == wanted:
+    for _ in range(n):
+        kind = choice(rng, kinds)
+        truth = choice(rng, [t for t in (True, False) if labels.allows(kind, t, (True, False))])
+        plan = _plan(kind, truth, rng)
+        for _ in range(tries):
+            left, right = rng.integers(len(scenes), size=2).tolist()
+            if left == right:
+                continue
+            text = _realise(plan, (scenes[left], scenes[right]), rng, (tallies[left], tallies[right]))
+            if text is not None:
+                labels.add(kind, truth)
+                items.append(NLVRItem(left, right, text, truth, kind))
                 break
-        items.append(NLVRItem(left, right, text, label, kind))
-    return items
+    return [items[i] for i in rng.permutation(len(items))]

@@ -5,6 +5,7 @@
     images = world.render(scenes)                   # (1000, 32, 32, 3) uint8
     texts = world.captions(scenes)                  # list[str]
     qa = world.vqa(scenes)                          # list[VQAItem]
+    val = world.iid_scenes(300, "val")              # an i.i.d. part no train scene shares
 
 Each method draws from the world's own generator (seeded once), so two worlds
 with the same seed that make the same calls return the same data. Pass
@@ -35,6 +36,7 @@ from minivl.data.shapes import (
     sample_scenes,
     single_object_scenes,
 )
+from minivl.data.splits import DEFAULT_FRACTIONS, iid_scenes
 from minivl.data.vqa import QUESTION_TYPES, vqa_items
 
 
@@ -91,6 +93,26 @@ class ShapesWorld:
         return sample_scenes(
             n, self._rng(rng), self.image_size, low, high,
             split, self.held_out_pairs, self.allow_overlap, self.grid,
+        )  # fmt: skip
+
+    def iid_scenes(
+        self,
+        n: int,
+        part: str,
+        rng=None,
+        fractions=DEFAULT_FRACTIONS,
+        split: str = "all",
+        key: str = "objects",
+    ) -> list[Scene]:
+        """``n`` scenes of the i.i.d. ``part`` ("train", "val" or "test", see ``splits.py``):
+        no scene, nor any caption listing a scene's objects, is in two parts. Build
+        every task of one part from that part's scenes. (``split`` is the compositional
+        split, applied as well; ``key="scene"`` splits by the image instead.)"""
+        return iid_scenes(
+            n, part, self._rng(rng), fractions, key=key,
+            image_size=self.image_size, min_objects=self.min_objects,
+            max_objects=self.max_objects, split=split, held_out_pairs=self.held_out_pairs,
+            allow_overlap=self.allow_overlap, grid=self.grid,
         )  # fmt: skip
 
     def single_object_scenes(self, n: int, split: str = "all", rng=None) -> list[Scene]:

@@ -266,38 +266,82 @@ def test_nlvr_labels_are_recomputed_and_balanced(seed):
 
 @settings(deadline=None, max_examples=10)
 @given(seed=seeds)
-def test_dialog_pronouns_refer_back_and_answers_are_right(seed):
+def test_dialog_pronouns_refer_to_the_previous_turns_object_and_answers_are_right(seed):
     world, scenes = make(seed, n=40)
     for dialog in world.dialogs(scenes, n_turns=6):
         scene = scenes[dialog.scene_index]
         assert caption_true(dialog.caption, scene)
-        assert len({t.question for t in dialog.turns}) == len(dialog.turns)
-        focus = None
+        focus = -1  # the object the previous turn was about
         for turn in dialog.turns:
             q = turn.question
-            if re.search(r"\bit\b", q):  # "it" is the object named last
-                assert focus is not None and turn.referent == focus, (q, focus)
+            if re.search(r"\bit\b", q):  # "it" is the previous turn's object
+                assert focus >= 0 and turn.referent == focus, (q, focus)
                 obj = scene.objects[focus]
                 if m := re.fullmatch(rf"is it ({REL}) the (.+)\?", q):
                     other = scene.objects[the(phrase(m[2]), scene)]
                     expected = "yes" if related(RELATION[m[1]], obj, other) else "no"
                 elif m := re.fullmatch(r"is it (\w+)\?", q):
-                    p = phrase(f"{m[1]} object")
-                    expected = "yes" if fits(p, obj) else "no"
+                    expected = "yes" if fits(phrase(f"{m[1]} object"), obj) else "no"
                 elif q == "what colour is it?":
                     expected = COLOURS[obj.colour]
                 else:
                     assert q == "what size is it?"
                     expected = ("small", "large")[obj.size]
-            else:  # a question naming one object introduces it
-                m = re.fullmatch(
-                    r"(?:is there a|how many|what colour is the|what size is the) (.+?)(?: are there)?\?",
-                    q,
-                )
-                focus = the(phrase(m[1]), scene)
-                assert turn.referent == focus
+            elif m := re.fullmatch(rf"is there anything ({REL}) the (.+)\?", q):
+                landmark = the(phrase(m[2]), scene)
+                hits = [
+                    i for i, o in enumerate(scene.objects)
+                    if i != landmark and related(RELATION[m[1]], o, scene.objects[landmark])
+                ]  # fmt: skip
+                assert len(hits) <= 1  # "it" can only mean one object
+                expected = "yes" if hits else "no"
+                assert turn.referent == (hits[0] if hits else -1)
+            else:  # a question naming one object is about it
+                m = re.fullmatch(r"what (colour|size) is the (.+)\?", q)
+                assert turn.referent == the(phrase(m[2]), scene)
                 expected = answer_question(q, scene)
             assert turn.answer == expected, (q, turn.answer, expected)
+            focus = turn.referent
+
+
+def test_dialog_it_is_not_the_object_mentioned_last():
+    """The rule for "it" is not "the last object mentioned": after "is it left of the
+    square?" (or "is there anything left of the square?"), "it" is not the square."""
+    world, scenes = make(0, n=300)
+    mentioned_last_is_it, not_it = 0, 0
+    for dialog in world.dialogs(scenes, n_turns=6):
+        scene = scenes[dialog.scene_index]
+        for before, turn in zip(dialog.turns, dialog.turns[1:]):
+            if re.search(r"\bit\b", turn.question):
+                named = before.question.removesuffix("?").rsplit("the ", 1)
+                last = the(phrase(named[1]), scene) if len(named) == 2 else before.referent
+                if last == turn.referent:
+                    mentioned_last_is_it += 1
+                else:
+                    not_it += 1
+    total = mentioned_last_is_it + not_it
+    assert total > 100 and min(mentioned_last_is_it, not_it) > 0.1 * total
+
+
+def rationale_true(rationale, scene):
+    """A count rationale lists every object; a relation rationale says which object stands
+    in the relation and lists the objects left over, which do not."""
+    m = re.fullmatch(rf"a (.+?) is ({REL}) the (.+?), and (.+) (?:is|are) not\.", rationale)
+    if not m:
+        return caption_true(rationale, scene) and len(caption_phrases(rationale)) == len(scene)
+    landmark = the(phrase(m[3]), scene)
+    hits = [
+        i for i, o in enumerate(scene.objects)
+        if i != landmark and related(RELATION[m[2]], o, scene.objects[landmark])
+    ]  # fmt: skip
+    if len(hits) != 1 or not fits(phrase(m[1]), scene.objects[hits[0]]):
+        return False
+    rest = [o for i, o in enumerate(scene.objects) if i not in (landmark, hits[0])]
+    said = [phrase(p.removeprefix("a ")) for p in re.split(r", | and ", m[4])]
+    return len(said) == len(rest) and any(
+        all(fits(p, rest[i]) for p, i in zip(said, chosen))
+        for chosen in permutations(range(len(rest)))
+    )
 
 
 @settings(deadline=None, max_examples=10)
@@ -307,12 +351,19 @@ def test_multiple_choice_has_one_right_answer_and_one_true_rationale(seed):
     for item in world.multiple_choice(scenes):
         scene = scenes[item.scene_index]
         assert len(item.answers) == len(set(item.answers)) == 4
+        assert len(item.rationales) == len(set(item.rationales)) == 4
         if item.kind == "count":
             n = NUMBERS[answer_question(item.question, scene)]
             said = [
                 NUMBERS[re.fullmatch(r"there (?:is|are) (\w+) .+\.", a)[1]] for a in item.answers
             ]
             assert [i for i, m in enumerate(said) if m == n] == [item.answer_label]
+            # every rationale agrees with the question and the answer: it lists n such objects
+            counted = phrase(re.fullmatch(r"how many (.+) are (?:there|in the image)\?", item.question)[1])
+            for r in item.rationales:
+                listed = caption_phrases(r)
+                assert len(listed) == len(scene)
+                assert sum(all(p.get(k) == v for k, v in counted.items()) for p in listed) == n
         else:
             m = re.fullmatch(rf"what is ({REL}) the (.+)\?", item.question)
             landmark = scene.objects[the(phrase(m[2]), scene)]
@@ -327,7 +378,7 @@ def test_multiple_choice_has_one_right_answer_and_one_true_rationale(seed):
                 for a in item.answers
             ]
             assert [i for i, r in enumerate(right) if r] == [item.answer_label]
-        truth = [caption_true(r, scene) for r in item.rationales]
+        truth = [rationale_true(r, scene) for r in item.rationales]
         assert [i for i, t in enumerate(truth) if t] == [item.rationale_label], item.rationales
 
 
