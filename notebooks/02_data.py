@@ -327,7 +327,8 @@ print("kinds in 300 samples:", dict(mix))
 #
 # scikit-learn ships 1,797 handwritten 8x8 digits, so minivl has one dataset it
 # did not generate. CLIP's zero-shot demo (S16) captions them "a photo of the
-# digit seven."; the dVAE (S25) reconstructs them. Splits are seeded.
+# digit seven."; DALL-E's dVAE (S25), still to be built, will reconstruct them.
+# Splits are seeded.
 
 # %%
 digits = load_digits("train", size=16, interpolation="bilinear")
