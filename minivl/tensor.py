@@ -177,11 +177,13 @@ class Tensor:
         self.grad = None
 
     # ------------------------------------------------------------------ backward
-    def backward(self, grad=None):
+    def backward(self, grad=None, on_leaf_grad=None):
         """Accumulate d(self)/d(leaf) into every leaf's ``.grad``.
 
         ``grad`` is the gradient flowing into ``self``; it may be left out only
-        when ``self`` holds a single element (a loss).
+        when ``self`` holds a single element (a loss). ``on_leaf_grad(leaf)`` is
+        called as soon as a leaf's gradient is complete, while the rest of the
+        graph is still being walked (data parallel starts its all-reduce there).
         """
         if not self.requires_grad:
             raise RuntimeError("backward() on a tensor that does not require grad "
@@ -206,6 +208,8 @@ class Tensor:
                 continue
             if node._ctx is None or node._retain:
                 node.grad = g if node.grad is None else node.grad + g
+            if node._ctx is None and on_leaf_grad is not None:
+                on_leaf_grad(node)  # every user of a leaf comes before it in the order
             ctx = node._ctx
             if ctx is None:
                 continue
@@ -361,7 +365,11 @@ def _topological_order(root):
         visited.add(id(node))
         stack.append((node, True))
         if node._ctx is not None:
-            for p in node._ctx.parents:
+            # Parents pushed last are explored first and so come last in the order;
+            # pushing them in reverse puts a layer's weights (its later inputs) right
+            # after the layer's backward: their gradients are ready early, which
+            # lets data parallel send them while backward goes on.
+            for p in reversed(node._ctx.parents):
                 if p.requires_grad and id(p) not in visited:
                     stack.append((p, False))
     order.reverse()

@@ -49,8 +49,15 @@ def train(
     progress: bool = True,
     desc: str = "train",
     on_step: Callable[[int], None] | None = None,
+    data_parallel=None,
 ) -> History:
     """Run ``steps`` optimisation steps.
+
+    With ``data_parallel`` (a ``minivl.distributed.DataParallel``; ``mpirun``)
+    every rank draws the same global batch and keeps its shard, gradients are
+    averaged over ranks, the logged loss is the average of the ranks', and only
+    rank 0 shows progress and evaluates (the others receive its metrics;
+    ``lectures/07-scale.md``).
 
     ``loss_fn(model, batch)`` returns a scalar Tensor (or ``(loss, metrics)``);
     ``batches`` yields batches forever (see ``minivl.data.loader``);
@@ -62,21 +69,28 @@ def train(
         raise ValueError(f"steps must be >= 1, got {steps}")
     history = History()
     start = time.perf_counter()
+    main = data_parallel is None or data_parallel.communicator.rank == 0
+    progress = progress and main  # rank 0 speaks for all
     bar = tqdm(range(1, steps + 1), desc=desc, disable=not progress, leave=False, mininterval=0.5)
     params = [p for p in model.parameters() if p.requires_grad]
     model.train()
     for step in bar:
         batch = next(batches)
+        if data_parallel is not None:
+            batch = data_parallel.shard(batch)  # this rank's rows of the global batch
         out = loss_fn(model, batch)
         loss = out[0] if isinstance(out, tuple) else out
         optimizer.zero_grad()
-        loss.backward()
+        if data_parallel is None:
+            loss.backward()
+        else:
+            data_parallel.backward(loss)  # every .grad: the average over ranks
         if clip_norm:
             clip_grad_norm(params, clip_norm)
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
-        value = float(loss.item())
+        value = float(loss.item()) if data_parallel is None else data_parallel.average(loss.item())
         if not np.isfinite(value):
             raise FloatingPointError(f"{desc}: loss became {value} at step {step}")
         history.steps.append(step)
@@ -85,7 +99,10 @@ def train(
         if on_step is not None:
             on_step(step)
         if evaluate is not None and eval_every and (step % eval_every == 0 or step == steps):
-            history.evals.append({"step": step, **run_eval(model, evaluate)})
+            metrics = run_eval(model, evaluate) if main else None
+            if data_parallel is not None:  # rank 0 evaluates, every rank records the result
+                metrics = data_parallel.communicator.bcast_object(metrics)
+            history.evals.append({"step": step, **metrics})
             bar.set_postfix(loss=f"{value:.3f}", **{k: f"{v:.3f}" for k, v in list(history.evals[-1].items())[1:3]})
         elif step % 10 == 0:
             bar.set_postfix(loss=f"{value:.3f}")

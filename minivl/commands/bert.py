@@ -17,6 +17,7 @@ import numpy as np
 from minivl import functional as F
 from minivl.commands._options import add_training_options
 from minivl.data.corpus import TextCorpus, build_corpus, collate_pairs, pair_batches, sentence_pairs
+from minivl.distributed import data_parallel_for, is_main
 from minivl.models.bert import BERT, mask_tokens, mlm_accuracy, mlm_loss
 from minivl.models.checkpoint import load_checkpoint, save_checkpoint
 from minivl.optim import AdamW, WarmupCosineLR
@@ -85,7 +86,7 @@ def fill_mask(model: BERT, tokenizer: BPETokenizer, text: str, text_b: str | Non
 def train_bert(corpus: TextCorpus | None = None, steps: int = 600, batch_size: int = 64,
                dim: int = 64, depth: int = 2, num_heads: int = 4, lr: float = 4e-3,
                warmup: int = 20, dropout: float = 0.1, eval_every: int = 50, seed: int = 0,
-               progress: bool = True, out: str | Path | None = None) -> dict:
+               progress: bool = True, out: str | Path | None = None, distributed: bool = False) -> dict:
     """Train a BERT by masked language modelling on the caption corpus.
 
     Returns ``{"model", "corpus", "history", "metrics"}``; ``metrics`` holds
@@ -111,8 +112,11 @@ def train_bert(corpus: TextCorpus | None = None, steps: int = 600, batch_size: i
                for b in pair_batches(train_pairs, batch_size, pad, seed))
     optimizer = AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     scheduler = WarmupCosineLR(optimizer, steps, min(warmup, steps), min_lr=lr / 10)
+    dp = data_parallel_for(model, distributed, dict(steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+                                                    dim=dim, depth=depth))
     history: History = train(model, mlm_step, batches, optimizer, steps, scheduler,
-                             evaluate=evaluate, eval_every=eval_every, progress=progress, desc="bert")
+                             evaluate=evaluate, eval_every=eval_every, progress=progress, desc="bert",
+                             data_parallel=dp)
     history.evals.insert(0, start)
     end = history.last_eval()
     metrics = {
@@ -121,7 +125,7 @@ def train_bert(corpus: TextCorpus | None = None, steps: int = 600, batch_size: i
         "train_seconds": history.seconds, "steps": steps, "parameters": model.num_parameters(),
         "tokenizer": f"byte-level BPE, {corpus.vocab_size} ids",
     }
-    if out is not None:
+    if out is not None and is_main(dp):
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         save_checkpoint(model, out / "bert.safetensors", steps=steps)
@@ -148,7 +152,7 @@ def _train(args):
     began = time.perf_counter()
     result = train_bert(steps=args.steps, batch_size=args.batch_size, dim=args.dim,
                         depth=args.depth, num_heads=args.heads, lr=args.lr, seed=args.seed,
-                        out=args.out, progress=not args.quiet)
+                        out=args.out, progress=not args.quiet, distributed=args.distributed)
     m = result["metrics"]
     print(f"BERT, {m['parameters']:,} parameters, {m['tokenizer']}, {m['steps']} steps "
           f"in {m['train_seconds']:.0f} s")

@@ -51,6 +51,7 @@ from minivl.data import (
 )
 from minivl.data.captions import Caption
 from minivl.data.language import describe
+from minivl.distributed import data_parallel_for, distributed_info_nce, is_main
 from minivl.io import load, load_metadata, save
 from minivl.losses import info_nce
 from minivl.models.clip import (
@@ -324,7 +325,7 @@ def train_clip(task="shapes", steps=None, batch_size=None, chunk_size=None, lr=2
                embed_dim=64, n_train=40000, vocab_size=320, eval_every=250, seed=0,
                progress=True, out=None, resume=None, stop_after=None, multi_fraction=0.5,
                partial_captions=0.5, twins=True, grey=1.0, n_zero_shot=600,
-               n_retrieval=1000, layout="grid") -> dict:
+               n_retrieval=1000, layout="grid", distributed=False, local_loss=False) -> dict:
     """Train a CLIP on ``task`` ("shapes" or "digits") and evaluate it.
 
     Returns ``{"model", "tokenizer", "history", "scale", "metrics", "evals"}``:
@@ -344,7 +345,15 @@ def train_clip(task="shapes", steps=None, batch_size=None, chunk_size=None, lr=2
     images read in 8 x 8 patches, so objects are cut by the patch grid (see
     ``lectures/04-clip.md`` for what that costs). Digits use the whole train
     split. ``chunk_size`` turns on gradient caching.
+
+    ``distributed``: data parallel over the ranks of ``mpirun``; the InfoNCE
+    logits span the global batch (``minivl.distributed.distributed_info_nce``,
+    ``local_loss`` for the n x N variant); rank 0 evaluates and saves, every
+    rank resumes from the same file.
     """
+    if distributed and chunk_size:
+        raise ValueError("chunk_size (gradient caching) and distributed cannot be combined: "
+                         "spread the batch over ranks instead")
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     if layout not in LAYOUTS:
@@ -397,25 +406,32 @@ def train_clip(task="shapes", steps=None, batch_size=None, chunk_size=None, lr=2
     def after_step(step):
         model.clamp_logit_scale_()
         scale.append(model.scale)
-        if out and (start + step) % max(eval_every, 1) == 0:
+        if out and (start + step) % max(eval_every, 1) == 0 and is_main(dp):
             save_run(Path(out) / "clip.safetensors", model, tokenizer, optimizer, scheduler,
                      start + step, task)
 
     end = min(steps, stop_after or steps)
     history = History()
+    dp = data_parallel_for(model, distributed, dict(task=task, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+                                                    start=start, local_loss=local_loss, layout=layout))
+    if dp is not None:
+        loss_fn = lambda m, b: distributed_info_nce(m.encode_image(b[0]), m.encode_text(b[1], b[2]),
+                                                    m.logit_scale, dp.communicator, local_loss)
+    else:
+        loss_fn = lambda m, b: contrastive_loss(m, b, chunk_size)
     if end > start:
-        history = train(model, lambda m, b: contrastive_loss(m, b, chunk_size),
+        history = train(model, loss_fn,
                         batches(images, ids, mask, batch_size, seed, start, 2 if twins else 1),
                         optimizer, end - start, scheduler, clip_norm=1.0,
                         evaluate=lambda: evaluate(model, tokenizer, task, evals),
                         eval_every=eval_every, progress=progress, desc=f"clip {task}",
-                        on_step=after_step)
+                        on_step=after_step, data_parallel=dp)
         history.steps = [start + s for s in history.steps]
         for e in history.evals:
             e["step"] += start
     final = history.last_eval() if history.evals and history.evals[-1]["step"] == end else \
         {"step": end, **run_eval(model, lambda: evaluate(model, tokenizer, task, evals))}
-    if out:
+    if out and is_main(dp):
         save_run(Path(out) / "clip.safetensors", model, tokenizer, optimizer, scheduler, end, task)
     metrics = {**final, "task": task, "steps": end, "batch_size": batch_size,
                "train_seconds": history.seconds, "data_seconds": data_seconds,
@@ -433,7 +449,8 @@ def _train(args):
                         chunk_size=args.chunk_size, lr=args.lr, dim=args.dim, depth=args.depth,
                         heads=args.heads, n_train=args.n_train, eval_every=args.eval_every,
                         seed=args.seed, progress=not args.quiet, out=args.out, resume=args.resume,
-                        layout=args.layout, twins=args.twins)
+                        layout=args.layout, twins=args.twins, distributed=args.distributed,
+                        local_loss=args.local_loss)
     m = result["metrics"]
     print(f"CLIP on {m['task']}: {m['parameters']:,} parameters, {m['train_pairs']:,} training "
           f"pairs, {m['steps']} steps of {m['batch_size']} in {m['train_seconds']:.0f} s "
@@ -469,4 +486,6 @@ def register(subparsers):
                    help="shapes: no one-word-different twin beside each multi-object scene in its batch")
     t.add_argument("--eval-every", type=int, default=250)
     t.add_argument("--resume", default=None, help="a clip.safetensors to continue from")
+    t.add_argument("--local-loss", action="store_true",
+                   help="with --distributed: each rank builds only its n x N rows of the logits")
     t.set_defaults(func=_train)

@@ -17,6 +17,7 @@ import numpy as np
 
 from minivl.commands._options import add_training_options
 from minivl.data.corpus import TextCorpus, build_corpus, lm_batches, lm_stream
+from minivl.distributed import data_parallel_for, is_main
 from minivl.models.checkpoint import load_checkpoint, save_checkpoint
 from minivl.models.gpt import GPT
 from minivl.optim import AdamW, WarmupCosineLR
@@ -65,13 +66,14 @@ def train_gpt(corpus: TextCorpus | None = None, steps: int = 300, batch_size: in
               block_size: int = 48, dim: int = 64, depth: int = 2, num_heads: int = 4,
               lr: float = 3e-3, warmup: int = 20, dropout: float = 0.0, eval_every: int = 50,
               seed: int = 0, progress: bool = True, out: str | Path | None = None,
-              prompts=("", "a red", "two")) -> dict:
+              prompts=("", "a red", "two"), distributed: bool = False) -> dict:
     """Train a GPT on the caption corpus.
 
     Returns ``{"model", "corpus", "history", "metrics", "samples_start",
     "samples_end"}``; ``metrics`` holds validation loss and perplexity at step
     0 and at the end, and the training time. With ``out``, writes
-    ``gpt.safetensors`` and ``tokenizer.json`` there.
+    ``gpt.safetensors`` and ``tokenizer.json`` there. ``distributed``: data
+    parallel over the ranks of ``mpirun`` (rank 0 writes the files).
     """
     manual_seed(seed)
     corpus = corpus or build_corpus(seed=seed)
@@ -85,9 +87,11 @@ def train_gpt(corpus: TextCorpus | None = None, steps: int = 300, batch_size: in
                          np.random.default_rng(seed))
     optimizer = AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     scheduler = WarmupCosineLR(optimizer, steps, min(warmup, steps), min_lr=lr / 10)
+    dp = data_parallel_for(model, distributed, dict(steps=steps, batch_size=batch_size, block_size=block_size,
+                                                    lr=lr, seed=seed, dim=dim, depth=depth))
     history: History = train(model, lambda m, ids: m.loss(ids), batches, optimizer, steps,
                              scheduler, evaluate=lambda: perplexity(model, windows),
-                             eval_every=eval_every, progress=progress, desc="gpt")
+                             eval_every=eval_every, progress=progress, desc="gpt", data_parallel=dp)
     history.evals.insert(0, start)
     end = history.last_eval()
     metrics = {
@@ -96,7 +100,7 @@ def train_gpt(corpus: TextCorpus | None = None, steps: int = 300, batch_size: in
         "train_seconds": history.seconds, "steps": steps, "parameters": model.num_parameters(),
         "tokenizer": f"byte-level BPE, {corpus.vocab_size} ids",
     }
-    if out is not None:
+    if out is not None and is_main(dp):
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         save_checkpoint(model, out / "gpt.safetensors", steps=steps)
@@ -113,7 +117,7 @@ def _train(args):
     began = time.perf_counter()
     result = train_gpt(steps=args.steps, batch_size=args.batch_size, block_size=args.block_size,
                        dim=args.dim, depth=args.depth, num_heads=args.heads, lr=args.lr,
-                       seed=args.seed, out=args.out, progress=not args.quiet)
+                       seed=args.seed, out=args.out, progress=not args.quiet, distributed=args.distributed)
     m = result["metrics"]
     print(f"GPT, {m['parameters']:,} parameters, {m['tokenizer']}, {m['steps']} steps "
           f"in {m['train_seconds']:.0f} s")

@@ -33,6 +33,7 @@ from minivl import functional as F
 from minivl.commands._options import add_training_options
 from minivl.data import SHAPES, DataLoader, load_digits, random_shift, render, single_object_scenes
 from minivl.data.digits import DIGIT_NAMES
+from minivl.distributed import data_parallel_for, is_main
 from minivl.models.checkpoint import save_checkpoint
 from minivl.models.vision import preprocess
 from minivl.models.vit import ViT
@@ -112,7 +113,7 @@ def train_vit(task: str | ImageTask = "digits", steps: int | None = None, batch_
               dim: int = 64, depth: int = 4, num_heads: int = 4, lr: float = 3e-3,
               warmup: int = 40, dropout: float = 0.1, label_smoothing: float = 0.1,
               weight_decay: float = 0.5, eval_every: int = 50, seed: int = 0,
-              progress: bool = True, out: str | Path | None = None) -> dict:
+              progress: bool = True, out: str | Path | None = None, distributed: bool = False) -> dict:
     """Train a ViT classifier on ``task`` ("digits", "shapes" or an ImageTask).
 
     Returns ``{"model", "task", "history", "metrics"}``; ``metrics`` holds the
@@ -146,9 +147,11 @@ def train_vit(task: str | ImageTask = "digits", steps: int | None = None, batch_
                        {"params": [params[k] for k in params if k not in decayed], "weight_decay": 0.0}],
                       lr=lr, weight_decay=weight_decay)
     scheduler = WarmupCosineLR(optimizer, steps, min(warmup, steps))
+    dp = data_parallel_for(model, distributed, dict(task=task.name, steps=steps, batch_size=batch_size, lr=lr,
+                                                    seed=seed, dim=dim, depth=depth))
     history: History = train(model, step, forever(lambda: iter(loader)), optimizer, steps,
                              scheduler, evaluate=evaluate, eval_every=eval_every,
-                             progress=progress, desc=f"vit {task.name}")
+                             progress=progress, desc=f"vit {task.name}", data_parallel=dp)
     history.evals.insert(0, start)
     n = min(1000, len(task.train_labels))
     metrics = {
@@ -158,7 +161,7 @@ def train_vit(task: str | ImageTask = "digits", steps: int | None = None, batch_
         "train_seconds": history.seconds, "steps": steps, "parameters": model.num_parameters(),
         "train_size": len(task.train_labels), "test_size": len(task.test_labels),
     }
-    if out is not None:
+    if out is not None and is_main(dp):
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         save_checkpoint(model, out / f"vit-{task.name}.safetensors", task=task.name, steps=steps)
@@ -173,7 +176,7 @@ def _train(args):
     began = time.perf_counter()
     result = train_vit(args.task, steps=args.steps, batch_size=args.batch_size, dim=args.dim,
                        depth=args.depth, num_heads=args.heads, lr=args.lr, seed=args.seed,
-                       out=args.out, progress=not args.quiet)
+                       out=args.out, progress=not args.quiet, distributed=args.distributed)
     m, task = result["metrics"], result["task"]
     print(f"ViT on {m['task']}: {m['parameters']:,} parameters, {task.image_size}x{task.image_size} "
           f"images, patch {task.patch_size} -> {(task.image_size // task.patch_size) ** 2} tokens + [CLS]")

@@ -84,6 +84,9 @@ class CLIPConfig:
     vision_depth: int = 2
     vision_heads: int = 4
     vision_mlp_ratio: float = 4.0
+    vision_attention: str = "global"  # or "swin" / "pvt" (VisionEncoder, lectures/07-scale.md)
+    vision_window_size: int = 4
+    vision_sr_ratio: int = 2
     # text tower (ViT-B/32: vocabulary 49,408, context 77, width 512, 12 layers, 8 heads)
     vocab_size: int = 512
     context_length: int = 32
@@ -111,7 +114,8 @@ class CLIP(nn.Module):
         self.vision_model = VisionEncoder(
             c.image_size, c.patch_size, c.in_channels, c.vision_dim, c.vision_depth,
             c.vision_heads, c.vision_mlp_ratio, activation=c.activation, ln_pre=True,
-            patch_bias=False, dropout=c.dropout, eps=c.eps,
+            patch_bias=False, dropout=c.dropout, eps=c.eps, attention=c.vision_attention,
+            window_size=c.vision_window_size, sr_ratio=c.vision_sr_ratio,
         )  # fmt: skip
         self.visual_projection = nn.Linear(c.vision_dim, c.embed_dim, bias=False)
         self.text_model = CausalTextEncoder(

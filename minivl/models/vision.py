@@ -17,6 +17,18 @@ An image becomes a sequence of tokens:
 
 Options: ``ln_pre`` (CLIP), ``activation`` ('gelu' for ViT, 'quick_gelu' for
 CLIP), ``patch_bias`` (CLIP's conv has none), ``dropout``, ``eps``.
+
+``attention`` picks how the tokens attend (S01; lectures/07-scale.md):
+
+* ``"global"`` (default): every token attends to every token, (1+N)^2 scores;
+* ``"swin"``: shifted M x M windows (``window_size``), ``minivl/nn/swin.py``;
+  no [CLS] and no absolute positions (Swin's relative bias replaces them);
+  ``swin_stages`` stages with patch merging between them; token 0 of the
+  output is the mean of the final patch tokens;
+* ``"pvt"``: keys and values from the grid reduced ``sr_ratio`` times per side,
+  ``minivl/nn/pvt.py``; [CLS] and positions as in ViT.
+
+Only the global path records attention weights under ``nn.record``.
 """
 
 from __future__ import annotations
@@ -26,11 +38,14 @@ import numpy as np
 from minivl import functional as F
 from minivl import nn
 from minivl.models.inputs import check_images
+from minivl.nn.pvt import PVTTransformer
+from minivl.nn.swin import SwinTransformer
 from minivl.tensor import Tensor
 
 # ImageNet statistics are meaningless for synthetic images: by default pixels
 # are mapped from [0, 255] to [-1, 1], as HF's ViTImageProcessor does.
 DEFAULT_MEAN, DEFAULT_STD = 0.5, 0.5
+ATTENTIONS = ("global", "swin", "pvt")
 
 
 def preprocess(images, mean=DEFAULT_MEAN, std=DEFAULT_STD) -> np.ndarray:
@@ -82,8 +97,10 @@ class VisionEncoder(nn.Module):
 
     def __init__(self, image_size=32, patch_size=4, in_channels=3, dim=64, depth=4, num_heads=4,
                  mlp_ratio=4.0, activation="gelu", ln_pre=False, patch_bias=True, dropout=0.0,
-                 eps=1e-5):
+                 eps=1e-5, attention="global", window_size=4, swin_stages=1, sr_ratio=2):
         super().__init__()
+        if attention not in ATTENTIONS:
+            raise ValueError(f"attention must be one of {ATTENTIONS}, got {attention!r}")
         if image_size % patch_size:
             raise ValueError(f"image_size {image_size} is not divisible by patch_size {patch_size}")
         self.image_size, self.patch_size, self.in_channels = image_size, patch_size, in_channels
@@ -91,12 +108,20 @@ class VisionEncoder(nn.Module):
         self.grid = image_size // patch_size  # patches per side
         self.num_patches = self.grid**2
         self.patch_embed = nn.Conv2d(in_channels, dim, patch_size, stride=patch_size, bias=patch_bias)
-        self.cls_token = nn.Parameter(nn.init.zeros((1, 1, dim)))
-        self.pos_embed = nn.Parameter(nn.init.normal((1, 1 + self.num_patches, dim), std=0.02))
+        self.attention = attention
+        if attention != "swin":  # Swin has neither: relative position bias, average pooling
+            self.cls_token = nn.Parameter(nn.init.zeros((1, 1, dim)))
+            self.pos_embed = nn.Parameter(nn.init.normal((1, 1 + self.num_patches, dim), std=0.02))
         self.dropout = nn.Dropout(dropout)
         self.ln_pre = nn.LayerNorm(dim, eps) if ln_pre else None
-        self.transformer = nn.Transformer(dim, depth, num_heads, mlp_ratio=mlp_ratio, norm_first=True,
-                                          activation=activation, dropout=dropout, eps=eps)
+        if attention == "global":
+            self.transformer = nn.Transformer(dim, depth, num_heads, mlp_ratio=mlp_ratio, norm_first=True,
+                                              activation=activation, dropout=dropout, eps=eps)
+        elif attention == "swin":
+            self.transformer = SwinTransformer(dim, self.grid, depth, num_heads, window_size, swin_stages,
+                                               mlp_ratio, activation, eps)
+        else:
+            self.transformer = PVTTransformer(dim, self.grid, depth, num_heads, sr_ratio, mlp_ratio, activation, eps)
         self.ln_post = nn.LayerNorm(dim, eps)
 
     def embed(self, x) -> Tensor:
@@ -109,6 +134,8 @@ class VisionEncoder(nn.Module):
         patches = patches.reshape(B, self.num_patches, C * P * P)  # (B, N, C*P*P)
         weight = self.patch_embed.weight.reshape(D, C * P * P)
         x = F.linear(patches, weight, self.patch_embed.bias)  # (B, N, D), patches row by row
+        if self.attention == "swin":
+            return self.dropout(x)  # (B, N, D): no [CLS], no absolute positions
         cls = self.cls_token.expand((B, 1, D))  # (B, 1, D), one shared [CLS] per image
         x = F.concat([cls, x], axis=1) + self.pos_embed  # (B, 1+N, D)
         return self.dropout(x)
@@ -131,4 +158,4 @@ class VisionEncoder(nn.Module):
 
     def extra_repr(self):
         return (f"image_size={self.image_size}, patch_size={self.patch_size}, "
-                f"in_channels={self.in_channels}, tokens=1+{self.num_patches}")
+                f"in_channels={self.in_channels}, tokens=1+{self.num_patches}, attention={self.attention!r}")

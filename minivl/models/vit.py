@@ -56,6 +56,11 @@ class ViTConfig:
     activation: str = "gelu"
     dropout: float = 0.0
     eps: float = 1e-5  # HF ViT uses 1e-12
+    # how tokens attend (VisionEncoder): "global", "swin" (shifted windows), "pvt" (spatial reduction)
+    attention: str = "global"
+    window_size: int = 4
+    swin_stages: int = 1
+    sr_ratio: int = 2
 
 
 class ViT(nn.Module):
@@ -68,7 +73,8 @@ class ViT(nn.Module):
         c = self.config = ViTConfig(**{**(asdict(config) if config else {}), **overrides})
         self.encoder = VisionEncoder(c.image_size, c.patch_size, c.in_channels, c.dim, c.depth,
                                      c.num_heads, c.mlp_ratio, activation=c.activation,
-                                     dropout=c.dropout, eps=c.eps)
+                                     dropout=c.dropout, eps=c.eps, attention=c.attention,
+                                     window_size=c.window_size, swin_stages=c.swin_stages, sr_ratio=c.sr_ratio)
         self.head = nn.Linear(c.dim, c.num_classes)
 
     def forward(self, images):
