@@ -33,7 +33,7 @@ import numpy as np
 
 import minivl as mv
 from minivl import nn
-from minivl.commands.vit import digits_task, shapes_task, train_vit
+from minivl.recipes.vit import digits_task, shapes_task, train_vit
 from minivl.models.vision import VisionEncoder, patchify, preprocess
 from minivl.tensor import no_grad
 from minivl.viz import image_grid

@@ -5,6 +5,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
+
 
 def add_training_options(parser, *, steps, batch_size, lr, depth, out, out_help,
                          steps_help=None, batch_help=None):
@@ -22,3 +26,34 @@ def add_training_options(parser, *, steps, batch_size, lr, depth, out, out_help,
     parser.add_argument("--distributed", action="store_true",
                         help="data parallel over MPI: run as 'mpirun -n 4 minivl ... train --distributed' "
                              '(needs pip install -e ".[mpi]"; lectures/07-scale.md)')
+
+
+def write_results(path, command, args, results) -> Path:
+    """Write ``results`` as JSON to ``path``, with the command line that produced them."""
+    import json
+    import platform
+    import time
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    options = {k: v for k, v in args.items() if k != "func" and isinstance(v, (int, float, str, bool, type(None)))}
+    payload = {"command": "minivl " + " ".join(sys.argv[1:]),
+        "options": options, "written": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores", "results": _plain(results)}
+    path.write_text(json.dumps(payload, indent=1) + "\n")
+    return path
+
+
+def _plain(value):
+    """JSON-ready copy: numpy scalars to floats, drop what JSON cannot hold."""
+    import numpy as np
+
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items() if _plain(v) is not None}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, (int, float, str, bool)) or value is None:
+        return value
+    return None
