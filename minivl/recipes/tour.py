@@ -128,8 +128,8 @@ def stage_vit(report, quick, progress):
 
 
 def stage_clip(report, quick, progress):
-    from minivl.recipes.clip import train_clip
     from minivl.metrics import embed_images, embed_texts
+    from minivl.recipes.clip import train_clip
     from minivl.viz.clip import similarity_heatmap, training_curves
 
     report.section("CLIP: contrastive image-text pretraining (S12-S16)",

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minivl import nn
-from minivl.models.bert import BERT, IGNORE_INDEX, mask_tokens, mlm_accuracy, mlm_loss
 from minivl.checkpoint import load_checkpoint, save_checkpoint
+from minivl.models.bert import BERT, IGNORE_INDEX, mask_tokens, mlm_accuracy, mlm_loss
 from minivl.optim import AdamW
 from minivl.tensor import Tensor, no_grad
 
