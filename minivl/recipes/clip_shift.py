@@ -19,6 +19,7 @@ keeps under shift, given its accuracy on the training distribution.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -47,17 +48,20 @@ def shape_task(n_train=4000, n_test=600, seed=0) -> ImageTask:
     return ImageTask("shapes-grid", train_x, train_y, test_x, test_y, SHAPES, patch_size=16)
 
 
-def shift_experiment(checkpoint, n_test=600, vit_steps=300, seed=0, progress=True, plot=None) -> dict:
+def shift_experiment(clip, n_test=600, vit_steps=300, seed=0, progress=True, plot=None) -> dict:
     """Accuracy of both models on the training distribution and under each shift.
+
+    ``clip``: the path of a shapes run of ``minivl clip train``, or a
+    ``(model, tokenizer)`` pair trained on the 48 px grid layout.
 
     Returns ``{"accuracy": {distribution: {"supervised ViT": a, "zero-shot CLIP": b}},
     "vit": ViT metrics, "clip_checkpoint", "seconds"}``; with ``plot``, writes
     the bar chart there.
     """
     began = time.perf_counter()
-    model, tokenizer, meta = load_run(checkpoint)
+    model, tokenizer, meta = load_run(clip) if isinstance(clip, (str, Path)) else (*clip, {"task": "shapes"})
     if meta.get("task") != "shapes" or model.config.image_size != 48:
-        raise ValueError(f"{checkpoint} must be a shapes run on the 48 px grid layout")
+        raise ValueError(f"{clip} must be a shapes run on the 48 px grid layout")
     vit = train_vit(shape_task(seed=seed), steps=vit_steps, seed=seed, progress=progress)
     accuracy_table = {}
     for k, shift in enumerate((None, *SHIFTS)):
@@ -67,8 +71,9 @@ def shift_experiment(checkpoint, n_test=600, vit_steps=300, seed=0, progress=Tru
             "zero-shot CLIP": zero_shot_accuracy(model, images, labels["shape"], SHAPES,
                                                  EVAL_TEMPLATES, tokenizer, ks=(1,))["top1"],
         }
-    result = {"accuracy": accuracy_table, "vit": vit["metrics"], "clip_checkpoint": str(checkpoint),
-              "n_test": n_test, "seconds": time.perf_counter() - began}
+    source = str(clip) if isinstance(clip, (str, Path)) else "in memory"
+    result = {"accuracy": accuracy_table, "vit": vit["metrics"], "clip": source, "n_test": n_test,
+              "seconds": time.perf_counter() - began}
     if plot:
         shift_figure(accuracy_table).savefig(plot, dpi=100, bbox_inches="tight")
     return result
