@@ -135,7 +135,9 @@ def stage_clip(report, quick, progress):
     report.section("CLIP: contrastive image-text pretraining (S12-S16)",
                    "A ViT image tower and a causal text tower trained with the symmetric InfoNCE loss "
                    "and a learned temperature; zero-shot on colour-shape pairs never seen together in "
-                   "training, and caption retrieval.")
+                   "training, with prompt templates no training caption used, and retrieval among "
+                   "scenes absent from training. On the digits every class is trained on, so that "
+                   "score is classification with text labels, not zero-shot.")
     out = {}
     for task in ("shapes", "digits"):
         r = train_clip(task=task, steps=STEPS[f"clip_{task}"][0 if quick else 1], progress=progress,
