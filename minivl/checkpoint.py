@@ -91,3 +91,11 @@ def load_training_state(path, model, optimizer, scheduler) -> int:
         scheduler.load_state_dict({"last_step": int(state["scheduler.last_step"])})
     mv_random.rng().bit_generator.state = json.loads(meta["rng"])
     return int(state["step"])
+
+
+def skip(batches, n):
+    """``batches`` (an iterator) after its first ``n`` items, so a run resumed at step
+    ``n`` draws the batches the uninterrupted run would have drawn next."""
+    for _ in range(n):
+        next(batches)
+    return batches

@@ -12,7 +12,7 @@ from pathlib import Path
 
 def add_training_options(parser, *, steps, batch_size, lr, depth, out, out_help,
                          steps_help=None, batch_help=None):
-    """``--steps --batch-size --dim --depth --heads --lr --seed --out --quiet --distributed`` with
+    """``--steps --batch-size --dim --depth --heads --lr --seed --out --quiet --resume --distributed`` with
     this model's defaults (``None`` for steps or batch size: chosen per task)."""
     parser.add_argument("--steps", type=int, default=steps, help=steps_help)
     parser.add_argument("--batch-size", type=int, default=batch_size, help=batch_help)
@@ -23,6 +23,8 @@ def add_training_options(parser, *, steps, batch_size, lr, depth, out, out_help,
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=out, help=out_help)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--resume", default=None,
+                        help="a checkpoint written to --out by an earlier run: continue it to --steps")
     parser.add_argument("--distributed", action="store_true",
                         help="data parallel over MPI: run as 'mpirun -n 4 minivl ... train --distributed' "
                              '(needs pip install -e ".[mpi]"; lectures/07-scale.md)')

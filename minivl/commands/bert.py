@@ -29,7 +29,7 @@ def _train(args):
     began = time.perf_counter()
     result = train_bert(steps=args.steps, batch_size=args.batch_size, dim=args.dim,
                         depth=args.depth, num_heads=args.heads, lr=args.lr, seed=args.seed,
-                        out=args.out, progress=not args.quiet, distributed=args.distributed)
+                        out=args.out, progress=not args.quiet, distributed=args.distributed, resume=args.resume)
     m = result["metrics"]
     print(f"BERT, {m['parameters']:,} parameters, {m['tokenizer']}, {m['steps']} steps "
           f"in {m['train_seconds']:.0f} s")

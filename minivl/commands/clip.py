@@ -62,7 +62,6 @@ def register(subparsers):
     t.add_argument("--no-twins", dest="twins", action="store_false",
                    help="shapes: no one-word-different twin beside each multi-object scene")
     t.add_argument("--eval-every", type=int, default=250)
-    t.add_argument("--resume", default=None, help="a clip.safetensors to continue from")
     t.add_argument("--local-loss", action="store_true", help="with --distributed: n x N logits per rank")
     t.add_argument("--results", default=None, help="write the metrics as JSON here")
     t.set_defaults(func=_train)

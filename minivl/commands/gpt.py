@@ -17,7 +17,8 @@ def _train(args):
     began = time.perf_counter()
     result = train_gpt(steps=args.steps, batch_size=args.batch_size, block_size=args.block_size,
                        dim=args.dim, depth=args.depth, num_heads=args.heads, lr=args.lr,
-                       seed=args.seed, out=args.out, progress=not args.quiet, distributed=args.distributed)
+                       seed=args.seed, out=args.out, progress=not args.quiet, distributed=args.distributed,
+                       resume=args.resume)
     m = result["metrics"]
     print(f"GPT, {m['parameters']:,} parameters, {m['tokenizer']}, {m['steps']} steps "
           f"in {m['train_seconds']:.0f} s")

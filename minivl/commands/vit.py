@@ -14,7 +14,7 @@ def _train(args):
     began = time.perf_counter()
     result = train_vit(args.task, steps=args.steps, batch_size=args.batch_size, dim=args.dim,
                        depth=args.depth, num_heads=args.heads, lr=args.lr, seed=args.seed,
-                       out=args.out, progress=not args.quiet, distributed=args.distributed)
+                       out=args.out, progress=not args.quiet, distributed=args.distributed, resume=args.resume)
     m, task = result["metrics"], result["task"]
     print(f"ViT on {m['task']}: {m['parameters']:,} parameters, {task.image_size}x{task.image_size} "
           f"images, patch {task.patch_size} -> {(task.image_size // task.patch_size) ** 2} tokens + [CLS]")

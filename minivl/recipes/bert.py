@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from minivl import functional as F
-from minivl.checkpoint import save_checkpoint
+from minivl.checkpoint import load_training_state, save_training_state, skip
 from minivl.data.corpus import TextCorpus, build_corpus, collate_pairs, pair_batches, sentence_pairs
 from minivl.distributed import data_parallel_for, is_main
 from minivl.models.bert import BERT, mask_tokens, mlm_accuracy, mlm_loss
@@ -84,13 +84,16 @@ def fill_mask(model: BERT, tokenizer: BPETokenizer, text: str, text_b: str | Non
 def train_bert(corpus: TextCorpus | None = None, steps: int = 600, batch_size: int = 64,
                dim: int = 64, depth: int = 2, num_heads: int = 4, lr: float = 4e-3,
                warmup: int = 20, dropout: float = 0.1, eval_every: int = 50, seed: int = 0,
-               progress: bool = True, out: str | Path | None = None, distributed: bool = False) -> dict:
+               progress: bool = True, out: str | Path | None = None, resume=None, stop_after=None,
+               distributed: bool = False) -> dict:
     """Train a BERT by masked language modelling on the caption corpus.
 
     Returns ``{"model", "corpus", "history", "metrics"}``; ``metrics`` holds
     the validation MLM accuracy and loss at step 0 and at the end, and the
     training time. With ``out``, writes ``bert.safetensors`` and
-    ``tokenizer.json`` there.
+    ``tokenizer.json`` there. The file is a training state
+    (``minivl.checkpoint``): ``resume`` names one and continues to ``steps`` as
+    if never stopped; ``stop_after`` ends this session early.
     """
     manual_seed(seed)
     corpus = corpus or build_corpus(seed=seed)
@@ -110,22 +113,27 @@ def train_bert(corpus: TextCorpus | None = None, steps: int = 600, batch_size: i
                for b in pair_batches(train_pairs, batch_size, pad, seed))
     optimizer = AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     scheduler = WarmupCosineLR(optimizer, steps, min(warmup, steps), min_lr=lr / 10)
+    begin = load_training_state(resume, model, optimizer, scheduler) if resume else 0
+    end = min(steps, stop_after or steps)
     dp = data_parallel_for(model, distributed, dict(steps=steps, batch_size=batch_size, lr=lr, seed=seed,
                                                     dim=dim, depth=depth))
-    history: History = train(model, mlm_step, batches, optimizer, steps, scheduler,
+    history: History = train(model, mlm_step, skip(batches, begin), optimizer, end - begin, scheduler,
                              evaluate=evaluate, eval_every=eval_every, progress=progress, desc="bert",
                              data_parallel=dp)
+    history.steps = [begin + k for k in history.steps]
+    for e in history.evals:
+        e["step"] += begin
     history.evals.insert(0, start)
-    end = history.last_eval()
+    final = history.last_eval()
     metrics = {
-        "mlm_accuracy_start": start["mlm_accuracy"], "mlm_accuracy": end["mlm_accuracy"],
-        "mlm_loss_start": start["mlm_loss"], "mlm_loss": end["mlm_loss"],
-        "train_seconds": history.seconds, "steps": steps, "parameters": model.num_parameters(),
+        "mlm_accuracy_start": start["mlm_accuracy"], "mlm_accuracy": final["mlm_accuracy"],
+        "mlm_loss_start": start["mlm_loss"], "mlm_loss": final["mlm_loss"],
+        "train_seconds": history.seconds, "steps": end, "parameters": model.num_parameters(),
         "tokenizer": f"byte-level BPE, {corpus.vocab_size} ids",
     }
     if out is not None and is_main(dp):
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        save_checkpoint(model, out / "bert.safetensors", steps=steps)
+        save_training_state(out / "bert.safetensors", model, optimizer, scheduler, end)
         corpus.tokenizer.save(out / "tokenizer.json")
     return {"model": model, "corpus": corpus, "history": history, "metrics": metrics}

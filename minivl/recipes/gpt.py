@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from minivl.checkpoint import save_checkpoint
+from minivl.checkpoint import load_training_state, save_training_state, skip
 from minivl.data.corpus import TextCorpus, build_corpus, lm_batches, lm_stream
 from minivl.distributed import data_parallel_for, is_main
 from minivl.models.gpt import GPT
@@ -63,14 +63,16 @@ def samples(model: GPT, tokenizer: BPETokenizer, prompts=("",), n: int = 3, max_
 def train_gpt(corpus: TextCorpus | None = None, steps: int = 300, batch_size: int = 32,
               block_size: int = 48, dim: int = 64, depth: int = 2, num_heads: int = 4,
               lr: float = 3e-3, warmup: int = 20, dropout: float = 0.0, eval_every: int = 50,
-              seed: int = 0, progress: bool = True, out: str | Path | None = None,
+              seed: int = 0, progress: bool = True, out: str | Path | None = None, resume=None, stop_after=None,
               prompts=("", "a red", "two"), distributed: bool = False) -> dict:
     """Train a GPT on the caption corpus.
 
     Returns ``{"model", "corpus", "history", "metrics", "samples_start",
     "samples_end"}``; ``metrics`` holds validation loss and perplexity at step
     0 and at the end, and the training time. With ``out``, writes
-    ``gpt.safetensors`` and ``tokenizer.json`` there. ``distributed``: data
+    ``gpt.safetensors`` and ``tokenizer.json`` there. The file is a training state
+    (``minivl.checkpoint``): ``resume`` names one and continues to ``steps`` as
+    if never stopped; ``stop_after`` ends this session early. ``distributed``: data
     parallel over the ranks of ``mpirun`` (rank 0 writes the files).
     """
     manual_seed(seed)
@@ -85,23 +87,28 @@ def train_gpt(corpus: TextCorpus | None = None, steps: int = 300, batch_size: in
                          np.random.default_rng(seed))
     optimizer = AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     scheduler = WarmupCosineLR(optimizer, steps, min(warmup, steps), min_lr=lr / 10)
+    begin = load_training_state(resume, model, optimizer, scheduler) if resume else 0
+    end = min(steps, stop_after or steps)
     dp = data_parallel_for(model, distributed, dict(steps=steps, batch_size=batch_size, block_size=block_size,
                                                     lr=lr, seed=seed, dim=dim, depth=depth))
-    history: History = train(model, lambda m, ids: m.loss(ids), batches, optimizer, steps,
+    history: History = train(model, lambda m, ids: m.loss(ids), skip(batches, begin), optimizer, end - begin,
                              scheduler, evaluate=lambda: perplexity(model, windows),
                              eval_every=eval_every, progress=progress, desc="gpt", data_parallel=dp)
+    history.steps = [begin + k for k in history.steps]
+    for e in history.evals:
+        e["step"] += begin
     history.evals.insert(0, start)
-    end = history.last_eval()
+    final = history.last_eval()
     metrics = {
-        "val_perplexity_start": start["val_perplexity"], "val_perplexity": end["val_perplexity"],
-        "val_loss_start": start["val_loss"], "val_loss": end["val_loss"],
-        "train_seconds": history.seconds, "steps": steps, "parameters": model.num_parameters(),
+        "val_perplexity_start": start["val_perplexity"], "val_perplexity": final["val_perplexity"],
+        "val_loss_start": start["val_loss"], "val_loss": final["val_loss"],
+        "train_seconds": history.seconds, "steps": end, "parameters": model.num_parameters(),
         "tokenizer": f"byte-level BPE, {corpus.vocab_size} ids",
     }
     if out is not None and is_main(dp):
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        save_checkpoint(model, out / "gpt.safetensors", steps=steps)
+        save_training_state(out / "gpt.safetensors", model, optimizer, scheduler, end)
         corpus.tokenizer.save(out / "tokenizer.json")
     return {"model": model, "corpus": corpus, "history": history, "metrics": metrics,
             "samples_start": samples_start, "samples_end": samples(model, corpus.tokenizer, prompts,

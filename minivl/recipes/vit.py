@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from minivl import functional as F
-from minivl.checkpoint import save_checkpoint
+from minivl.checkpoint import load_training_state, save_training_state, skip
 from minivl.data import SHAPES, DataLoader, load_digits, random_shift, render, single_object_scenes
 from minivl.data.digits import DIGIT_NAMES
 from minivl.distributed import data_parallel_for, is_main
@@ -111,12 +111,15 @@ def train_vit(task: str | ImageTask = "digits", steps: int | None = None, batch_
               dim: int = 64, depth: int = 4, num_heads: int = 4, lr: float = 3e-3,
               warmup: int = 40, dropout: float = 0.1, label_smoothing: float = 0.1,
               weight_decay: float = 0.5, eval_every: int = 50, seed: int = 0,
-              progress: bool = True, out: str | Path | None = None, distributed: bool = False) -> dict:
+              progress: bool = True, out: str | Path | None = None, resume=None, stop_after=None,
+              distributed: bool = False) -> dict:
     """Train a ViT classifier on ``task`` ("digits", "shapes" or an ImageTask).
 
     Returns ``{"model", "task", "history", "metrics"}``; ``metrics`` holds the
     test accuracy at step 0 and at the end, the train accuracy, the time and
-    the size. With ``out``, writes ``vit-<task>.safetensors`` there.
+    the size. With ``out``, writes ``vit-<task>.safetensors`` there. The file is a training state
+    (``minivl.checkpoint``): ``resume`` names one and continues to ``steps`` as
+    if never stopped; ``stop_after`` ends this session early.
     """
     manual_seed(seed)
     if isinstance(task, str):
@@ -145,23 +148,29 @@ def train_vit(task: str | ImageTask = "digits", steps: int | None = None, batch_
                        {"params": [params[k] for k in params if k not in decayed], "weight_decay": 0.0}],
                       lr=lr, weight_decay=weight_decay)
     scheduler = WarmupCosineLR(optimizer, steps, min(warmup, steps))
+    begin = load_training_state(resume, model, optimizer, scheduler) if resume else 0
+    end = min(steps, stop_after or steps)
     dp = data_parallel_for(model, distributed, dict(task=task.name, steps=steps, batch_size=batch_size, lr=lr,
                                                     seed=seed, dim=dim, depth=depth))
-    history: History = train(model, step, forever(lambda: iter(loader)), optimizer, steps,
+    history: History = train(model, step, skip(forever(lambda: iter(loader)), begin), optimizer, end - begin,
                              scheduler, evaluate=evaluate, eval_every=eval_every,
                              progress=progress, desc=f"vit {task.name}", data_parallel=dp)
+    history.steps = [begin + k for k in history.steps]
+    for e in history.evals:
+        e["step"] += begin
     history.evals.insert(0, start)
     n = min(1000, len(task.train_labels))
     metrics = {
         "task": task.name, "test_accuracy_start": start["test_accuracy"],
         "test_accuracy": history.last_eval()["test_accuracy"],
         "train_accuracy": accuracy(model, task.train_images[:n], task.train_labels[:n]),
-        "train_seconds": history.seconds, "steps": steps, "parameters": model.num_parameters(),
+        "train_seconds": history.seconds, "steps": end, "parameters": model.num_parameters(),
         "train_size": len(task.train_labels), "test_size": len(task.test_labels),
     }
     if out is not None and is_main(dp):
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        save_checkpoint(model, out / f"vit-{task.name}.safetensors", task=task.name, steps=steps)
+        save_training_state(out / f"vit-{task.name}.safetensors", model, optimizer, scheduler, end,
+                            task=task.name)
     model.eval()
     return {"model": model, "task": task, "history": history, "metrics": metrics}
