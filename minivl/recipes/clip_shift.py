@@ -48,7 +48,7 @@ def shape_task(n_train=4000, n_test=600, seed=0) -> ImageTask:
     return ImageTask("shapes-grid", train_x, train_y, test_x, test_y, SHAPES, patch_size=16)
 
 
-def shift_experiment(clip, n_test=600, vit_steps=300, seed=0, progress=True, plot=None) -> dict:
+def shift_experiment(clip, n_test=600, vit_steps=1500, seed=0, progress=True, plot=None) -> dict:
     """Accuracy of both models on the training distribution and under each shift.
 
     ``clip``: the path of a shapes run of ``minivl clip train``, or a
@@ -94,7 +94,7 @@ def shift_figure(accuracy_table):
                       label=model)
         ax.bar_label(bars, [f"{v:.0%}" for v in values], fontsize=7)
     ax.axhline(1 / len(SHAPES), color="grey", lw=0.8, ls=":", label="chance")
-    ax.set(xticks=np.arange(len(names)), xticklabels=names, ylim=(0, 1.1), ylabel="shape accuracy",
+    ax.set(xticks=np.arange(len(names)), xticklabels=names, ylim=(0, 1.25), ylabel="shape accuracy",
            title="S17: the same shapes under distribution shift")
     ax.legend(fontsize=8, loc="upper center", ncol=3)
     ax.tick_params(axis="x", labelsize=8)

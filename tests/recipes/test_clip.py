@@ -52,9 +52,10 @@ def test_bad_options_raise(bad, match):
         train_clip(steps=1, **bad)
 
 
-# Floors for the default recipe (seed 0), well under what results/clip_shapes.json
-# records, so that backend rounding never trips them and a broken recipe always does.
-FLOORS = {"held_out_top1": 0.5, "image_to_text_R@1": 0.6, "text_to_image_R@1": 0.6}
+# Floors for the default recipe (seed 0): results/clip_shapes.json records 98.7% held-out
+# zero-shot, 100% on seen pairs and R@1 96.4% / 93.8%; the floors sit 9-15 points lower, so
+# rounding on another backend or machine never trips them, while a broken recipe does.
+FLOORS = {"held_out_top1": 0.85, "seen_top1": 0.9, "image_to_text_R@1": 0.85, "text_to_image_R@1": 0.8}
 
 
 @pytest.mark.slow
