@@ -222,7 +222,8 @@ with mv.no_grad():
 # whose caption differs in one word ("the image shows a big red square and a
 # green ring." against "... and a green cross."): a hard negative that a random batch of 128
 # would almost never contain. The full run (`minivl --backend numba clip
-# train`, 3,000 steps) takes three and a half minutes on two cores; here a shorter one (and
+# train`, 3,000 steps) takes a few minutes on two cores (`results/clip_shapes.json`
+# records the committed run's time); here a shorter one (and
 # a very short one when the test suite runs this notebook, so expect weak
 # numbers there).
 
