@@ -25,8 +25,10 @@ def info_nce(image_emb, text_emb, logit_scale):
     cosine similarities times ``exp(t)``.
 
         logits = exp(t) * I_e @ T_e.T                    (n, n)
-        loss_i = CE(each row, labels)      each image finds its text
-        loss_t = CE(each column, labels)   each text finds its image
+        loss_i = CE(logits, labels, axis=0)   softmax over the images of each column:
+                                              each text finds its image
+        loss_t = CE(logits, labels, axis=1)   softmax over the texts of each row:
+                                              each image finds its text
         loss   = (loss_i + loss_t) / 2,    labels = arange(n)
 
     Returns a scalar Tensor. The embeddings are not renormalised here:
@@ -46,6 +48,6 @@ def info_nce(image_emb, text_emb, logit_scale):
     scale = F.exp(logit_scale)
     logits = (image_emb @ text_emb.T) * scale  # (n, n): row = image, column = text
     labels = np.arange(n)  # the positives lie on the diagonal
-    loss_i = F.cross_entropy(logits, labels, axis=1)  # over each row: image -> its text
-    loss_t = F.cross_entropy(logits, labels, axis=0)  # over each column: text -> its image
+    loss_i = F.cross_entropy(logits, labels, axis=0)  # over the images of each column: text -> its image
+    loss_t = F.cross_entropy(logits, labels, axis=1)  # over the texts of each row: image -> its text
     return (loss_i + loss_t) * 0.5

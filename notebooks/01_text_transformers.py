@@ -37,9 +37,9 @@ import numpy as np
 
 import minivl as mv
 from minivl import nn
-from minivl.commands.bert import fill_mask, train_bert
-from minivl.commands.gpt import train_gpt
 from minivl.data.corpus import build_corpus, collate_pairs, sentence_pairs
+from minivl.recipes.bert import fill_mask, train_bert
+from minivl.recipes.gpt import train_gpt
 from minivl.tokenizers import BPETokenizer
 
 mv.manual_seed(0)

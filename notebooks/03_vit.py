@@ -33,8 +33,8 @@ import numpy as np
 
 import minivl as mv
 from minivl import nn
-from minivl.commands.vit import digits_task, shapes_task, train_vit
 from minivl.models.vision import VisionEncoder, patchify, preprocess
+from minivl.recipes.vit import digits_task, shapes_task, train_vit
 from minivl.tensor import no_grad
 from minivl.viz import image_grid
 from minivl.viz.attention import (

@@ -15,8 +15,9 @@ from minivl.testing import gradcheck
 
 # --------------------------------------------------------------------------- the slide, in NumPy
 # S15 line by line. The slide leaves l2_normalize and cross_entropy_loss
-# undefined; `axis` is read as the axis the softmax runs over, which is what
-# makes loss_i / loss_t "each image finds its text" / "each text finds its image".
+# undefined; `axis` is read as the axis the softmax runs over, so loss_i
+# (axis=0, over the images of each column) is each text finding its image and
+# loss_t (axis=1, over the texts of each row) is each image finding its text.
 
 
 def l2_normalize(x, axis):

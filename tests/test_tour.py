@@ -9,7 +9,7 @@ import re
 import pytest
 
 from minivl.cli import main
-from minivl.commands import tour
+from minivl.recipes import tour
 
 
 @pytest.mark.slow

@@ -12,19 +12,20 @@ Lecture S12-S18.
 
 Both towers are the shared ones (``minivl/models/vision.py``,
 ``minivl/models/text.py``); CLIP only adds the projections, the learned
-temperature and the choice of which token speaks for the sentence.
+temperature and the choice of which token speaks for the sentence. Metrics live
+in ``minivl/metrics.py``, the tokenizer in ``minivl/tokenizers/clip.py``.
 
 The temperature. ``logit_scale`` is learned in log space, initialised to
 ``log(1 / 0.07)`` (scale 14.3), and used as ``exp(logit_scale)``. As in the
 paper (section 2.5) and open_clip, the *parameter* is clipped to at most
-``log(100)`` after every optimizer step (``clamp_logit_scale_``; ``train_clip``
+``log(100)`` after every optimizer step (``clamp_logit_scale_``; the recipe
 and the gradient cache call it), so the scale never exceeds 100; ``forward``
 uses the parameter as it is, which keeps it identical to Hugging Face's.
 
 The end-of-text token. OpenAI's CLIP reads the text features at
 ``ids.argmax(-1)``: its end-of-text id is the largest in the vocabulary.
-``CLIPTokenizer`` below keeps that property (``<|endoftext|>`` is the last id),
-so minivl does the same by default. With ``eot_id`` set in the config the
+``minivl.tokenizers.clip.CLIPTokenizer`` keeps that property (``<|endoftext|>``
+is the last id), so minivl does the same by default. With ``eot_id`` set in the config the
 first position holding that id is used instead (Hugging Face's rule for
 configs whose ``eos_token_id`` is not the legacy value 2), and with a
 ``key_padding_mask`` and no ``eot_id``, the last real token.
@@ -62,11 +63,11 @@ import numpy as np
 
 from minivl import functional as F
 from minivl import nn
-from minivl.data.loader import pad_sequences
 from minivl.losses import info_nce
+from minivl.metrics import embed_images
 from minivl.models.hf import Rule, hf_activation, hf_setting, load_hf
 from minivl.models.text import CausalTextEncoder
-from minivl.models.vision import VisionEncoder, preprocess
+from minivl.models.vision import VisionEncoder
 from minivl.tensor import Tensor, no_grad
 
 # The pixel statistics OpenAI's CLIP was trained with (per RGB channel).
@@ -78,7 +79,7 @@ class CLIPConfig:
     embed_dim: int = 64  # the shared space (ViT-B/32: 512)
     # image tower (ViT-B/32: 224 / 32, width 768, 12 layers, 12 heads)
     image_size: int = 48  # the shapes world's grid layout: 3 x 3 cells of 16 px,
-    patch_size: int = 16  # one patch per cell (see minivl.commands.clip)
+    patch_size: int = 16  # one patch per cell (see minivl.data.clip_pairs)
     in_channels: int = 3
     vision_dim: int = 64
     vision_depth: int = 2
@@ -294,98 +295,3 @@ def eot_positions(ids, key_padding_mask=None, eot_id=None) -> np.ndarray:
             raise ValueError("every row of key_padding_mask needs at least one real token")
         return mask.shape[1] - 1 - mask[:, ::-1].argmax(axis=1)
     return ids.argmax(axis=1)
-
-
-def embed_images(model: CLIP, images, batch_size=256) -> np.ndarray:
-    """Unit image embeddings ``(B, E)`` of a whole set, without a graph, in batches."""
-    arr = images.data if isinstance(images, Tensor) else images
-    if not (isinstance(arr, np.ndarray) and arr.ndim == 4 and arr.dtype.kind == "f"):
-        arr = preprocess(arr)  # uint8 (B, H, W[, C]) -> floats (B, C, H, W)
-    out = []
-    with no_grad():
-        for i in range(0, len(arr), batch_size):
-            out.append(model.encode_image(Tensor(arr[i: i + batch_size])).numpy())
-    return np.concatenate(out)
-
-
-def embed_texts(model: CLIP, ids, key_padding_mask=None, batch_size=256) -> np.ndarray:
-    """Unit text embeddings ``(B, E)`` of a whole set, without a graph, in batches."""
-    ids = np.asarray(ids)
-    out = []
-    with no_grad():
-        for i in range(0, len(ids), batch_size):
-            mask = None if key_padding_mask is None else key_padding_mask[i: i + batch_size]
-            out.append(model.encode_text(ids[i: i + batch_size], mask).numpy())
-    return np.concatenate(out)
-
-
-def top_k_accuracy(probs, labels, ks=(1, 5)) -> dict:
-    """``{"top1": ..., "top5": ...}``: how often the label is among the k most likely classes."""
-    probs, labels = np.asarray(probs), np.asarray(labels)
-    if probs.ndim != 2 or labels.shape != probs.shape[:1]:
-        raise ValueError(f"need probs (B, C) and labels (B,), got {probs.shape} and {labels.shape}")
-    rank = (probs > probs[np.arange(len(labels)), labels][:, None]).sum(axis=1)  # 0 = best
-    return {f"top{k}": float(np.mean(rank < k)) for k in ks if k <= probs.shape[1]}
-
-
-def retrieval_recall(image_emb, text_emb, ks=(1, 5, 10)) -> dict:
-    """Recall@k in both directions for aligned pairs (image i <-> text i).
-
-    ``image_to_text_R@k``: the fraction of images whose own caption is among
-    the k texts most similar to it; ``text_to_image_R@k`` the other way.
-    A tie counts against the pair (its rank is the number of others >= it).
-    """
-    image_emb, text_emb = np.asarray(image_emb), np.asarray(text_emb)
-    if image_emb.ndim != 2 or image_emb.shape != text_emb.shape:
-        raise ValueError(f"need aligned (n, d) embeddings, got {image_emb.shape} and {text_emb.shape}")
-    sim = image_emb @ text_emb.T  # (n, n)
-    true = np.diag(sim)
-    i2t = (sim >= true[:, None]).sum(axis=1) - 1  # how many other texts score at least as high
-    t2i = (sim >= true[None, :]).sum(axis=0) - 1
-    out = {}
-    for k in ks:
-        out[f"image_to_text_R@{k}"] = float(np.mean(i2t < k))
-        out[f"text_to_image_R@{k}"] = float(np.mean(t2i < k))
-    return out
-
-
-class CLIPTokenizer:
-    """``<|startoftext|> BPE(text) <|endoftext|>``, right-padded with 0, as CLIP's.
-
-    Wraps a ``minivl.tokenizers.BPETokenizer`` that has both special tokens,
-    ``<|endoftext|>`` being its largest id (``train`` arranges that), so the
-    text tower can find it with ``argmax``. ``tokenizer(texts)`` returns
-    ``ids (B, L)`` int64 and ``mask (B, L)`` bool (True = real token); text too
-    long for ``context_length`` is cut and keeps its end-of-text token.
-    """
-
-    SOT, EOT = "<|startoftext|>", "<|endoftext|>"
-
-    def __init__(self, bpe, context_length=32):
-        for special in (self.SOT, self.EOT):
-            if special not in bpe.special_tokens:
-                raise ValueError(f"the BPE tokenizer needs the special token {special}")
-        self.bpe, self.context_length = bpe, context_length
-        self.sot_id, self.eot_id = bpe.special_tokens[self.SOT], bpe.special_tokens[self.EOT]
-        if self.eot_id != bpe.vocab_size - 1:
-            raise ValueError(f"{self.EOT} must be the largest id ({bpe.vocab_size - 1}), got {self.eot_id}")
-
-    @classmethod
-    def train(cls, texts, vocab_size=320, context_length=32):
-        """Learn a byte-level BPE on ``texts``; the two special tokens take the last ids."""
-        from minivl.tokenizers import train_bpe
-
-        bpe = train_bpe("\n".join(texts), vocab_size, special_tokens=[cls.SOT, cls.EOT], progress=False)
-        return cls(bpe, context_length)
-
-    @property
-    def vocab_size(self) -> int:
-        return self.bpe.vocab_size
-
-    def encode(self, text: str) -> list[int]:
-        body = self.bpe.encode(text)[: self.context_length - 2]
-        return [self.sot_id, *body, self.eot_id]
-
-    def __call__(self, texts):
-        texts = [texts] if isinstance(texts, str) else list(texts)
-        return pad_sequences([self.encode(t) for t in texts], pad_id=0)

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minivl import nn
+from minivl.checkpoint import load_checkpoint, save_checkpoint
 from minivl.models.bert import BERT, IGNORE_INDEX, mask_tokens, mlm_accuracy, mlm_loss
-from minivl.models.checkpoint import load_checkpoint, save_checkpoint
 from minivl.optim import AdamW
 from minivl.tensor import Tensor, no_grad
 
@@ -275,7 +275,7 @@ def test_sentence_pairs_are_cls_a_sep_b_sep(corpus):
 
 
 def test_train_bert_raises_mlm_accuracy_and_checkpoints(corpus, tmp_path, capsys):
-    from minivl.commands.bert import fill_mask, train_bert
+    from minivl.recipes.bert import fill_mask, train_bert
 
     result = train_bert(corpus, steps=60, batch_size=16, dim=32, num_heads=2, lr=5e-3,
                         eval_every=30, progress=False, out=tmp_path)

@@ -1,7 +1,8 @@
 """CLIP: unit embeddings and scaled cosine logits, the end-of-text rules, the
 temperature clamp, gradient caching (the exact full-batch gradient), zero-shot
-classification and retrieval metrics against direct computations, a training
-run that resumes bit for bit, and parity with Hugging Face's CLIPModel."""
+classification against a direct computation, and parity with Hugging Face's
+CLIPModel. (Metrics: tests/test_metrics.py; tokenizer:
+tests/tokenizers/test_clip_tokenizer.py; training: tests/recipes/test_clip.py.)"""
 
 from __future__ import annotations
 
@@ -12,13 +13,7 @@ from hypothesis import strategies as st
 
 import minivl as mv
 from minivl.losses import info_nce
-from minivl.models.clip import (
-    CLIP,
-    CLIPTokenizer,
-    eot_positions,
-    retrieval_recall,
-    top_k_accuracy,
-)
+from minivl.models.clip import CLIP, eot_positions
 from minivl.models.gradcache import grad_cache_loss
 from minivl.tensor import no_grad
 
@@ -195,79 +190,6 @@ def test_zero_shot_classifier_is_the_renormalised_mean_of_normalised_prompts():
     np.testing.assert_allclose(probs, expected, rtol=1e-5, atol=1e-7)
     with pytest.raises(ValueError, match="must contain"):
         model.zero_shot_classifier(names, ["no slot"], word_tokenizer)
-
-
-def brute_force_recall(sim, k):
-    i2t = np.mean([i in np.argsort(-sim[i], kind="stable")[:k] for i in range(len(sim))])
-    t2i = np.mean([j in np.argsort(-sim[:, j], kind="stable")[:k] for j in range(len(sim))])
-    return i2t, t2i
-
-
-@settings(deadline=None, max_examples=20)
-@given(n=st.integers(2, 30), seed=st.integers(0, 1000))
-def test_retrieval_recall_matches_sorting(n, seed):
-    rng = np.random.default_rng(seed)
-    img, txt = rng.standard_normal((n, 4)), rng.standard_normal((n, 4))  # ties have probability 0
-    got = retrieval_recall(img, txt)
-    for k in (1, 5, 10):
-        i2t, t2i = brute_force_recall(img @ txt.T, k)
-        assert got[f"image_to_text_R@{k}"] == pytest.approx(i2t)
-        assert got[f"text_to_image_R@{k}"] == pytest.approx(t2i)
-
-
-def test_recall_and_accuracy_known_answers():
-    e = np.eye(4)
-    assert retrieval_recall(e, e)["image_to_text_R@1"] == 1.0
-    assert retrieval_recall(e, e[[1, 0, 2, 3]])["text_to_image_R@1"] == 0.5
-    probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.5, 0.4, 0.1]])
-    assert top_k_accuracy(probs, np.array([0, 1, 1]), ks=(1, 2)) == {"top1": 1 / 3, "top2": 1.0}
-
-
-# --------------------------------------------------------------------------- tokenizer and training
-
-
-def test_clip_tokenizer_wraps_text_in_start_and_end_tokens():
-    tok = CLIPTokenizer.train(["a photo of a red circle.", "a blue square."] * 5, 270, context_length=32)
-    ids, mask = tok(["a red circle.", "a photo of a blue square."])
-    assert tok.eot_id == tok.vocab_size - 1 and (ids[:, 0] == tok.sot_id).all()
-    np.testing.assert_array_equal(eot_positions(ids), mask.sum(axis=1) - 1)
-    assert tok.bpe.decode(ids[0, 1: mask[0].sum() - 1]) == "a red circle."
-    short = CLIPTokenizer(tok.bpe, context_length=6)
-    ids, mask = short(["a photo of a blue square and more words."])
-    assert ids.shape == (1, 6) and ids[0, -1] == tok.eot_id  # cut, and the eot kept
-
-
-def test_training_resumes_exactly(tmp_path):
-    from minivl.commands.clip import load_run, train_clip
-
-    options = dict(task="digits", batch_size=16, dim=16, depth=1, heads=2, embed_dim=8,
-                   vocab_size=280, eval_every=3, progress=False)
-    straight = train_clip(steps=6, **options)
-    train_clip(steps=6, stop_after=3, out=tmp_path, **options)  # as if interrupted at step 3
-    resumed = train_clip(steps=6, resume=tmp_path / "clip.safetensors", **options)
-    assert resumed["history"].steps == [4, 5, 6]
-    np.testing.assert_allclose(resumed["history"].loss, straight["history"].loss[3:], rtol=1e-6)
-    a, b = straight["model"].state_dict(), resumed["model"].state_dict()
-    for name in a:
-        np.testing.assert_allclose(b[name], a[name], rtol=1e-5, atol=1e-7, err_msg=name)
-    model, tokenizer, state = load_run(tmp_path / "clip.safetensors")
-    assert int(state["step"]) == 3 and tokenizer.vocab_size == model.config.vocab_size
-    with pytest.raises(ValueError, match="patches"):  # a run drawn at another image size
-        train_clip(steps=6, resume=tmp_path / "clip.safetensors", **{**options, "image_size": 8})
-    assert 0.0 <= resumed["metrics"]["zero_shot_top1"] <= 1.0
-
-
-def test_training_with_a_gradient_cache_follows_the_plain_run():
-    from minivl.commands.clip import train_clip
-
-    options = dict(task="digits", steps=3, batch_size=16, dim=16, depth=1, heads=2, embed_dim=8,
-                   vocab_size=280, eval_every=0, progress=False)
-    plain = train_clip(**options)
-    chunked = train_clip(chunk_size=4, **options)
-    np.testing.assert_allclose(chunked["history"].loss, plain["history"].loss, rtol=1e-4)
-    a, b = plain["model"].state_dict(), chunked["model"].state_dict()
-    for name in a:
-        np.testing.assert_allclose(b[name], a[name], rtol=1e-3, atol=1e-5, err_msg=name)
 
 
 # --------------------------------------------------------------------------- Hugging Face parity

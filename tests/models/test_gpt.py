@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minivl import nn
-from minivl.models.checkpoint import load_checkpoint, save_checkpoint
+from minivl.checkpoint import load_checkpoint, save_checkpoint
 from minivl.models.gpt import GPT
 from minivl.models.text import CausalTextEncoder, sample_next
 from minivl.optim import AdamW
@@ -271,7 +271,7 @@ def test_lm_stream_and_windows(corpus):
 
 
 def test_train_gpt_lowers_perplexity_and_checkpoints(corpus, tmp_path, capsys):
-    from minivl.commands.gpt import train_gpt
+    from minivl.recipes.gpt import train_gpt
 
     result = train_gpt(corpus, steps=100, batch_size=8, block_size=16, dim=32, num_heads=2,
                        eval_every=50, progress=False, out=tmp_path, prompts=("a",))

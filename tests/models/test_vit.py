@@ -13,12 +13,12 @@ from hypothesis import strategies as st
 import minivl as mv
 from minivl import functional as F
 from minivl import nn
-from minivl.commands.vit import ImageTask, train_vit
+from minivl.checkpoint import load_checkpoint, save_checkpoint
 from minivl.io import load, save
-from minivl.models.checkpoint import load_checkpoint, save_checkpoint
 from minivl.models.hf import rename
 from minivl.models.vision import VisionEncoder, patchify, preprocess
 from minivl.models.vit import HF_RULES, ViT
+from minivl.recipes.vit import ImageTask, train_vit
 from minivl.tensor import no_grad
 from minivl.viz.attention import (
     attention_rollout,

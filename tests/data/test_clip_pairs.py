@@ -1,6 +1,7 @@
-"""The CLIP training data of ``minivl.commands.clip``: twins that differ in what
-their captions say, retrieval sets with distinct captions, batches that keep
-twins together, and the grid layout the recipe trains on."""
+"""The CLIP pairs of ``minivl.data.clip_pairs``: twins that differ in what their
+captions say, retrieval sets with distinct captions, batches that keep twins
+together, the grid layout the recipe trains on, and evaluation sets that share
+no image, caption or prompt template with training (issue 10 §4)."""
 
 from __future__ import annotations
 
@@ -11,16 +12,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minivl.commands.clip import (
-    batches,
+from minivl.data import CLASS_NAMES, ShapesWorld
+from minivl.data.clip_pairs import (
+    EVAL_TEMPLATES,
+    SHIFTS,
+    TRAIN_TEMPLATES,
     canonical_caption,
     distinct_caption_set,
-    make_data,
+    fingerprints,
+    make_clip_data,
     one_object_scenes,
+    overlap,
     shapes_pairs,
+    shifted_scenes,
     twin_scene,
 )
-from minivl.data import CLASS_NAMES, ShapesWorld
+from minivl.recipes.clip import batches
 
 
 def contents(scene):
@@ -80,7 +87,7 @@ def test_training_pairs_put_twins_side_by_side_and_batches_keep_them_together():
 
 
 def test_grid_recipe_data_shapes_and_held_out_labels():
-    images, captions, evals = make_data("shapes", n_train=40, image_size=48, seed=0,
+    images, captions, evals = make_clip_data("shapes", n_train=40, image_size=48, seed=0,
                                         n_zero_shot=30, n_retrieval=20, twins=True, grid=3)
     assert images.shape == (40, 48, 48, 3) and len(captions) == 40
     held_images, held_labels = evals["held_out"]
@@ -92,8 +99,49 @@ def test_grid_recipe_data_shapes_and_held_out_labels():
     assert len({s.objects[0].box[:2] for s in single}) > 1  # not always the centre
 
 
-def test_layout_must_be_known():
-    from minivl.commands.clip import train_clip
+def test_evaluation_sets_share_no_image_or_caption_with_training():
+    # a small training set drawn from a small world, so collisions would be common by chance
+    images, captions, evals = make_clip_data("shapes", n_train=3000, image_size=48, seed=0,
+                                             n_zero_shot=200, n_retrieval=200, partial=0.5,
+                                             twins=True, grey=1.0, grid=3)
+    counts = overlap(images, captions, evals)
+    assert set(counts) == {"held_out_images_in_train", "seen_images_in_train",
+                           "retrieval_images_in_train", "retrieval_captions_in_train"}
+    assert all(v == 0 for v in counts.values()), counts
+    assert len(evals["seen"][0]) == 200 and len(fingerprints(evals["seen"][0])) == 200  # no repeats
+    # the counter itself sees a copied image and a copied caption
+    leaky = {"seen": (images[:3], np.zeros(3)), "retrieval": (images[:2], captions[:2])}
+    assert overlap(images, captions, leaky) == {"seen_images_in_train": 3, "retrieval_images_in_train": 2,
+                                                "retrieval_captions_in_train": 2}
 
-    with pytest.raises(ValueError, match="layout"):
-        train_clip(layout="spiral", steps=1)
+
+def test_digit_test_images_are_not_training_images():
+    images, captions, evals = make_clip_data("digits", n_train=0, image_size=16, seed=0)
+    assert overlap(images, captions, evals) == {"test_images_in_train": 0}
+    assert len(evals["test"][0]) > 150
+
+
+def test_zero_shot_prompts_never_wrote_a_training_caption():
+    assert not set(TRAIN_TEMPLATES) & set(EVAL_TEMPLATES)
+    _, captions, _ = make_clip_data("shapes", n_train=4000, image_size=48, seed=0, n_zero_shot=10,
+                                    n_retrieval=10, partial=0.5, twins=True, grid=3)
+    prompts = {t.format(name) for t in EVAL_TEMPLATES for name in CLASS_NAMES}
+    assert not prompts & set(captions)
+    frames = {t.split("{}")[0] for t in EVAL_TEMPLATES}  # "an image of a ", "this is a ", ...
+    assert not any(c.startswith(f) for c in captions for f in frames)
+
+
+@pytest.mark.parametrize("shift", (None, *SHIFTS))
+def test_shifted_renders_keep_the_class_and_change_the_picture(shift):
+    images, labels = shifted_scenes(40, shift, np.random.default_rng(0))
+    assert images.shape == (40, 48, 48, 3) and images.dtype == np.uint8
+    assert set(labels["class"].tolist()).isdisjoint(ShapesWorld(image_size=48, grid=3).held_out_class_ids)
+    base, _ = shifted_scenes(40, None, np.random.default_rng(0))
+    if shift == "grey":
+        assert (images[..., 0] == images[..., 1]).all()
+    if shift == "new background":
+        assert (images[:, 0, 0] == (70, 70, 160)).all()
+    if shift is not None:
+        assert not fingerprints(images) & fingerprints(base)
+    with pytest.raises(ValueError, match="shift"):
+        shifted_scenes(2, "upside down", np.random.default_rng(0))

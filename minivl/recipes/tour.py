@@ -1,0 +1,199 @@
+"""The tour: train every model of the lecture, in lecture order, at tiny scale
+on CPU, and write a report folder (``report.md`` + PNG plots); ``minivl tour``
+runs it.
+
+The stages reuse each model's own recipe (``train_bert``, ``train_gpt``,
+``train_vit``, ``train_clip``), so the tour is a table of contents, not a
+second implementation. ``--quick`` shortens every run so the whole tour fits
+in about five minutes on two cores; without it the runs are long enough to
+reach the targets quoted in each model's notes.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from minivl.report import Report  # noqa: E402
+
+# steps per stage: (quick, full)
+STEPS = {
+    "bert": (200, 600),
+    "gpt": (200, 300),
+    "vit_digits": (300, 400),
+    "vit_shapes": (150, 200),
+    "clip_shapes": (1500, 3000),
+    "clip_digits": (150, 300),
+}
+
+
+def _curve(history, title, ylabel="training loss", evals_key=None, evals_label=None):
+    """Loss per step (and, on a second axis, an evaluation metric)."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    ax.plot(history.steps, history.loss, lw=1, color="tab:blue")
+    ax.set(xlabel="step", ylabel=ylabel, title=title)
+    if evals_key and history.evals:
+        ax2 = ax.twinx()
+        steps = [e["step"] for e in history.evals if evals_key in e]
+        values = [e[evals_key] for e in history.evals if evals_key in e]
+        ax2.plot(steps, values, "o-", color="tab:orange", ms=3)
+        ax2.set_ylabel(evals_label or evals_key, color="tab:orange")
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- stages
+
+
+def stage_tokenizer(report, quick, progress):
+    from minivl.data.corpus import build_corpus
+
+    t0 = time.perf_counter()
+    corpus = build_corpus(seed=0)
+    tok = corpus.tokenizer
+    text = " ".join(a + " " + b for a, b in corpus.val[:50])
+    ids = tok.encode(text)
+    merges = sorted(tok.mergeable_ranks().items(), key=lambda kv: kv[1])[256:266]
+    report.section("Byte-level BPE tokenizer (S01, S26)",
+                   "A GPT-2-style byte-level BPE trained on the shapes-world caption corpus; "
+                   "every later text model reads its ids.")
+    report.table({
+        "vocabulary (bytes + merges + specials)": tok.vocab_size,
+        "bytes per token on held-out captions": round(len(text.encode()) / max(len(ids), 1), 2),
+        "seconds": round(time.perf_counter() - t0, 2),
+    }, name="tokenizer")
+    report.text("First merges: " + ", ".join(f"`{b.decode('utf-8', 'replace')}`" for b, _ in merges))
+    report.text("Token boundaries: `" + tok.visualise(corpus.val[0][0]) + "`")
+    return corpus
+
+
+def stage_bert(report, quick, progress, corpus):
+    from minivl.recipes.bert import train_bert
+
+    r = train_bert(corpus=corpus, steps=STEPS["bert"][0 if quick else 1], progress=progress)
+    m = r["metrics"]
+    report.section("BERT: masked language modelling (S01)",
+                   "Post-LN encoder on the shared transformer block; 15% of tokens chosen, 80/10/10.")
+    report.table({"MLM accuracy at step 0": m["mlm_accuracy_start"], "MLM accuracy": m["mlm_accuracy"],
+                  "steps": m["steps"], "parameters": m["parameters"],
+                  "train seconds": round(m["train_seconds"], 1)}, name="bert")
+    report.figure(_curve(r["history"], "BERT", evals_key="mlm_accuracy", evals_label="val MLM accuracy"),
+                  "bert_curve.png", "BERT training loss and validation MLM accuracy")
+    return m
+
+
+def stage_gpt(report, quick, progress, corpus):
+    from minivl.recipes.gpt import train_gpt
+
+    r = train_gpt(corpus=corpus, steps=STEPS["gpt"][0 if quick else 1], progress=progress)
+    m = r["metrics"]
+    report.section("GPT: next-token prediction (S01)",
+                   "Pre-LN causal decoder on the same block, tied output head, key/value-cached sampling.")
+    report.table({"val perplexity at step 0": m["val_perplexity_start"], "val perplexity": m["val_perplexity"],
+                  "steps": m["steps"], "parameters": m["parameters"],
+                  "train seconds": round(m["train_seconds"], 1)}, name="gpt")
+    report.text("Samples at step 0:\n\n" + "\n".join(f"    {s!r}" for s in r["samples_start"]))
+    report.text("Samples after training:\n\n" + "\n".join(f"    {s!r}" for s in r["samples_end"]))
+    report.figure(_curve(r["history"], "GPT", evals_key="val_perplexity", evals_label="val perplexity"),
+                  "gpt_curve.png", "GPT training loss and validation perplexity")
+    return m
+
+
+def stage_vit(report, quick, progress):
+    from minivl.recipes.vit import train_vit
+    from minivl.viz.attention import attention_rollout_figure
+
+    report.section("ViT: images as sequences of patches (S01, S14, S29)",
+                   "Patch embedding, [CLS], learned positions and pre-LN blocks: the vision encoder "
+                   "that CLIP and LLaVA reuse.")
+    out = {}
+    for task in ("digits", "shapes"):
+        r = train_vit(task, steps=STEPS[f"vit_{task}"][0 if quick else 1], progress=progress)
+        m = r["metrics"]
+        out[task] = m
+        report.text(f"**{task}**")
+        report.table({"test accuracy at step 0": m["test_accuracy_start"], "test accuracy": m["test_accuracy"],
+                      "steps": m["steps"], "train seconds": round(m["train_seconds"], 1)}, name=f"vit_{task}")
+        report.figure(_curve(r["history"], f"ViT on {task}", evals_key="test_accuracy",
+                             evals_label="test accuracy"), f"vit_{task}_curve.png")
+        images = r["task"].test_images[:6]
+        report.figure(attention_rollout_figure(r["model"], images), f"vit_{task}_rollout.png",
+                      f"Attention rollout of the ViT trained on {task}")
+    return out
+
+
+def stage_clip(report, quick, progress):
+    from minivl.metrics import embed_images, embed_texts
+    from minivl.recipes.clip import train_clip
+    from minivl.viz.clip import similarity_heatmap, training_curves
+
+    report.section("CLIP: contrastive image-text pretraining (S12-S16)",
+                   "A ViT image tower and a causal text tower trained with the symmetric InfoNCE loss "
+                   "and a learned temperature; zero-shot on colour-shape pairs never seen together in "
+                   "training, with prompt templates no training caption used, and retrieval among "
+                   "scenes absent from training. On the digits every class is trained on, so that "
+                   "score is classification with text labels, not zero-shot.")
+    out = {}
+    for task in ("shapes", "digits"):
+        r = train_clip(task=task, steps=STEPS[f"clip_{task}"][0 if quick else 1], progress=progress,
+                       eval_every=10**9)
+        m = r["metrics"]
+        out[task] = m
+        keep = {k: v for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        report.text(f"**{task}**")
+        report.table({k: (round(v, 4) if isinstance(v, float) else v) for k, v in keep.items()}, name=f"clip_{task}")
+        h = r["history"]
+        report.figure(training_curves(h.steps, h.loss, r["scale"]), f"clip_{task}_curves.png",
+                      "Training loss and the learned temperature exp(logit_scale)")
+        if task == "shapes":
+            images, texts = r["evals"]["retrieval"]
+            images, texts = images[:8], list(texts[:8])
+            ids, mask = r["tokenizer"](texts)
+            sim = embed_images(r["model"], images) @ embed_texts(r["model"], ids, mask).T
+            report.figure(similarity_heatmap(sim, images, texts), "clip_similarity.png",
+                          "Cosine similarities of 8 held-out images and their captions (S15)")
+    return out
+
+
+def run_tour(out="runs/tour", quick=False, progress=True, only=None) -> Path:
+    """Run every stage (or those named in ``only``) and write ``out/report.md``."""
+    import minivl
+
+    began = time.perf_counter()
+    report = Report(out, title="minivl tour" + (" (quick)" if quick else ""))
+    report.text(f"minivl {minivl.__version__}, backend `{minivl.backend.current()}`. "
+                "Every model below trained on this machine's CPU, from scratch, on the project's own data.")
+    want = lambda name: only is None or name in only
+    timings = {}
+
+    def timed(name, fn, *args):
+        t0 = time.perf_counter()
+        print(f"== {name}", flush=True)
+        result = fn(report, quick, progress, *args)
+        timings[name] = round(time.perf_counter() - t0, 1)
+        report.write()  # a partial report survives an interrupted tour
+        return result
+
+    corpus = timed("tokenizer", stage_tokenizer) if want("tokenizer") or want("bert") or want("gpt") else None
+    if want("bert"):
+        timed("bert", stage_bert, corpus)
+    if want("gpt"):
+        timed("gpt", stage_gpt, corpus)
+    if want("vit"):
+        timed("vit", stage_vit)
+    if want("clip"):
+        timed("clip", stage_clip)
+    report.section("Timings")
+    report.table({**{f"{k} (s)": v for k, v in timings.items()},
+                  "total (s)": round(time.perf_counter() - began, 1)}, name="timings")
+    path = report.write()
+    print(f"report: {path}")
+    return path
+
+
+STAGES = ("tokenizer", "bert", "gpt", "vit", "clip")
