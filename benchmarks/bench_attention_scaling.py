@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 import minivl as mv
-from minivl.commands.vit import shapes_task, train_vit
+from minivl.recipes.vit import shapes_task, train_vit
 from minivl.models.vision import VisionEncoder
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -24,6 +24,11 @@ when no baseline beats chance by more than a few points
 (``tests/data/test_blind_baselines.py``).
 
     python -m minivl.data.blind --out benchmarks/results/blind_baselines.json
+
+Why one file of ~380 lines: the text view of each of the nine tasks and the
+three baselines that read it are meant to be checked side by side (what the
+baseline may see is exactly what the view hands it); each piece is a short
+function.
 """
 
 from __future__ import annotations

@@ -19,6 +19,9 @@ Conventions
   split never shows them, every "test" scene shows at least one of them.
 
 Rendering lives in ``render.py``; sentences about scenes in the task modules.
+
+Why one file of ~350 lines: the scene model (objects, boxes, relations) and the
+sampler that places objects are one contract; the conventions above bind both.
 """
 
 from __future__ import annotations

@@ -6,6 +6,10 @@ operation every model of the lecture is built from (S01, S06, S14, S29). The
 reference is ``kernels/reference.py::attention_forward``; the flash version
 follows Dao et al. (2022), "FlashAttention", Algorithm 1, as minivl's Numba
 kernel does (``kernels/numba/attention.py``).
+
+Why one file of ~370 lines: five exercises on one idea, each a block of the
+same shape (stub and reference, inputs, typical mistakes, a differently
+written correct solution).
 """
 
 from __future__ import annotations

@@ -17,6 +17,9 @@ test by ``statistical(fn)``, a fixed-seed test that returns its findings.
 Nothing but the student's function is called on the student's side, and
 whatever goes wrong there (a wrong signature, an exception, a wrong shape or
 dtype, a NaN) becomes a message, never a traceback.
+
+Why one file of ~320 lines: it is the one runner every exercise shares, and
+most of it is the wording of failures, which should read as one voice.
 """
 
 from __future__ import annotations

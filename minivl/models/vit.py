@@ -7,7 +7,7 @@ The encoder (patches, [CLS], positions, pre-LN blocks, final LN) lives in
 ``minivl/models/vision.py``, shared with CLIP and LLaVA. ``ViT.from_hf`` loads
 a Hugging Face ``ViTForImageClassification`` state dict through the rules
 table ``HF_RULES`` (``minivl/models/hf.py``). Training on the
-digits and the shapes world is ``train_vit`` in ``minivl/commands/vit.py``.
+digits and the shapes world is ``train_vit`` in ``minivl/recipes/vit.py``.
 """
 
 from __future__ import annotations
