@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 
 import minivl as mv
-from minivl.recipes.vit import shapes_task, train_vit
 from minivl.models.vision import VisionEncoder
+from minivl.recipes.vit import shapes_task, train_vit
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ATTENTIONS = ("global", "swin", "pvt")

@@ -31,6 +31,16 @@ class History:
     def last_eval(self) -> dict:
         return self.evals[-1] if self.evals else {}
 
+    def after(self, begin: int, start: dict) -> History:
+        """This session's record as steps of the whole run: a run resumed at step
+        ``begin`` counts from there, and ``start`` (the evaluation made before
+        training) goes first."""
+        self.steps = [begin + k for k in self.steps]
+        for e in self.evals:
+            e["step"] += begin
+        self.evals.insert(0, start)
+        return self
+
     def as_dict(self) -> dict:
         return {"steps": self.steps, "loss": self.loss, "lr": self.lr, "evals": self.evals,
                 "seconds": self.seconds}

@@ -120,10 +120,7 @@ def train_bert(corpus: TextCorpus | None = None, steps: int = 600, batch_size: i
     history: History = train(model, mlm_step, skip(batches, begin), optimizer, end - begin, scheduler,
                              evaluate=evaluate, eval_every=eval_every, progress=progress, desc="bert",
                              data_parallel=dp)
-    history.steps = [begin + k for k in history.steps]
-    for e in history.evals:
-        e["step"] += begin
-    history.evals.insert(0, start)
+    history.after(begin, start)
     final = history.last_eval()
     metrics = {
         "mlm_accuracy_start": start["mlm_accuracy"], "mlm_accuracy": final["mlm_accuracy"],

@@ -94,10 +94,7 @@ def train_gpt(corpus: TextCorpus | None = None, steps: int = 300, batch_size: in
     history: History = train(model, lambda m, ids: m.loss(ids), skip(batches, begin), optimizer, end - begin,
                              scheduler, evaluate=lambda: perplexity(model, windows),
                              eval_every=eval_every, progress=progress, desc="gpt", data_parallel=dp)
-    history.steps = [begin + k for k in history.steps]
-    for e in history.evals:
-        e["step"] += begin
-    history.evals.insert(0, start)
+    history.after(begin, start)
     final = history.last_eval()
     metrics = {
         "val_perplexity_start": start["val_perplexity"], "val_perplexity": final["val_perplexity"],

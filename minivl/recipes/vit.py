@@ -156,10 +156,7 @@ def train_vit(task: str | ImageTask = "digits", steps: int | None = None, batch_
     history: History = train(model, step, skip(forever(lambda: iter(loader)), begin), optimizer, end - begin,
                              scheduler, evaluate=evaluate, eval_every=eval_every,
                              progress=progress, desc=f"vit {task.name}", data_parallel=dp)
-    history.steps = [begin + k for k in history.steps]
-    for e in history.evals:
-        e["step"] += begin
-    history.evals.insert(0, start)
+    history.after(begin, start)
     n = min(1000, len(task.train_labels))
     metrics = {
         "task": task.name, "test_accuracy_start": start["test_accuracy"],
