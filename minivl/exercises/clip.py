@@ -28,9 +28,11 @@ def info_nce(image_emb, text_emb, logit_scale):
     logit_scale: a float t, the log of the inverse temperature.
 
         logits = exp(t) * image_emb @ text_emb.T             (n, n)
-        loss_i = cross-entropy of each row against labels   (each image finds its text)
-        loss_t = cross-entropy of each column against labels (each text finds its image)
-        loss   = (loss_i + loss_t) / 2,   labels = arange(n), each CE averaged over the n rows/columns
+        loss_i = cross-entropy along axis 0 against labels  (softmax over each column's images:
+                 each text finds its image)
+        loss_t = cross-entropy along axis 1 against labels  (softmax over each row's texts:
+                 each image finds its text)
+        loss   = (loss_i + loss_t) / 2,   labels = arange(n), each CE averaged over the n columns/rows
 
     Returns (loss, d_image, d_text): the loss (a float, or a 0-d array in the
     embeddings' dtype) and its gradients with respect to image_emb and text_emb,
@@ -64,12 +66,12 @@ def _info_nce_numpy(image_emb, text_emb, logit_scale, both=True, use_exp=True, t
     logits = s * image_emb @ text_emb.T
     eye = np.eye(n, dtype=image_emb.dtype)
     p_rows, p_cols = _softmax(logits, 1), _softmax(logits, 0)
-    loss_i = -np.mean(np.log(np.diag(p_rows)))
-    loss_t = -np.mean(np.log(np.diag(p_cols)))
+    loss_t = -np.mean(np.log(np.diag(p_rows)))  # axis 1: each image finds its text
+    loss_i = -np.mean(np.log(np.diag(p_cols)))  # axis 0: each text finds its image
     if both:
         loss, dlogits = (loss_i + loss_t) / 2, ((p_rows - eye) + (p_cols - eye)) / (2 * n)
-    else:
-        loss, dlogits = loss_i, (p_rows - eye) / n
+    else:  # the planted mistake "one direction only"
+        loss, dlogits = loss_t, (p_rows - eye) / n
     d_image = s * dlogits @ text_emb
     d_text = s * (dlogits.T if transpose_text else dlogits) @ image_emb
     return np.asarray(loss, image_emb.dtype), d_image, d_text

@@ -43,9 +43,11 @@ def info_nce(image_emb, text_emb, logit_scale):
     logit_scale: a float t, the log of the inverse temperature.
 
         logits = exp(t) * image_emb @ text_emb.T             (n, n)
-        loss_i = cross-entropy of each row against labels   (each image finds its text)
-        loss_t = cross-entropy of each column against labels (each text finds its image)
-        loss   = (loss_i + loss_t) / 2,   labels = arange(n), each CE averaged over the n rows/columns
+        loss_i = cross-entropy along axis 0 against labels  (softmax over each column's images:
+                 each text finds its image)
+        loss_t = cross-entropy along axis 1 against labels  (softmax over each row's texts:
+                 each image finds its text)
+        loss   = (loss_i + loss_t) / 2,   labels = arange(n), each CE averaged over the n columns/rows
 
     Returns (loss, d_image, d_text): the loss (a float, or a 0-d array in the
     embeddings' dtype) and its gradients with respect to image_emb and text_emb,
