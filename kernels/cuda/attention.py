@@ -57,13 +57,20 @@ def mask_args(key_padding_mask):
     return key_padding_mask, np.int32(1)
 
 
-def attention_forward(q, k, v, key_padding_mask=None, causal=False, scale=None):
-    """(o, lse): softmax(q k^T * scale + mask) v and the log-sum-exp of each score row."""
+def forward_setup(q, k, v, key_padding_mask, scale):
+    """What every forward rung starts with: checked inputs, sizes, the scale
+    (1/sqrt(D) by default), and empty float32 outputs o (B, H, Nq, D), lse (B, H, Nq)."""
     q, k, v, mask, (B, H, Nq, Nk, D) = check_inputs(q, k, v, key_padding_mask)
     scale = 1.0 / math.sqrt(D) if scale is None else scale
     xp = loader.xp()
     o = xp.empty((B, H, Nq, D), dtype=np.float32)
     lse = xp.empty((B, H, Nq), dtype=np.float32)
+    return q, k, v, mask, (B, H, Nq, Nk, D), scale, o, lse
+
+
+def attention_forward(q, k, v, key_padding_mask=None, causal=False, scale=None):
+    """(o, lse): softmax(q k^T * scale + mask) v and the log-sum-exp of each score row."""
+    q, k, v, mask, (B, H, Nq, Nk, D), scale, o, lse = forward_setup(q, k, v, key_padding_mask, scale)
     if lse.size == 0:
         return o, lse
     kd = head_dim_bucket(D)

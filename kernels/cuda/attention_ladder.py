@@ -27,7 +27,6 @@ emulator (``tests/kernels/test_cuda_kernels.py``); the Numba ladder is
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,18 +39,14 @@ _SOFTMAX_THREADS = 256  # rung 1b: threads (score rows) per block
 
 def attention_forward_naive(q, k, v, key_padding_mask=None, causal=False, scale=None):
     """v1: (o, lse) through the whole (B, H, Nq, Nk) score matrix in device memory."""
-    q, k, v, mask, (B, H, Nq, Nk, D) = attention.check_inputs(q, k, v, key_padding_mask)
-    scale = 1.0 / math.sqrt(D) if scale is None else scale
-    xp = loader.xp()
-    o = xp.empty((B, H, Nq, D), dtype=np.float32)
-    lse = xp.empty((B, H, Nq), dtype=np.float32)
+    q, k, v, mask, (B, H, Nq, Nk, D), scale, o, lse = attention.forward_setup(q, k, v, key_padding_mask, scale)
     if lse.size == 0:
         return o, lse
     if Nk == 0:  # no keys: every row fully masked
         o[...] = 0
         lse[...] = -np.inf
         return o, lse
-    s = xp.empty((B, H, Nq, Nk), dtype=np.float32)  # the N x N matrix the later rungs never make
+    s = loader.xp().empty((B, H, Nq, Nk), dtype=np.float32)  # the N x N matrix the later rungs never make
     mask_ptr, has_mask = attention.mask_args(mask)
     sizes = (np.int32(H), np.int32(Nq), np.int32(Nk), np.int32(D))
     loader.get_function("attention_ladder.cu", "attention1_scores")(
@@ -71,11 +66,7 @@ def attention_forward_naive(q, k, v, key_padding_mask=None, causal=False, scale=
 
 def attention_forward_online(q, k, v, key_padding_mask=None, causal=False, scale=None):
     """v2: (o, lse) in one pass over the keys per query row, O(N) memory."""
-    q, k, v, mask, (B, H, Nq, Nk, D) = attention.check_inputs(q, k, v, key_padding_mask)
-    scale = 1.0 / math.sqrt(D) if scale is None else scale
-    xp = loader.xp()
-    o = xp.empty((B, H, Nq, D), dtype=np.float32)
-    lse = xp.empty((B, H, Nq), dtype=np.float32)
+    q, k, v, mask, (B, H, Nq, Nk, D), scale, o, lse = attention.forward_setup(q, k, v, key_padding_mask, scale)
     if lse.size == 0:
         return o, lse
     mask_ptr, has_mask = attention.mask_args(mask)
