@@ -7,12 +7,14 @@ BertForMaskedLM, ViTForImageClassification) is built from a tiny config, its
 weights are loaded into minivl with ``from_hf``, and the two losses are checked
 equal before anything is timed. Models that do not exist yet are skipped.
 
-    python benchmarks/bench_train.py [--repeats 15] [--threads 1] [--models clip gpt bert vit]
+    python benchmarks/bench_train.py [--repeats 15] [--threads 1 2] [--models clip gpt bert vit] [--profile]
 
-Prints minivl / torch time ratios (lower is better; PERF.md's target is <= 1.0)
-and saves benchmarks/results/train_cpu.json. Timings are medians of
-interleaved repeats (numpy, numba, torch, numpy, ...), so a busy machine
-slows all three alike rather than whichever ran last.
+Prints minivl / torch time ratios (lower is better; PERF.md's target is <= 0.8)
+and saves benchmarks/results/train_cpu.json, with the load average of the
+machine before and after. Timings are medians of interleaved rounds (a block of
+numpy steps, of numba steps, of torch steps, then again in rotated order), so
+a busy machine slows all three alike rather than whichever ran last.
+``--profile`` adds the per-op breakdown of each step (``op_profile.py``).
 """
 
 from __future__ import annotations
@@ -22,13 +24,14 @@ import importlib
 import json
 import os
 import platform
+import statistics
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 
 # benchmarks/ is on sys.path when a script in it runs
-from common import time_cpu
-
 import minivl as mv
 from minivl.optim import AdamW
 
@@ -158,36 +161,83 @@ def steppers(name):
     return {"numpy": minivl_step("numpy"), "numba": minivl_step("numba"), "torch": torch_step}, got
 
 
-def blocked_medians(steps, repeats, warmup=2):
-    """Median step time of each contender, timed one contender at a time.
+def interleaved_medians(steps, repeats, rounds=5, warmup=1, settle_s=0.1):
+    """Median step time of each contender over ``rounds`` interleaved rounds.
 
-    Timing them in blocks (not interleaved) matters: Numba's and torch's
-    OpenMP pools spin for a while after each parallel region, and an
-    interleaved loop would time each framework against the other's spinning
-    threads.
+    Each round times every contender in turn (the order rotating from round to
+    round) for a short block of ``repeats // rounds`` steps: a busy machine
+    slows all contenders alike, while inside a block one framework never runs
+    against the other's still-spinning OpenMP threads (Numba's and torch's
+    pools spin for a while after each parallel region; ``settle_s`` of sleep
+    before each block lets them stop).
+
+    Returns two ``{contender: seconds}``: wall-clock medians and CPU-time
+    medians (this process's CPU seconds per step: at one thread nearly immune
+    to other processes on the machine; at two it also counts spinning threads).
     """
-    medians = {k: time_cpu(fn, repeats=repeats, warmup=warmup) for k, fn in steps.items()}
+    names = list(steps)
+    times = {k: [] for k in names}
+    cpu = {k: [] for k in names}
+    per_block = max(1, repeats // rounds)
+    for fn in steps.values():  # JIT, allocator and cache warm-up, untimed
+        for _ in range(warmup):
+            fn()
+    for r in range(rounds):
+        for k in names[r % len(names):] + names[:r % len(names)]:
+            time.sleep(settle_s)
+            steps[k]()  # one untimed step: the block starts warm
+            for _ in range(per_block):
+                t0, c0 = time.perf_counter(), time.process_time()
+                steps[k]()
+                times[k].append(time.perf_counter() - t0)
+                cpu[k].append(time.process_time() - c0)
     mv.use("numpy")
-    return medians
+    return ({k: statistics.median(v) for k, v in times.items()},
+            {k: statistics.median(v) for k, v in cpu.items()})
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--models", nargs="+", default=list(CASES), choices=list(CASES))
-    parser.add_argument("--threads", type=int, default=1,
-                        help="threads for every contender (BLAS, Numba, torch); 1 is the least "
-                             "noisy on a shared machine")
-    args = parser.parse_args()
+def set_threads(n):
+    """Every contender's thread count: torch, Numba and NumPy's BLAS."""
     import numba
     import torch
     from threadpoolctl import threadpool_limits
 
-    torch.set_num_threads(args.threads)
-    numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
-    threadpool_limits(args.threads)  # NumPy's BLAS
+    torch.set_num_threads(n)
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    threadpool_limits(n)
 
-    rows = {}
+
+def profile_rows(steps, repeats=5, top=12):
+    """The per-op breakdown (ms per step) of each contender (see op_profile.py)."""
+    from op_profile import op_breakdown, torch_breakdown
+
+    out = {b: op_breakdown(steps[b], repeats=repeats, top=top) for b in ("numpy", "numba")}
+    out["torch"] = torch_breakdown(steps["torch"], repeats=repeats, top=top)
+    mv.use("numpy")
+    return out
+
+
+def print_breakdown(name, threads, prof):
+    print(f"\n{name}, {threads} thread(s): ms per step by op (instrumented; totals include timer overhead)")
+    for backend_name, ops in prof.items():
+        print(f"  {backend_name:5}  total {ops['total']:.1f} ms: " + ", ".join(
+            f"{k} {v:.1f}" for k, v in list(ops.items())[1:9]))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=15, help="timed steps per contender (split into rounds)")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds the repeats are split into")
+    parser.add_argument("--models", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--threads", type=int, nargs="+", default=[1],
+                        help="thread counts to measure, each for every contender (BLAS, Numba, torch)")
+    parser.add_argument("--profile", action="store_true", help="also record the per-op breakdown of each step")
+    parser.add_argument("--out", type=Path, default=RESULTS, help=f"JSON to write (default {RESULTS})")
+    args = parser.parse_args()
+    import torch
+
+    load_before = os.getloadavg()
+    rows, profiles = {}, {}
     for name in args.models:
         try:
             importlib.import_module(CASES[name][1])
@@ -195,23 +245,39 @@ def main():
             print(f"{name}: model not in minivl yet, skipped")
             continue
         steps, loss = steppers(name)
-        t = blocked_medians(steps, args.repeats)
-        rows[name] = {"seconds": t, "loss": loss,
-                      "numpy_over_torch": t["numpy"] / t["torch"],
-                      "numba_over_torch": t["numba"] / t["torch"]}
-    print(f"{'model':6} {'numpy ms':>9} {'numba ms':>9} {'torch ms':>9} "
-          f"{'numpy/torch':>12} {'numba/torch':>12}")
+        for threads in args.threads:
+            set_threads(threads)
+            t, c = interleaved_medians(steps, args.repeats, rounds=args.rounds)
+            rows.setdefault(name, {"loss": loss})[f"threads_{threads}"] = {
+                "seconds": t, "numpy_over_torch": t["numpy"] / t["torch"],
+                "numba_over_torch": t["numba"] / t["torch"],
+                "cpu_seconds": c, "cpu_numpy_over_torch": c["numpy"] / c["torch"],
+                "cpu_numba_over_torch": c["numba"] / c["torch"]}
+            if args.profile:
+                prof = profile_rows(steps)
+                profiles.setdefault(name, {})[f"threads_{threads}"] = prof
+                print_breakdown(name, threads, prof)
+    print(f"\n{'model':6} {'threads':>7} {'numpy ms':>9} {'numba ms':>9} {'torch ms':>9} "
+          f"{'numpy/torch':>12} {'numba/torch':>12} {'(cpu time)':>11}")
     for name, r in rows.items():
-        s = r["seconds"]
-        print(f"{name:6} {1e3 * s['numpy']:9.1f} {1e3 * s['numba']:9.1f} {1e3 * s['torch']:9.1f} "
-              f"{r['numpy_over_torch']:12.2f} {r['numba_over_torch']:12.2f}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
+        for threads in args.threads:
+            rt = r[f"threads_{threads}"]
+            s = rt["seconds"]
+            print(f"{name:6} {threads:7d} {1e3 * s['numpy']:9.1f} {1e3 * s['numba']:9.1f} "
+                  f"{1e3 * s['torch']:9.1f} {rt['numpy_over_torch']:12.2f} {rt['numba_over_torch']:12.2f} "
+                  f"{rt['cpu_numpy_over_torch']:5.2f} {rt['cpu_numba_over_torch']:5.2f}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({
+        "command": "python benchmarks/bench_train.py " + " ".join(sys.argv[1:]),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores", "torch": torch.__version__,
-        "threads": args.threads, "numpy": np.__version__,
-        "load_average": os.getloadavg(), "repeats": args.repeats, "results": rows,
+        "numpy": np.__version__, "threads": args.threads,
+        "load_average_before": load_before, "load_average_after": os.getloadavg(),
+        "note": "shared machine: other processes ran during the measurement (see load averages); "
+                "ratios are medians of interleaved rounds, so contention slows every contender alike",
+        "repeats": args.repeats, "rounds": args.rounds, "results": rows,
+        **({"per_op_ms": profiles} if profiles else {}),
     }, indent=2))
-    print(f"saved {RESULTS}")
+    print(f"saved {args.out}")
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from . import attention_rows
 from ._rows import float_dtype
 from .matmul import gemm_tile
 from .vmath import JIT_OPTIONS, exp, row_max
@@ -302,9 +303,10 @@ def _backward_kernel(q, k, kt, vt, do, lse, delta, key_mask, causal, scale, dk, 
 # --------------------------------------------------------------------------- wrappers
 
 
-def _prepare(name, q, k, v, key_padding_mask, scale):
-    """Contiguous (BH, N, D) arrays, the (B, Nk) mask and the scale (shapes asserted:
-    ``F.scaled_dot_product_attention`` validates them for users)."""
+def _prepare(name, q, k, v, key_padding_mask, scale, flat=True):
+    """Contiguous (BH, N, D) arrays (q, k, v untouched with ``flat=False``), the (B, Nk)
+    mask and the scale (shapes asserted: ``F.scaled_dot_product_attention`` validates
+    them for users)."""
     q, k, v = np.asarray(q), np.asarray(k), np.asarray(v)
     assert (q.ndim == 4 and k.ndim == 4 and v.ndim == 4 and k.shape[:2] == q.shape[:2]
             and k.shape[3] == q.shape[3] and v.shape[:3] == k.shape[:3]), (
@@ -321,6 +323,8 @@ def _prepare(name, q, k, v, key_padding_mask, scale):
         assert mask.shape == (B, Nk), f"{name}: key_padding_mask must have shape (B, Nk) = {(B, Nk)}, got {mask.shape}"
         mask = np.ascontiguousarray(mask, dtype=bool)
     scale = 1.0 / math.sqrt(D) if scale is None else scale
+    if not flat:
+        return q, k, v, mask, dtype.type(scale), dtype
     flat = lambda x, n, d: np.ascontiguousarray(x, dtype).reshape((B * H, n, d))
     return (flat(q, Nq, D), flat(k, Nk, D), flat(v, Nk, v.shape[3]), mask,
             dtype.type(scale), dtype)
@@ -328,6 +332,9 @@ def _prepare(name, q, k, v, key_padding_mask, scale):
 
 def attention_forward(q, k, v, key_padding_mask=None, causal=False, scale=None):
     """softmax(q k^T * scale + mask) v and the per-row log-sum-exp, in O(N) memory."""
+    if np.shape(k)[2] <= attention_rows.ROWS_MAX_NK:  # short rows: no copies, no tiles
+        return attention_rows.attention_forward(
+            *_prepare("attention_forward", q, k, v, key_padding_mask, scale, flat=False), causal=causal)
     q3, k3, v3, mask, scale, dtype = _prepare("attention_forward", q, k, v, key_padding_mask, scale)
     BH, Nq, _ = q3.shape
     B, H = np.shape(q)[:2]
@@ -342,6 +349,14 @@ def attention_forward(q, k, v, key_padding_mask=None, causal=False, scale=None):
 
 def attention_backward(q, k, v, o, lse, do, key_padding_mask=None, causal=False, scale=None):
     """(dq, dk, dv) of ``attention_forward``, rebuilding P from the saved lse."""
+    if np.shape(k)[2] <= attention_rows.ROWS_MAX_NK:
+        q, k, v, mask, scale, dtype = _prepare("attention_backward", q, k, v, key_padding_mask, scale, flat=False)
+        B, H, Nq, _ = q.shape
+        assert np.shape(o) == (B, H, Nq, v.shape[3]) and np.shape(do) == np.shape(o) and np.shape(lse) == (B, H, Nq), (
+            f"attention_backward: expected o and do of shape {(B, H, Nq, v.shape[3])} and lse of shape "
+            f"{(B, H, Nq)}; got o.shape={np.shape(o)}, do.shape={np.shape(do)}, lse.shape={np.shape(lse)}"
+        )
+        return attention_rows.attention_backward(q, k, v, o, lse, do, mask, scale, dtype, causal)
     q3, k3, v3, mask, scale, dtype = _prepare("attention_backward", q, k, v, key_padding_mask, scale)
     BH, Nq, D = q3.shape
     Nk, Dv = k3.shape[1], v3.shape[2]

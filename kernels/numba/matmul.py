@@ -25,17 +25,29 @@ FlashAttention tile is two small matrix products.
 Measured (benchmarks/bench_kernels.py, float32, one thread of a 2-core
 AVX-512 machine, CPU time): v1 about a third of OpenBLAS, v2 70-100 %
 (1024^3: 70-85 GFLOP/s against OpenBLAS's ~97).
+
+On the shapes of the lecture models' training steps (a few thousand rows,
+K and N of 64-400) v2 is only about half of OpenBLAS at one thread (measured
+with benchmarks/bench_train.py's per-op breakdown, issue 16): the packing and
+the 4-row tiles do not amortise over a K of 64. So the numba *backend* serves
+``matmul`` with ``matmul_backend``: BLAS (NumPy's ``matmul``, as the
+reference) by default, or this file's ``matmul`` with
+``MINIVL_NUMBA_GEMM=own`` -- the GEMM ladder stays a lesson, not the bottleneck.
 """
 
 from __future__ import annotations
 
 import math
+import os
 
 import numba
 import numpy as np
 from numba import njit, prange
 
 from .vmath import JIT_OPTIONS
+
+# Which GEMM the numba backend uses: "blas" (default) or "own" (``matmul`` below).
+GEMM = os.environ.get("MINIVL_NUMBA_GEMM", "blas")
 
 # Block sizes (elements). A KC x NC panel of B is 256 KiB in float32: it fits
 # the 1-2 MiB L2 of current x86 cores. Measured on a 2-core AVX-512 machine;
@@ -228,3 +240,14 @@ def matmul(a, b):
     if vector_b:
         out = out[..., 0]
     return out
+
+
+def matmul_backend(a, b):
+    """The numba backend's ``matmul``: OpenBLAS through NumPy (``reference.matmul``,
+    which folds a stack of rows times one matrix into one 2-D GEMM) unless
+    ``MINIVL_NUMBA_GEMM=own`` picks the blocked Numba GEMM above."""
+    if GEMM == "own":
+        return matmul(a, b)
+    from minivl.kernels.reference import matmul as blas_matmul
+
+    return blas_matmul(a, b)
