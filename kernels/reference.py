@@ -174,6 +174,26 @@ def gelu_backward(x, dy, approximate="none"):
     return dy * (_phi(x) + x * pdf)
 
 
+def bias_gelu_forward(x, bias, approximate="none"):
+    """GELU(x + bias), the bias broadcast along the last axis: the first Linear's
+    bias and the MLP's activation as one op (the GEMM before it adds no bias).
+
+    ``approximate`` is one of ``gelu_forward``'s forms.
+    """
+    return gelu_forward(x + bias, approximate)
+
+
+def bias_gelu_backward(x, bias, dy, approximate="none"):
+    """Gradients of ``bias_gelu_forward``: with z = x + bias and dz = dy * GELU'(z),
+
+    dx = dz;   dbias = the sum of dz over every axis but the last.
+
+    Returns ``(dx, dbias)``.
+    """
+    dz = gelu_backward(x + bias, dy, approximate)
+    return dz, dz.reshape(-1, dz.shape[-1]).sum(axis=0)
+
+
 def _tanh_arg(x):
     return _SQRT_2_OVER_PI * x * (1.0 + 0.044715 * (x * x))
 

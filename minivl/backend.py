@@ -67,6 +67,8 @@ class Backend:
     layer_norm_backward: Kernel
     gelu_forward: Kernel
     gelu_backward: Kernel
+    bias_gelu_forward: Kernel  # GELU(x + bias): a Linear's bias and the activation in one pass
+    bias_gelu_backward: Kernel
     attention_forward: Kernel
     attention_backward: Kernel
     attention_mask: Kernel  # the (B, 1, Nq, Nk) allowed pairs, for the composed (non-fused) path

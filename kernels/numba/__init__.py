@@ -9,6 +9,8 @@ namesake in ``reference.py`` (which the tests in ``tests/kernels/`` check):
 * ``softmax.py``    -- softmax / log-softmax, forward and backward
 * ``layer_norm.py`` -- layer norm forward and backward
 * ``gelu.py``       -- GELU, erf and tanh forms
+* ``bias_gelu.py``  -- GELU(x + bias) in one pass, dbias summed in the backward's sweep
+* ``attention_rows.py`` -- attention for short rows in the (B, N, H, D) layout, no copies
 * ``attention.py``  -- FlashAttention-style fused attention, O(N) memory
 * ``attention_ladder.py`` -- attention as numbered rungs: naive, online softmax, tiled, backward
 * ``vmath.py``      -- an exp that LLVM can vectorise, and the fastmath flags
@@ -25,7 +27,7 @@ from __future__ import annotations
 
 # modules only: importing the functions here would shadow ``matmul.py`` with
 # the function ``matmul``
-from . import attention, gelu, layer_norm, matmul, softmax
+from . import attention, bias_gelu, gelu, layer_norm, matmul, softmax
 
 KERNELS = {
     "matmul": matmul.matmul_backend,  # BLAS unless MINIVL_NUMBA_GEMM=own
@@ -37,6 +39,8 @@ KERNELS = {
     "layer_norm_backward": layer_norm.layer_norm_backward,
     "gelu_forward": gelu.gelu_forward,
     "gelu_backward": gelu.gelu_backward,
+    "bias_gelu_forward": bias_gelu.bias_gelu_forward,
+    "bias_gelu_backward": bias_gelu.bias_gelu_backward,
     "attention_forward": attention.attention_forward,
     "attention_backward": attention.attention_backward,
 }

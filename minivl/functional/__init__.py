@@ -4,7 +4,7 @@ Every function takes and returns ``minivl.Tensor``s. Axis arguments are named
 ``axis`` (NumPy's convention). One idea per file:
 
 * ``elementwise`` -- arithmetic, exp / log / sqrt, where, astype
-* ``activations`` -- tanh, sigmoid, relu, gelu, quick_gelu
+* ``activations`` -- tanh, sigmoid, relu, gelu, quick_gelu, bias_gelu (fused bias + GELU)
 * ``reduce``      -- sum, mean, max, var
 * ``shape``       -- reshape, transpose, indexing, gather, concat, embedding
 * ``linear``      -- matmul, linear
@@ -15,7 +15,7 @@ Every function takes and returns ``minivl.Tensor``s. Axis arguments are named
 * ``conv``        -- conv2d, conv_transpose2d, upsample_nearest, pooling
 """
 
-from minivl.functional.activations import gelu, quick_gelu, relu, sigmoid, tanh
+from minivl.functional.activations import bias_gelu, gelu, quick_gelu, relu, sigmoid, tanh
 from minivl.functional.attention import scaled_dot_product_attention
 from minivl.functional.conv import avg_pool2d, conv2d, conv_transpose2d, max_pool2d, upsample_nearest
 from minivl.functional.elementwise import (
@@ -56,7 +56,7 @@ from minivl.functional.softmax import gumbel_softmax, log_softmax, logsumexp, so
 __all__ = [
     "add", "astype", "avg_pool2d", "binary_cross_entropy_with_logits", "concat", "conv2d",
     "conv_transpose2d", "cross_entropy", "div", "dropout", "embedding", "exp", "expand", "gather",
-    "gelu", "getitem", "gumbel_softmax", "kl_div", "l2_normalize", "layer_norm", "linear", "log",
+    "bias_gelu", "gelu", "getitem", "gumbel_softmax", "kl_div", "l2_normalize", "layer_norm", "linear", "log",
     "log_softmax", "logsumexp", "masked_fill", "matmul", "max", "max_pool2d", "mean", "mul", "neg",
     "permute", "pow", "quick_gelu", "relu", "reshape", "scaled_dot_product_attention", "sigmoid",
     "softmax", "split", "sqrt", "squeeze", "stack", "sub", "sum", "swapaxes", "tanh", "transpose",

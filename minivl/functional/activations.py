@@ -79,6 +79,22 @@ class GELU(Function):
         return backend.for_array(a).gelu_backward(a, g, ctx.approximate)
 
 
+class BiasGELU(Function):
+    """GELU(x + bias) as one node: the MLP's first bias and its activation fused
+    (``bias_gelu_forward`` / ``bias_gelu_backward``); dx = dy GELU'(x + b), db = its column sum."""
+
+    @staticmethod
+    def forward(ctx, a, bias, approximate="none"):
+        ctx.save_for_backward(a, bias)
+        ctx.approximate = approximate
+        return backend.for_array(a).bias_gelu_forward(a, bias, approximate)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, bias = ctx.saved
+        return backend.for_array(a).bias_gelu_backward(a, bias, g, ctx.approximate)
+
+
 def tanh(a):
     return Tanh.apply(a)
 
@@ -105,6 +121,19 @@ def gelu(a, approximate="none"):
         raise ValueError(f"approximate must be one of {_GELU_FORMS}, got {approximate!r}")
     check_float(a, "gelu: a")
     return GELU.apply(a, approximate=approximate)
+
+
+def bias_gelu(a, bias, approximate="none"):
+    """``gelu(a + bias, approximate)`` with ``bias`` of shape ``(a.shape[-1],)``, in one
+    kernel pass forward and one backward (the bias gradient summed in the same sweep)."""
+    if approximate not in _GELU_FORMS:
+        raise ValueError(f"approximate must be one of {_GELU_FORMS}, got {approximate!r}")
+    check_float(a, "bias_gelu: a")
+    check_float(bias, "bias_gelu: bias")
+    if a.ndim < 1 or bias.shape != a.shape[-1:]:
+        raise ValueError(f"bias_gelu: bias must have shape {a.shape[-1:]} (a has shape {a.shape}), "
+                         f"got {bias.shape}")
+    return BiasGELU.apply(a, bias, approximate=approximate)
 
 
 def quick_gelu(a):

@@ -10,14 +10,24 @@ The models differ only in the options:
 
 from __future__ import annotations
 
+from minivl import backend
+from minivl import functional as F
 from minivl.nn.activations import get_activation
 from minivl.nn.attention import MultiHeadAttention
 from minivl.nn.layers import Dropout, LayerNorm, Linear, ModuleList
 from minivl.nn.module import Module
 
+# activation name -> the GELU form that F.bias_gelu fuses with fc1's bias
+_FUSED_GELU = {"gelu": "none", "gelu_tanh": "tanh", "quick_gelu": "sigmoid"}
+
 
 class MLP(Module):
-    """Linear -> activation -> Linear (-> dropout); 4x width in transformers."""
+    """Linear -> activation -> Linear (-> dropout); 4x width in transformers.
+
+    With a GELU activation and a backend that has its own ``bias_gelu`` kernel,
+    fc1's bias is added inside the activation (``F.bias_gelu``): the same
+    math, one pass fewer over the hidden activations each way.
+    """
 
     def __init__(self, dim, hidden_dim, out_dim=None, activation="gelu", dropout=0.0, bias=True):
         super().__init__()
@@ -28,10 +38,21 @@ class MLP(Module):
         self.dropout = Dropout(dropout)
 
     def forward(self, x):
-        return self.dropout(self.fc2(self.act(self.fc1(x))))
+        form = _FUSED_GELU.get(self.activation)
+        if form is not None and type(self.fc1) is Linear and self.fc1.bias is not None and _fuses(x):
+            h = F.bias_gelu(F.linear(x, self.fc1.weight), self.fc1.bias, form)
+        else:
+            h = self.act(self.fc1(x))
+        return self.dropout(self.fc2(h))
 
     def extra_repr(self):
         return f"activation={self.activation!r}"
+
+
+def _fuses(x):
+    """Whether the backend serving ``x`` runs ``bias_gelu`` with its own kernel (not a fallback)."""
+    b = backend.for_array(x.data)
+    return b.bias_gelu_forward.source == b.name
 
 
 class TransformerBlock(Module):
