@@ -1,5 +1,5 @@
 """The CUDA backend end to end, on the CPU: ``minivl.use("cuda")`` inside
-``emulate.on_cpu()`` trains a tiny GPT and a tiny CLIP with every kernel op
+``emulate.on_cpu()`` trains a tiny GPT, CLIP, BERT and ViT with every kernel op
 served by the ``.cu`` sources (built as host C++, see
 ``kernels/cuda/emulate.py``), to the losses of the NumPy backend.
 
@@ -94,6 +94,51 @@ def test_tiny_clip_trains_to_the_numpy_losses_on_the_emulated_cuda_kernels():
     want, got, served = _on_numpy_and_emulated_cuda(_clip, lambda model: model.loss(images, ids, mask))
     assert set(served.values()) == {"cuda"}, served
     assert FUSED_OPS <= set(served), served  # key padding masks reach the fused attention kernels
+    np.testing.assert_allclose(got, want, rtol=RTOL)
+    assert want[-1] < want[0]
+
+
+def _bert():
+    from minivl.models.bert import BERT
+
+    return BERT(vocab_size=20, max_len=8, dim=16, depth=1, num_heads=2, dropout=0.0)
+
+
+def test_tiny_bert_trains_to_the_numpy_losses_on_the_emulated_cuda_kernels():
+    """Post-LN blocks, the exact-erf GELU, padding masks and the tied MLM head."""
+    from minivl.models.bert import mlm_loss
+
+    rng = np.random.default_rng(0)
+    ids = rng.integers(5, 20, (2, 8))
+    labels = np.where(rng.random((2, 8)) < 0.5, ids, -100)
+    labels[0, 0] = ids[0, 0]  # at least one masked position
+    mask = np.ones((2, 8), dtype=bool)
+    mask[1, 6:] = False
+
+    def loss(model):
+        return mlm_loss(model.mlm_logits(ids, key_padding_mask=mask), labels)
+
+    want, got, served = _on_numpy_and_emulated_cuda(_bert, loss)
+    assert set(served.values()) == {"cuda"}, served
+    assert FUSED_OPS <= set(served), served
+    np.testing.assert_allclose(got, want, rtol=RTOL)
+    assert want[-1] < want[0]
+
+
+def _vit():
+    from minivl.models.vit import ViT
+
+    return ViT(num_classes=3, image_size=8, patch_size=4, in_channels=1, dim=16, depth=1, num_heads=2)
+
+
+def test_tiny_vit_trains_to_the_numpy_losses_on_the_emulated_cuda_kernels():
+    """Patch embedding (a strided conv as a matmul), the erf GELU and the [CLS] classifier."""
+    rng = np.random.default_rng(0)
+    images = rng.standard_normal((4, 1, 8, 8)).astype(np.float32)
+    labels = np.array([0, 1, 2, 1])
+    want, got, served = _on_numpy_and_emulated_cuda(_vit, lambda model: F.cross_entropy(model(images), labels))
+    assert set(served.values()) == {"cuda"}, served
+    assert FUSED_OPS <= set(served), served
     np.testing.assert_allclose(got, want, rtol=RTOL)
     assert want[-1] < want[0]
 

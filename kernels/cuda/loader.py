@@ -65,7 +65,7 @@ def cupy():
         import cupy as cp
     except ImportError as err:  # pragma: no cover - depends on the machine
         raise ImportError(
-            "minivl's CUDA kernels need CuPy and an NVIDIA GPU: pip install cupy-cuda12x "
+            "minivl's CUDA kernels need CuPy and an NVIDIA GPU: pip install cupy-cuda13x "
             "(or the wheel matching your CUDA); without a GPU use minivl.use('numpy') or 'numba'"
         ) from err
     return cp
