@@ -35,6 +35,7 @@ _EXPORTS = {
     "is_grad_enabled": ("minivl.tensor", "is_grad_enabled"),
     "no_grad": ("minivl.tensor", "no_grad"),
     "tensor": ("minivl.tensor", "tensor"),
+    "to_device": ("minivl.device", "to_device"),
 }
 
 __all__ = [*sorted(_EXPORTS), "__version__"]

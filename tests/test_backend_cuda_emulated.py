@@ -32,7 +32,7 @@ def _train(name, make_model, loss_of_batch):
 
     mv.use(name)
     mv.manual_seed(0)
-    model = make_model()
+    model = make_model().to("cuda" if name == "cuda" else "cpu")  # as on a GPU: the model moves first
     opt = AdamW(model.parameters(), lr=1e-2)
     losses = []
     for _ in range(STEPS):
@@ -167,3 +167,39 @@ def test_softmax_over_a_leading_axis_matches_numpy_on_the_emulated_cuda_kernels(
     np.testing.assert_allclose(g_got, g_want, rtol=1e-5, atol=1e-6)
     stem = op.__name__
     assert served == {f"{stem}_forward": "cuda", f"{stem}_backward": "cuda"}
+
+
+def test_a_model_trained_on_the_emulated_cuda_backend_checkpoints_to_the_host(tmp_path):
+    """model.to("cuda"), a batch moved with to_device, two AdamW steps; the saved
+    training state (weights and AdamW moments) reloads on the CPU to the same loss."""
+    from minivl.checkpoint import load_training_state, save_training_state
+    from minivl.models.gpt import GPT
+    from minivl.optim import AdamW, flatten_state_dict
+
+    ids = np.random.default_rng(0).integers(0, 20, (2, 8))
+    emulate.build()
+    with emulate.on_cpu():
+        mv.use("cuda")
+        mv.manual_seed(0)
+        model = _gpt().to("cuda")
+        opt = AdamW(model.parameters(), lr=1e-2)
+        batch = mv.to_device(ids, "cuda")
+        for _ in range(2):
+            loss = model.loss(batch)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        save_training_state(tmp_path / "state.safetensors", model, opt, None, step=2)
+        want = model.loss(batch).item()
+    mv.use("numpy")
+    fresh = GPT(model.config)
+    fresh_opt = AdamW(fresh.parameters(), lr=1e-2)
+    assert load_training_state(tmp_path / "state.safetensors", fresh, fresh_opt, None) == 2
+    for (name, a), b in zip(model.state_dict().items(), fresh.state_dict().values()):
+        np.testing.assert_array_equal(a, b, err_msg=name)
+    saved, loaded = flatten_state_dict(opt.state_dict()), flatten_state_dict(fresh_opt.state_dict())
+    assert saved.keys() == loaded.keys()
+    for key in saved:
+        np.testing.assert_array_equal(saved[key], loaded[key], err_msg=key)
+    assert isinstance(fresh.parameters()[0].data, np.ndarray)
+    np.testing.assert_allclose(fresh.loss(ids).item(), want, rtol=1e-5)

@@ -270,6 +270,14 @@ class _Kernel:
         self.xp.check(self.name)
 
 
+_depth = 0  # how many on_cpu() blocks are open
+
+
+def active() -> bool:
+    """True inside ``on_cpu()``: "cuda" arrays are then NumPy arrays (``minivl.device``)."""
+    return _depth > 0
+
+
 @contextlib.contextmanager
 def on_cpu(seed: int = 0, fill_shared: bool = True, sanitize: bool | None = None):
     """Within the block, ``minivl.kernels.cuda`` runs on NumPy arrays via the emulator.
@@ -291,10 +299,13 @@ def on_cpu(seed: int = 0, fill_shared: bool = True, sanitize: bool | None = None
         "compute_capability": lambda: 80,
     }
     saved = {name: getattr(loader, name) for name in swaps}
+    global _depth
     for name, fn in swaps.items():
         setattr(loader, name, fn)
+    _depth += 1
     try:
         yield xp
     finally:
+        _depth -= 1
         for name, fn in saved.items():
             setattr(loader, name, fn)

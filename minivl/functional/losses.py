@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from minivl import backend
+from minivl.device import asarray, like
 from minivl.functional._util import check_float
 from minivl.functional.elementwise import mul, sub
 from minivl.functional.reduce import mean as _mean
@@ -54,9 +55,10 @@ def cross_entropy(logits, target, axis=-1, ignore_index=-100, label_smoothing=0.
     ``label_smoothing`` = e the target is (1 - e) one-hot + e / C uniform.
     """
     check_float(logits, "cross_entropy: logits")
-    target = target.data if isinstance(target, Tensor) else np.asarray(target)
+    target = target.data if isinstance(target, Tensor) else asarray(target)
     if target.dtype.kind not in "iu":
         raise TypeError(f"cross_entropy target must hold integer class ids, got dtype {target.dtype}")
+    target = like(target, logits.data)  # host labels meet device logits on the device
     if axis not in (-1, logits.ndim - 1):
         logits = logits.swapaxes(axis, -1)
     if logits.shape[:-1] != target.shape:

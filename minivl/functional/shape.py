@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from minivl.device import asarray, like
 from minivl.functional._util import normalize_axis
 from minivl.tensor import Function, Tensor, array_module
 
@@ -184,10 +185,10 @@ def getitem(x, index):
 def gather(x, index, axis):
     """``out[..., i, ...] = x[..., index[..., i, ...], ...]`` along ``axis``
     (``np.take_along_axis``), e.g. picking each row's label logit."""
-    index = index.data if isinstance(index, Tensor) else np.asarray(index)
+    index = index.data if isinstance(index, Tensor) else asarray(index)
     axis = normalize_axis(axis, x.ndim)[0]
     grids = np.ogrid[tuple(slice(n) for n in index.shape)]
-    full = tuple(index if i == axis else grids[i] for i in range(x.ndim))
+    full = tuple(like(index if i == axis else grids[i], x.data) for i in range(x.ndim))
     return GetItem.apply(x, index=full)
 
 
@@ -242,11 +243,11 @@ builtin_sum = sum
 
 def embedding(ids, weight):
     """Rows of ``weight (V, D)`` picked by integer ``ids (...)`` -> ``(..., D)``."""
-    ids = ids.data if isinstance(ids, Tensor) else np.asarray(ids)
+    ids = ids.data if isinstance(ids, Tensor) else asarray(ids)
     if ids.dtype.kind not in "iu":
         raise TypeError(f"embedding ids must be integers, got dtype {ids.dtype}")
     if ids.size and (ids.min() < 0 or ids.max() >= weight.shape[0]):
         raise ValueError(
             f"embedding ids must lie in [0, {weight.shape[0]}), got range [{ids.min()}, {ids.max()}]"
         )
-    return Embedding.apply(weight, ids=ids)
+    return Embedding.apply(weight, ids=like(ids, weight.data))  # host ids index device weights on the device

@@ -91,6 +91,20 @@ class Module:
             p.requires_grad = flag
         return self
 
+    def to(self, device):
+        """Move every parameter (and its gradient) and buffer to ``device`` ("cpu" or
+        "cuda", see ``minivl.device``), in place; returns ``self``. Move the model before
+        the optimizer's first step (its state arrays are made like the parameters then);
+        ``state_dict()`` always returns host (NumPy) copies, so checkpoints load anywhere."""
+        from minivl.device import to_array, to_device
+
+        for p in self.parameters():
+            to_device(p, device)
+        for m in self.modules():
+            for name in m._buffers:
+                object.__setattr__(m, name, to_array(getattr(m, name), device))
+        return self
+
     def train(self, mode=True):
         for m in self.modules():
             object.__setattr__(m, "training", mode)

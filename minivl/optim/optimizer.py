@@ -106,7 +106,7 @@ class Optimizer:
                 ids.append(index[id(p)])
             groups.append({**{k: v for k, v in group.items() if k != "params"}, "params": ids})
         state = {
-            index[key]: {name: _copy(value) for name, value in entry.items()}
+            index[key]: {name: _host_copy(value) for name, value in entry.items()}
             for key, entry in self.state.items()
             if key in index
         }
@@ -213,6 +213,13 @@ def _host_array(value, key, dtype=None):
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"optimizer state {key!r} = {value!r} is not numeric; cannot flatten it")
     return arr
+
+
+def _host_copy(value):
+    """A copy on the host: GPU (CuPy) state arrays come back as NumPy, so a saved state loads anywhere."""
+    if hasattr(value, "__cuda_array_interface__") and not isinstance(value, np.ndarray):
+        return value.get()
+    return _copy(value)
 
 
 def _copy(value):

@@ -1,0 +1,98 @@
+"""Where arrays live: ``"cpu"`` (NumPy) or ``"cuda"`` (CuPy, on the GPU).
+
+The kernel backend follows the arrays (``minivl.backend.for_array``: a CuPy
+array is always served by the ``cuda`` kernels), so training on the GPU is
+moving the model and each batch there::
+
+    mv.use("cuda")                      # or MINIVL_BACKEND=cuda
+    model.to("cuda")                    # parameters and buffers become CuPy arrays
+    images, ids = mv.to_device((images, ids), "cuda")
+    loss = model.loss(images, ids); loss.backward(); opt.step()   # AdamW's state follows the parameters
+    mv.save_checkpoint(model, path)     # state_dict() copies device arrays to the host
+
+Integer ids, labels and masks that stay NumPy are moved by the ops that take
+them (embedding, cross-entropy, gather, attention masks), so a batch of ids
+built on the host works either way; float inputs (images) must be moved.
+
+Under ``minivl.kernels.cuda.emulate.on_cpu()`` (no GPU: the ``.cu`` sources
+run as host C++ on NumPy arrays) ``"cuda"`` arrays are NumPy arrays, so the
+same code path runs in the CPU tests.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+DEVICES = ("cpu", "cuda")
+
+
+def _check(device):
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+
+
+def _emulated() -> bool:
+    from minivl.kernels.cuda import emulate
+
+    return emulate.active()
+
+
+def device_of(array) -> str:
+    """``"cuda"`` for a CuPy array, else ``"cpu"``."""
+    from minivl.tensor import Tensor
+
+    if isinstance(array, Tensor):
+        array = array.data
+    return "cuda" if hasattr(array, "__cuda_array_interface__") and not isinstance(array, np.ndarray) else "cpu"
+
+
+def to_array(array, device):
+    """One array on ``device``: a CuPy copy for ``"cuda"``, a NumPy copy for ``"cpu"``
+    (the array itself when it is there already)."""
+    _check(device)
+    on_gpu = device_of(array) == "cuda"
+    if device == "cpu":
+        return array.get() if on_gpu else array
+    if on_gpu or _emulated():
+        return array
+    from minivl.kernels.cuda.loader import available, cupy
+
+    if not available():
+        raise RuntimeError(
+            "to_device('cuda'): no CUDA device here (CuPy missing or no GPU); use 'cpu', or run "
+            "inside minivl.kernels.cuda.emulate.on_cpu() to emulate the CUDA kernels on the CPU")
+    return cupy().asarray(array)
+
+
+def to_device(obj, device):
+    """``obj`` with every array (NumPy/CuPy arrays, Tensors, and the lists, tuples and
+    dicts holding them) on ``device``; other values pass through. Tensors are moved in place."""
+    from minivl.tensor import Tensor
+
+    if isinstance(obj, Tensor):
+        obj.data = to_array(obj.data, device)
+        if obj.grad is not None:
+            obj.grad = to_array(obj.grad, device)
+        return obj
+    if isinstance(obj, np.ndarray) or hasattr(obj, "__cuda_array_interface__"):
+        return to_array(obj, device)
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_device(x, device) for x in obj)
+    if isinstance(obj, dict):
+        return {k: to_device(v, device) for k, v in obj.items()}
+    return obj
+
+
+def like(index, other):
+    """``index`` (ids, labels, a mask) in the array module of ``other`` (a no-op on the CPU)."""
+    if device_of(other) == "cuda" and device_of(index) == "cpu":
+        from minivl.tensor import array_module
+
+        return array_module(other).asarray(index)
+    return index
+
+
+def asarray(x):
+    """``x`` as an array where it lives: a CuPy array stays one (``np.asarray`` refuses
+    it), anything else becomes a NumPy array."""
+    return x if device_of(x) == "cuda" else np.asarray(x)
