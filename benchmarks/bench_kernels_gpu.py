@@ -311,7 +311,14 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="fewer sizes and repetitions")
     parser.add_argument("--json", type=Path, default=RESULTS / "kernels_gpu.json")
     parser.add_argument("--png", type=Path, default=RESULTS / "kernels_gpu.png")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="no GPU needed: check the sections and sizes, time nothing")
     args = parser.parse_args(argv)
+    if args.dry_run:
+        sizes = SIZES["quick" if args.quick else "full"]
+        sections = ", ".join(f.__name__ for f in (bench_matmul, bench_rowwise, bench_attention))
+        print(f"dry run: sections {sections}; sizes {sizes}; would write {args.json} and {args.png}")
+        return
 
     cupy, cuda, torch = _import_gpu_stack()
     props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)

@@ -43,7 +43,8 @@ def numpy_state(hf_model):
 
 
 # --------------------------------------------------------------------------- the four models
-# Each case returns (hf_model, minivl_model, torch_loss(), minivl_loss()).
+# Each case returns (hf_model, minivl_model, torch_loss(*torch_inputs), minivl_loss(*minivl_inputs),
+# torch_inputs, minivl_inputs): the inputs apart, so bench_train_gpu.py can move them to the GPU.
 
 
 def clip_case(rng, batch=128):
@@ -64,8 +65,9 @@ def clip_case(rng, batch=128):
     ids = rng.integers(3, 318, (batch, 16))
     ids[:, -1] = 319  # the end-of-text id, the largest
     tp, ti = torch.tensor(pixels), torch.tensor(ids)
-    return (hf, ours, lambda: hf(input_ids=ti, pixel_values=tp, return_loss=True).loss,
-            lambda: info_nce(ours.encode_image(pixels), ours.encode_text(ids), ours.logit_scale))
+    return (hf, ours, lambda ti, tp: hf(input_ids=ti, pixel_values=tp, return_loss=True).loss,
+            lambda pixels, ids: info_nce(ours.encode_image(pixels), ours.encode_text(ids), ours.logit_scale),
+            (ti, tp), (pixels, ids))
 
 
 def gpt_case(rng, batch=32, length=48):
@@ -80,7 +82,7 @@ def gpt_case(rng, batch=32, length=48):
     ours = GPT.from_hf(numpy_state(hf), config).train()
     ids = rng.integers(0, 400, (batch, length + 1))
     ti = torch.tensor(ids)
-    return hf, ours, lambda: hf(input_ids=ti, labels=ti).loss, lambda: ours.loss(ids)
+    return hf, ours, lambda ti: hf(input_ids=ti, labels=ti).loss, lambda ids: ours.loss(ids), (ti,), (ids,)
 
 
 def bert_case(rng, batch=32, length=32):
@@ -98,8 +100,8 @@ def bert_case(rng, batch=32, length=32):
     ids = rng.integers(5, 400, (batch, length))
     labels = np.where(rng.random((batch, length)) < 0.15, ids, -100)
     ti, tl = torch.tensor(ids), torch.tensor(labels)
-    return (hf, ours, lambda: hf(input_ids=ti, labels=tl).loss,
-            lambda: mlm_loss(ours.mlm_logits(ids), labels))
+    return (hf, ours, lambda ti, tl: hf(input_ids=ti, labels=tl).loss,
+            lambda ids, labels: mlm_loss(ours.mlm_logits(ids), labels), (ti, tl), (ids, labels))
 
 
 def vit_case(rng, batch=64):
@@ -118,8 +120,8 @@ def vit_case(rng, batch=64):
     pixels = rng.standard_normal((batch, 3, 32, 32)).astype(np.float32)
     labels = rng.integers(0, 10, batch)
     tp, tl = torch.tensor(pixels), torch.tensor(labels)
-    return (hf, ours, lambda: hf(pixel_values=tp, labels=tl).loss,
-            lambda: F.cross_entropy(ours(pixels), labels))
+    return (hf, ours, lambda tp, tl: hf(pixel_values=tp, labels=tl).loss,
+            lambda pixels, labels: F.cross_entropy(ours(pixels), labels), (tp, tl), (pixels, labels))
 
 
 CASES = {"clip": (clip_case, "minivl.models.clip"), "gpt": (gpt_case, "minivl.models.gpt"),
@@ -135,7 +137,14 @@ def steppers(name):
 
     torch.manual_seed(0)
     mv.manual_seed(0)
-    hf, ours, torch_loss, minivl_loss = CASES[name][0](np.random.default_rng(0))
+    hf, ours, torch_fn, minivl_fn, torch_in, minivl_in = CASES[name][0](np.random.default_rng(0))
+
+    def torch_loss():
+        return torch_fn(*torch_in)
+
+    def minivl_loss():
+        return minivl_fn(*minivl_in)
+
     with torch.no_grad():
         expected = float(torch_loss())
     with mv.no_grad():

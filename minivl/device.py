@@ -61,6 +61,9 @@ def to_array(array, device):
         raise RuntimeError(
             "to_device('cuda'): no CUDA device here (CuPy missing or no GPU); use 'cpu', or run "
             "inside minivl.kernels.cuda.emulate.on_cpu() to emulate the CUDA kernels on the CPU")
+    from minivl import tensor
+
+    tensor._GPU_SEEN = True  # from now on Function.apply moves host constants next to device inputs
     return cupy().asarray(array)
 
 
@@ -76,6 +79,8 @@ def to_device(obj, device):
         return obj
     if isinstance(obj, np.ndarray) or hasattr(obj, "__cuda_array_interface__"):
         return to_array(obj, device)
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):  # a namedtuple
+        return type(obj)(*(to_device(x, device) for x in obj))
     if isinstance(obj, (list, tuple)):
         return type(obj)(to_device(x, device) for x in obj)
     if isinstance(obj, dict):

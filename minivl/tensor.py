@@ -104,11 +104,36 @@ class Function:
     @classmethod
     def apply(cls, *inputs, **options):
         tensors = tuple(x if isinstance(x, Tensor) else Tensor(x) for x in inputs)
+        if _GPU_SEEN:  # once anything moved to a GPU: host constants meet device arrays there
+            tensors = _on_one_device(tensors)
         ctx = Context(cls, tensors)
         out = cls.forward(ctx, *(t.data for t in tensors), **options)
         if _GRAD_ENABLED and any(ctx.needs_input_grad):
             return Tensor(out, requires_grad=True, _ctx=ctx)
         return Tensor(out)
+
+
+# Set by minivl.device the first time an array moves to a GPU; until then
+# Function.apply pays nothing for the device check below.
+_GPU_SEEN = False
+
+
+def _on_one_device(tensors):
+    """``tensors`` with host constants (images, masks, scalars: no gradient) copied to the
+    GPU when another input lives there; a host tensor that needs a gradient is an error."""
+    gpu = [t for t in tensors if not isinstance(t.data, np.ndarray)]
+    if not gpu or len(gpu) == len(tensors):
+        return tensors
+    xp = array_module(gpu[0].data)
+    out = []
+    for t in tensors:
+        if isinstance(t.data, np.ndarray):
+            if t.requires_grad:
+                raise ValueError(f"a tensor of shape {t.shape} that needs a gradient is on the CPU while "
+                                 "another input of the same op is on the GPU: move the model with .to('cuda')")
+            t = Tensor(xp.asarray(t.data))
+        out.append(t)
+    return tuple(out)
 
 
 class Tensor:

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm.auto import tqdm
 
+from minivl import backend
+from minivl.device import to_device
 from minivl.tensor import no_grad
 
 
@@ -82,10 +84,15 @@ def train(
     main = data_parallel is None or data_parallel.communicator.rank == 0
     progress = progress and main  # rank 0 speaks for all
     bar = tqdm(range(1, steps + 1), desc=desc, disable=not progress, leave=False, mininterval=0.5)
+    device = "cuda" if backend.current() == "cuda" else None  # the cuda backend trains on the GPU
+    if device:
+        model.to(device)  # before the optimizer's first step: its state is made like the parameters
     params = [p for p in model.parameters() if p.requires_grad]
     model.train()
     for step in bar:
         batch = next(batches)
+        if device:
+            batch = to_device(batch, device)
         if data_parallel is not None:
             batch = data_parallel.shard(batch)  # this rank's rows of the global batch
         out = loss_fn(model, batch)

@@ -23,7 +23,8 @@ def register(subparsers):
     p.add_argument("--quick", action="store_true", help="short runs: about five minutes on 2 cores")
     p.add_argument("--out", default="runs/tour", help="report folder (default: runs/tour)")
     p.add_argument("--only", default=None, help=f"comma-separated stages from {','.join(STAGES)}")
-    p.add_argument("--use", dest="backend_tour", choices=["numpy", "numba"], default="numba",
-                   help="kernel backend for the tour (default: numba, the fast CPU kernels)")
+    p.add_argument("--use", dest="backend_tour", choices=["numpy", "numba", "cuda"], default="numba",
+                   help="kernel backend for the tour (default: numba, the fast CPU kernels; cuda: "
+                        "train on the GPU with minivl's CUDA kernels, needs CuPy and a GPU)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_run)
