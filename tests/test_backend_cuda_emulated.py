@@ -76,7 +76,8 @@ def _clip_batch():
     return images, ids, mask
 
 
-FUSED_OPS = {"matmul", "layer_norm_forward", "layer_norm_backward", "gelu_forward", "gelu_backward",
+# the MLPs' GELU runs as GELU(x + bias), fused (nn/transformer.py::MLP)
+FUSED_OPS = {"matmul", "layer_norm_forward", "layer_norm_backward", "bias_gelu_forward", "bias_gelu_backward",
              "attention_forward", "attention_backward", "log_softmax_forward"}
 
 

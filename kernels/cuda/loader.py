@@ -42,7 +42,8 @@ NAME_EXPRESSIONS: dict[str, tuple[str, ...]] = {
     ),
     "softmax.cu": tuple(f"{k}<{t}>" for k in _SOFTMAX for t in ("float", "double")),
     "layer_norm.cu": tuple(f"{k}<{t}>" for k in _LAYER_NORM for t in ("float", "double")),
-    "gelu.cu": tuple(f"{k}<{t}>" for k in ("gelu_forward", "gelu_backward") for t in ("float", "double")),
+    "gelu.cu": tuple(f"{k}<{t}>" for k in ("gelu_forward", "gelu_backward", "bias_gelu_forward",
+                                            "bias_gelu_backward", "bias_grad_reduce") for t in ("float", "double")),
     "attention.cu": (
         "attention_backward_delta",
         *(f"attention_forward<{kd}, {q}, {k}>" for kd, (q, k) in ATTENTION_TILES["forward"].items()),

@@ -389,6 +389,28 @@ def test_gelu_matches_reference(device, data):
                  reference.gelu_backward(x, dy, approximate), dtype, scale)
 
 
+@given(data=st.data())
+def test_bias_gelu_matches_reference(device, data):
+    """GELU(x + bias) and (dx, dbias); 130 rows span three dbias chunks of 64."""
+    dtype = data.draw(st.sampled_from([np.float32, np.float64]), label="dtype")
+    approximate = data.draw(st.sampled_from(["none", "tanh", "sigmoid"]), label="approximate")
+    lead = data.draw(st.sampled_from([(1,), (3, 2), (130,)]), label="lead")
+    cols = data.draw(st.sampled_from(device.sizes), label="cols")
+    scale = data.draw(st.sampled_from([1.0, 8.0]), label="magnitude")
+    rng = draw_rng(data)
+    x = (scale * rng.standard_normal((*lead, cols))).astype(dtype)
+    bias = rng.standard_normal(cols).astype(dtype)
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    x_dev, b_dev = maybe_strided(device, x, data), device.put(bias)
+    assert_close(device.get(cuda.bias_gelu_forward(x_dev, b_dev, approximate)),
+                 reference.bias_gelu_forward(x, bias, approximate), dtype, scale)
+    dx, db = cuda.bias_gelu_backward(x_dev, b_dev, device.put(dy), approximate)
+    dx_want, db_want = reference.bias_gelu_backward(x, bias, dy, approximate)
+    assert_close(device.get(dx), dx_want, dtype, scale)
+    rows = int(np.prod(lead))
+    assert_close(device.get(db), db_want, dtype, scale * np.sqrt(rows))
+
+
 def test_gelu_rejects_unknown_form(device):
     with pytest.raises(ValueError, match="approximate"):
         cuda.gelu_forward(device.put(np.ones(3)), "erf")
