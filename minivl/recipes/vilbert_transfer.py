@@ -59,13 +59,13 @@ NEG = -1e9  # a logit that softmax turns into 0
 def encoder_outputs(encoder, batch: dict):
     """``(text (B, T, Dt), visual (B, 1+R, Dv), fused (B, Dp))`` of a flat batch.
 
-    ``encoder.encode`` returns an object with ``text``, ``image`` (hidden
-    states) and ``pooled_text``, ``pooled_image``; the fused vector is their
-    element-wise product (ViLBERT's alignment and VQA input, S09-S10).
+    ``encoder.encode`` returns ``minivl.models.vilbert.Streams``: ``text``,
+    ``visual`` (hidden states) and ``pooled_text``, ``pooled_image``; the fused
+    vector is their element-wise product (ViLBERT's alignment and VQA input, S09-S10).
     """
     out = encoder.encode(batch["ids"], batch["text_mask"], batch["feats"], batch["locs"],
                          batch["region_mask"])
-    return out.text, out.image, out.pooled_text * out.pooled_image
+    return out.text, out.visual, out.pooled_text * out.pooled_image
 
 
 # ---------------------------------------------------------------- losses (one per head)

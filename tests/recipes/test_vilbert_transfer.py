@@ -6,8 +6,6 @@ these tests do not depend on the pretrained model."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pytest
 
@@ -16,6 +14,7 @@ from minivl import nn
 from minivl.data import ShapesWorld
 from minivl.data.corpus import build_corpus
 from minivl.data.vilbert_tasks import TASKS, gather, make_task
+from minivl.models.vilbert import Streams
 from minivl.recipes.vilbert_transfer import (
     TransferModel,
     chance,
@@ -33,14 +32,6 @@ from minivl.recipes.vilbert_transfer import (
 )
 from minivl.tensor import Tensor
 from tests.data.test_vilbert_tasks import OneHotRegions
-
-
-@dataclass
-class Streams:
-    text: Tensor
-    image: Tensor
-    pooled_text: Tensor
-    pooled_image: Tensor
 
 
 class TinyEncoder(nn.Module):
