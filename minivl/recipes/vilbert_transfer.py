@@ -297,6 +297,10 @@ def finetune(task: str, encoder, data: dict, steps: int = 300, batch_size: int =
             raise ValueError(f"data must hold {task!r} splits 'train', 'val', 'test'; got {sorted(data)}")
     if steps < 1 or batch_size < 1:
         raise ValueError(f"steps and batch_size must be positive, got {steps}, {batch_size}")
+    limit = getattr(getattr(encoder, "config", None), "max_len", None)
+    longest = max(data[part].ids.shape[-1] for part in ("train", "val", "test"))
+    if limit is not None and longest > limit:
+        raise ValueError(f"{task}: texts of {longest} tokens exceed the encoder's max_len={limit}")
     manual_seed(seed)
     model = make_transfer_model(task, encoder, data["train"])
     head = [p for name, p in model.named_parameters() if not name.startswith("encoder.")]
