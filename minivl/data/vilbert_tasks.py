@@ -190,9 +190,11 @@ _BUILDERS = {"vqa": _vqa, "refexp": _refexp, "retrieval": _retrieval, "vcr": _vc
              "foil": _foil}
 
 
-def build_split(task: str, scenes, part: str, tokenizer, regions, rng: np.random.Generator) -> TaskSplit:
+def build_split(task: str, scenes, part: str, tokenizer, regions, rng: np.random.Generator,
+                max_len: int | None = None) -> TaskSplit:
     """``task``'s items over ``scenes`` (all of one part) with their ``regions`` (a RegionBatch
-    over the same scenes, in order)."""
+    over the same scenes, in order). ``max_len``: items with a longer pass are left out (the
+    text stream's position table ends there)."""
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
     if part not in IID_PARTS:
@@ -200,6 +202,10 @@ def build_split(task: str, scenes, part: str, tokenizer, regions, rng: np.random
     if len(regions.feats) != len(scenes):
         raise ValueError(f"regions.feats {regions.feats.shape} must have one row per scene ({len(scenes)})")
     texts, ids, images, targets, groups = _BUILDERS[task](scenes, rng, tokenizer)
+    if max_len is not None:
+        keep = [k for k, row in enumerate(ids) if max(len(seq) for seq in row) <= max_len]
+        texts, ids, images, groups = ([xs[k] for k in keep] for xs in (texts, ids, images, groups))
+        targets = {name: value[keep] for name, value in targets.items()}
     if not ids:
         raise ValueError(f"{task}: no items could be made from {len(scenes)} {part} scenes")
     ids, mask = _pad(ids, tokenizer.special_tokens["[PAD]"])
@@ -213,15 +219,24 @@ def build_split(task: str, scenes, part: str, tokenizer, regions, rng: np.random
 
 
 def make_task(task: str, world, tokenizer, encoder, sizes=(2000, 300, 1000), seed: int = 0,
-              key: str = "scene", jitter: float = 0.0) -> dict[str, TaskSplit]:
+              key: str = "scene", jitter: float = 0.0, max_len: int | None = None,
+              parts: dict | None = None) -> dict[str, TaskSplit]:
     """Train / val / test ``TaskSplit``s of ``task`` from ``sizes`` scenes of each i.i.d. part of
     ``world`` (a ``ShapesWorld``), regions from ``encoder``. ``key``: how parts are kept apart
-    (``splits.py``; "scene", the default, as the blind baselines are measured)."""
+    (``splits.py``; "scene", the default, as the blind baselines are measured). ``parts``: the
+    ``scene_parts`` to use (so several tasks share one pass of the detector)."""
+    parts = parts or scene_parts(world, encoder, sizes, seed, key, jitter)
+    return {part: build_split(task, scenes, part, tokenizer, regions, np.random.default_rng([seed, k, 3]), max_len)
+            for k, (part, (scenes, regions)) in enumerate(parts.items())}
+
+
+def scene_parts(world, encoder, sizes=(2000, 300, 1000), seed: int = 0, key: str = "scene",
+                jitter: float = 0.0) -> dict[str, tuple]:
+    """``{part: (scenes, regions)}``: ``sizes`` scenes of each i.i.d. part and their regions."""
     out = {}
     for k, (part, n) in enumerate(zip(IID_PARTS, sizes)):
         scenes = world.iid_scenes(n, part, rng=np.random.default_rng([seed, k, 1]), key=key)
-        regions = region_batch(scenes, encoder, jitter=jitter, rng=np.random.default_rng([seed, k, 2]))
-        out[part] = build_split(task, scenes, part, tokenizer, regions, np.random.default_rng([seed, k, 3]))
+        out[part] = scenes, region_batch(scenes, encoder, jitter=jitter, rng=np.random.default_rng([seed, k, 2]))
     return out
 
 

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from minivl.data.vilbert_tasks import TASKS, make_task
+from minivl.data.vilbert_tasks import TASKS, make_task, scene_parts
 from minivl.data.world import ShapesWorld
 from minivl.recipes.vilbert_transfer import chance, finetune, retrieval_recall_at_1
 
@@ -69,12 +69,23 @@ def pretrained_encoder(kind: str, seed: int, steps: int, folder: Path, progress:
     return load_checkpoint(MODELS[kind], path)
 
 
-def fresh_encoder(kind: str, template, bert):
-    """A ``kind`` model with ``template``'s widths (depths matched to ViLBERT's parameter
-    count), text stream from ``bert``, no multi-modal pretraining."""
+def base_config(bert, tokenizer, regions):
+    """ViLBERT's default config fitted to the BERT, tokenizer and regions, as
+    ``pretrain_vilbert`` fits it (positions: BERT's, at most 64)."""
+    from minivl.models.vilbert import ViLBERTConfig
+
+    b = bert.config
+    return ViLBERTConfig(vocab_size=tokenizer.vocab_size, max_len=min(b.max_len, 64), feat_dim=regions.dim,
+                         n_region_classes=36, text_dim=b.dim, text_heads=b.num_heads,
+                         text_mlp_dim=int(b.dim * b.mlp_ratio))
+
+
+def fresh_encoder(kind: str, config, bert):
+    """A ``kind`` model of ``config``'s widths (depths matched to ViLBERT's parameter count),
+    text stream from ``bert``, no multi-modal pretraining."""
     from minivl.models.vilbert import MODELS, matched_config
 
-    model = MODELS[kind](matched_config(kind, template.config))
+    model = MODELS[kind](matched_config(kind, config))
     model.load_bert(bert)
     return model
 
@@ -104,7 +115,9 @@ def run_table(tasks=TASKS, variants=VARIANTS, seeds=(0, 1), sizes=(2000, 300, 10
     bert, tokenizer = default_bert(progress)
     regions = RegionEncoder.load_default(progress=progress)
     world = ShapesWorld(image_size=regions.image_size, max_objects=3, seed=0)
-    data = {t: make_task(t, world, tokenizer, regions, sizes=sizes, seed=0) for t in tasks}
+    config = base_config(bert, tokenizer, regions)
+    parts = scene_parts(world, regions, sizes, seed=0)
+    data = {t: make_task(t, world, tokenizer, regions, seed=0, max_len=config.max_len, parts=parts) for t in tasks}
     table = {"command": "python -m minivl.recipes.vilbert_table", "tasks": list(tasks),
              "variants": list(variants), "seeds": list(seeds), "sizes_scenes": list(sizes),
              "schedule": {t: schedule[t] for t in tasks}, "lr": lr, "head_lr": head_lr,
@@ -115,7 +128,6 @@ def run_table(tasks=TASKS, variants=VARIANTS, seeds=(0, 1), sizes=(2000, 300, 10
              "headline_metric": HEADLINE, "machine": platform.machine(), "cpus": os.cpu_count(),
              "load_average_start": os.getloadavg(), "runs": []}
     for seed in seeds:
-        template = None
         for variant in variants:
             kind = _kind(variant)
             pretrain = variant == "vilbert" or (pretrain_baselines and variant != "vilbert_no_pretraining")
@@ -123,8 +135,7 @@ def run_table(tasks=TASKS, variants=VARIANTS, seeds=(0, 1), sizes=(2000, 300, 10
                 if pretrain:
                     encoder = pretrained_encoder(kind, seed, pretrain_steps, folder, progress)
                 else:
-                    template = template or pretrained_encoder("vilbert", seed, pretrain_steps, folder, progress)
-                    encoder = fresh_encoder(kind, template, bert)
+                    encoder = fresh_encoder(kind, config, bert)
                 steps, batch_size = schedule[task]
                 run = finetune(task, encoder, data[task], steps=steps, batch_size=batch_size, lr=lr,
                                head_lr=head_lr, seed=seed, progress=progress, desc=f"{task} {variant} s{seed}")

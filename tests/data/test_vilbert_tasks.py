@@ -177,3 +177,15 @@ def test_bad_arguments_raise(tokenizer):
     with pytest.raises(ValueError, match="regions"):
         build_split("vqa", scenes, "train", tokenizer, OneHotRegions().encode(None, scenes[:3]),
                     np.random.default_rng(0))
+
+
+def test_items_longer_than_max_len_are_left_out(tokenizer):
+    scenes = ShapesWorld(seed=2).iid_scenes(40, "train")
+    regions = OneHotRegions().encode(None, scenes)
+    full = build_split("nlvr", scenes, "train", tokenizer, regions, np.random.default_rng(0))
+    lengths = full.text_mask.sum(-1).max(1)  # (N,) the longest pass of each item
+    limit = int(np.median(lengths))
+    short = build_split("nlvr", scenes, "train", tokenizer, regions, np.random.default_rng(0), max_len=limit)
+    assert len(short) == (lengths <= limit).sum() < len(full)
+    assert short.ids.shape[-1] <= limit
+    np.testing.assert_array_equal(short.targets["label"], full.targets["label"][lengths <= limit])
