@@ -44,8 +44,8 @@ from minivl.recipes.vilbert_transfer import chance, finetune, retrieval_recall_a
 
 VARIANTS = ("vilbert", "vilbert_no_pretraining", "single_stream", "late_fusion", "text_only")
 # (steps, batch size) per task: sized for a few minutes per run on 2 cores
-SCHEDULE = {"vqa": (400, 32), "refexp": (300, 32), "retrieval": (300, 16), "vcr": (250, 8),
-            "nlvr": (300, 16), "foil": (300, 32)}
+SCHEDULE = {"vqa": (400, 32), "refexp": (300, 32), "retrieval": (200, 16), "vcr": (150, 8),
+            "nlvr": (200, 16), "foil": (300, 32)}
 HEADLINE = {"vqa": "accuracy", "refexp": "accuracy", "retrieval": "accuracy", "vcr": "q_ar",
             "nlvr": "accuracy", "foil": "accuracy"}
 TARGETS = {"vqa": 0.85, "refexp": 0.90, "retrieval": 0.90, "vcr": 0.75, "nlvr": 0.80, "foil": 0.90}
@@ -55,9 +55,9 @@ def _kind(variant: str) -> str:
     return "vilbert" if variant.startswith("vilbert") else variant
 
 
-def pretrained_encoder(kind: str, seed: int, steps: int, folder: Path, progress: bool):
+def pretrained_encoder(kind: str, seed: int, steps: int, folder: Path, progress: bool, regions=None):
     """A ``kind`` model after multi-modal pretraining with ``seed``, read from ``folder`` or
-    pretrained (``pretrain_vilbert``) and saved there."""
+    pretrained (``pretrain_vilbert``, regions from the ``regions`` encoder) and saved there."""
     from minivl.checkpoint import load_checkpoint
     from minivl.models.vilbert import MODELS
     from minivl.recipes.vilbert import pretrain_vilbert
@@ -65,7 +65,8 @@ def pretrained_encoder(kind: str, seed: int, steps: int, folder: Path, progress:
     path = folder / f"{kind}-seed{seed}-steps{steps}" / f"{kind}.safetensors"
     if not path.exists():
         pretrain_vilbert(kind, steps=steps, seed=seed, progress=progress, out=path.parent,
-                         eval_every=max(steps // 4, 1))
+                         eval_every=max(steps // 4, 1),
+                         regions=regions and (lambda scenes, rng: regions.encode_scenes(scenes, rng=rng)))
     return load_checkpoint(MODELS[kind], path)
 
 
@@ -93,11 +94,13 @@ def fresh_encoder(kind: str, config, bert):
 def run_table(tasks=TASKS, variants=VARIANTS, seeds=(0, 1), sizes=(2000, 300, 1000), schedule=None,
               lr: float = 1e-3, head_lr: float = 3e-3, pretrain_steps: int = 1500,
               pretrain_baselines: bool = False, n_queries: int = 20, cache: str | Path | None = None,
-              progress: bool = True, log=print, out: str | Path | None = None) -> dict:
+              detector: str | Path | None = None, progress: bool = True, log=print,
+              out: str | Path | None = None) -> dict:
     """Fine-tune every variant on every task for every seed; scores on the held-out test part.
 
     ``cache``: where pretrained encoders are kept (default ``$MINIVL_CACHE`` or
-    ``~/.cache/minivl``). With ``out``, the JSON is rewritten after every run, so
+    ``~/.cache/minivl``). ``detector``: a saved ``Detector`` to read regions with (default:
+    ``RegionEncoder.load_default()``). With ``out``, the JSON is rewritten after every run, so
     a long table that is stopped keeps what it measured.
     """
     from minivl.data.regions import RegionEncoder
@@ -113,7 +116,13 @@ def run_table(tasks=TASKS, variants=VARIANTS, seeds=(0, 1), sizes=(2000, 300, 10
     folder = Path(cache or os.environ.get("MINIVL_CACHE") or Path.home() / ".cache" / "minivl")
     begin = time.perf_counter()
     bert, tokenizer = default_bert(progress)
-    regions = RegionEncoder.load_default(progress=progress)
+    if detector is None:
+        regions = RegionEncoder.load_default(progress=progress)
+    else:
+        from minivl.checkpoint import load_checkpoint
+        from minivl.models.detector import Detector
+
+        regions = RegionEncoder(load_checkpoint(Detector, detector).eval())
     world = ShapesWorld(image_size=regions.image_size, max_objects=3, seed=0)
     config = base_config(bert, tokenizer, regions)
     parts = scene_parts(world, regions, sizes, seed=0)
@@ -122,7 +131,7 @@ def run_table(tasks=TASKS, variants=VARIANTS, seeds=(0, 1), sizes=(2000, 300, 10
              "variants": list(variants), "seeds": list(seeds), "sizes_scenes": list(sizes),
              "schedule": {t: schedule[t] for t in tasks}, "lr": lr, "head_lr": head_lr,
              "pretrain_steps": pretrain_steps, "pretrain_baselines": pretrain_baselines,
-             "region_source": "trained detector features (RegionEncoder.load_default)",
+             "region_source": f"trained detector features ({detector or 'RegionEncoder.load_default()'})",
              "items": {t: {p: len(s) for p, s in data[t].items()} for t in tasks},
              "chance": {t: chance(t, data[t]["test"]) for t in tasks}, "targets": TARGETS,
              "headline_metric": HEADLINE, "machine": platform.machine(), "cpus": os.cpu_count(),
@@ -133,7 +142,7 @@ def run_table(tasks=TASKS, variants=VARIANTS, seeds=(0, 1), sizes=(2000, 300, 10
             pretrain = variant == "vilbert" or (pretrain_baselines and variant != "vilbert_no_pretraining")
             for task in tasks:
                 if pretrain:
-                    encoder = pretrained_encoder(kind, seed, pretrain_steps, folder, progress)
+                    encoder = pretrained_encoder(kind, seed, pretrain_steps, folder, progress, regions)
                 else:
                     encoder = fresh_encoder(kind, config, bert)
                 steps, batch_size = schedule[task]
@@ -196,6 +205,7 @@ def main(argv=None) -> None:
     parser.add_argument("--scenes", nargs=3, type=int, default=[2000, 300, 1000], metavar=("TRAIN", "VAL", "TEST"))
     parser.add_argument("--steps", type=int, help="fine-tuning steps for every task (default: SCHEDULE)")
     parser.add_argument("--queries", type=int, default=20, help="recall@1 queries (among the test images)")
+    parser.add_argument("--detector", help="a saved Detector (default: RegionEncoder.load_default())")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--merge", nargs="+", help="only merge these tables (run apart) into --out")
     args = parser.parse_args(argv)
@@ -208,7 +218,7 @@ def main(argv=None) -> None:
     schedule = {t: (args.steps, b) for t, (_, b) in SCHEDULE.items()} if args.steps else None
     run_table(args.tasks, args.variants, tuple(args.seeds), tuple(args.scenes), schedule,
               pretrain_steps=args.pretrain_steps, pretrain_baselines=args.pretrain_baselines,
-              n_queries=args.queries, progress=not args.no_progress, out=args.out)
+              n_queries=args.queries, detector=args.detector, progress=not args.no_progress, out=args.out)
 
 
 if __name__ == "__main__":
