@@ -42,6 +42,7 @@ from minivl.train import History, run_eval, train
 # The default recipe: what default_detector() trains and caches.
 DEFAULTS = dict(steps=600, batch_size=32, lr=3e-3, jitter=0.1, n_train=3000, n_test=500,
                 max_objects=4, image_size=32, seed=0)
+DEFAULT_CONFIG = DetectorConfig()
 
 
 def detector_scenes(n_train, n_test, image_size=32, max_objects=4, seed=0):
@@ -138,7 +139,7 @@ def train_detector(config: DetectorConfig | None = None, steps=DEFAULTS["steps"]
 
 
 def _settings() -> dict:
-    return {**DEFAULTS, "config": asdict(DetectorConfig(image_size=DEFAULTS["image_size"]))}
+    return {**DEFAULTS, "config": asdict(DEFAULT_CONFIG)}
 
 
 def default_path() -> Path:
@@ -154,7 +155,7 @@ def default_detector(progress: bool = False) -> Detector:
     path = default_path()
     if path.exists():
         return load_checkpoint(Detector, path).eval()
-    result = train_detector(progress=progress)
+    result = train_detector(DEFAULT_CONFIG, progress=progress, **DEFAULTS)
     save_checkpoint(result["model"], path, recipe=json.dumps(_settings()),
                     test_accuracy=result["metrics"]["test"]["accuracy"])
     return result["model"]
