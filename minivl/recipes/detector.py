@@ -10,9 +10,12 @@ with jittered ones.
 
 ``default_detector()`` is what the region tokens use
 (``RegionEncoder.load_default``): the detector of the default recipe, read
-from a cache file, or trained and written there on first use. The cache
-folder is ``$MINIVL_CACHE`` or ``~/.cache/minivl``; the file name carries a
-hash of the recipe's settings, so a changed recipe never reads a stale file.
+from the checkpoint committed beside its results (``results/detector.safetensors``,
+written by ``minivl detector train --results results/detector.json``) when its
+recipe is today's, else from a cache file, else trained and written there on
+first use. The cache folder is ``$MINIVL_CACHE`` or ``~/.cache/minivl``; the
+file name carries a hash of the recipe's settings, so a changed recipe never
+reads a stale file.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from minivl import functional as F
-from minivl.checkpoint import load_checkpoint, save_checkpoint
+from minivl.checkpoint import checkpoint_metadata, load_checkpoint, save_checkpoint
 from minivl.data.boxes import stack_objects
 from minivl.data.regions import jitter_boxes
 from minivl.data.render import render
@@ -40,7 +43,7 @@ from minivl.tensor import no_grad
 from minivl.train import History, run_eval, train
 
 # The default recipe: what default_detector() trains and caches.
-DEFAULTS = dict(steps=600, batch_size=32, lr=3e-3, jitter=0.1, n_train=3000, n_test=500,
+DEFAULTS = dict(steps=600, batch_size=32, lr=1e-2, jitter=0.1, n_train=3000, n_test=500,
                 max_objects=4, image_size=32, seed=0)
 DEFAULT_CONFIG = DetectorConfig()
 
@@ -138,24 +141,38 @@ def train_detector(config: DetectorConfig | None = None, steps=DEFAULTS["steps"]
     return {"model": model, "history": history, "metrics": metrics, "data": data}
 
 
-def _settings() -> dict:
+# the default recipe's checkpoint, committed with results/detector.json
+PUBLISHED = Path(__file__).resolve().parents[2] / "results" / "detector.safetensors"
+
+
+def settings() -> dict:
+    """The default recipe and model config: what names the default detector."""
     return {**DEFAULTS, "config": asdict(DEFAULT_CONFIG)}
 
 
 def default_path() -> Path:
     """Where the default detector is cached: ``$MINIVL_CACHE`` or ``~/.cache/minivl``."""
     folder = Path(os.environ.get("MINIVL_CACHE") or Path.home() / ".cache" / "minivl")
-    digest = hashlib.sha256(json.dumps(_settings(), sort_keys=True).encode()).hexdigest()[:12]
+    digest = hashlib.sha256(json.dumps(settings(), sort_keys=True).encode()).hexdigest()[:12]
     return folder / f"detector-{digest}.safetensors"
 
 
+def save_default(model: Detector, path, test_accuracy: float) -> None:
+    """Write ``model`` as the default recipe's detector (its settings in the metadata)."""
+    save_checkpoint(model, path, recipe=json.dumps(settings(), sort_keys=True), test_accuracy=test_accuracy)
+
+
+def _is_default(path: Path) -> bool:
+    return path.exists() and checkpoint_metadata(path).get("recipe") == json.dumps(settings(), sort_keys=True)
+
+
 def default_detector(progress: bool = False) -> Detector:
-    """The detector of the default recipe (eval mode): read from its cache file, or
-    trained (about a minute on two cores) and cached."""
-    path = default_path()
-    if path.exists():
-        return load_checkpoint(Detector, path).eval()
+    """The detector of the default recipe (eval mode): the committed checkpoint if it was
+    trained by today's recipe, else the cached one, else trained (about a minute on two
+    idle cores) and cached."""
+    for path in (PUBLISHED, default_path()):
+        if _is_default(path):
+            return load_checkpoint(Detector, path).eval()
     result = train_detector(DEFAULT_CONFIG, progress=progress, **DEFAULTS)
-    save_checkpoint(result["model"], path, recipe=json.dumps(_settings()),
-                    test_accuracy=result["metrics"]["test"]["accuracy"])
+    save_default(result["model"], default_path(), result["metrics"]["test"]["accuracy"])
     return result["model"]

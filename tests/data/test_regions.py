@@ -155,3 +155,20 @@ def test_bad_inputs(encoder, scenes):
         encoder.encode(images, scenes, max_regions=1)
     with pytest.raises(ValueError, match="target"):
         RegionEncoder(encoder.detector, target="oracle")
+
+
+def test_pictures_show_every_box_and_the_location_vector(encoder, scenes):
+    from matplotlib.patches import Rectangle
+
+    from minivl.data.boxes import location_features
+    from minivl.viz.regions import detections_figure, location_figure, top_classes
+
+    batch = encoder.encode_scenes(scenes[:3])
+    fig = detections_figure(render(scenes[:3]), batch, top=1)
+    for ax, scene, probs in zip(fig.axes, scenes, batch.det_probs):
+        assert sum(isinstance(p, Rectangle) for p in ax.patches) == len(scene)
+        names = {t.get_text().rsplit(" ", 1)[0] for t in ax.texts}
+        assert {top_classes(p, 1)[0][0] for p in probs[1 : 1 + len(scene)]} <= names
+    box = scenes[0].boxes[0]
+    bars = location_figure(render(scenes[:1])[0], box).axes[1].patches
+    np.testing.assert_allclose([b.get_height() for b in bars], location_features(box[None], S)[0], rtol=1e-6)

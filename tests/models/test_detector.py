@@ -122,6 +122,7 @@ def test_a_tiny_detector_learns_colour_and_beats_chance():
 
 def test_default_detector_is_trained_once_then_read_from_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("MINIVL_CACHE", str(tmp_path))
+    monkeypatch.setattr(recipe, "PUBLISHED", tmp_path / "none.safetensors")
     tiny = {**{k: TRAIN[k] for k in recipe.DEFAULTS if k in TRAIN}, "steps": 3}
     monkeypatch.setattr(recipe, "DEFAULTS", {**recipe.DEFAULTS, **tiny})
     monkeypatch.setattr(recipe, "DEFAULT_CONFIG", DetectorConfig(image_size=16, width=4, dim=8, blocks=1))
@@ -138,3 +139,16 @@ def test_default_detector_is_trained_once_then_read_from_the_cache(tmp_path, mon
         np.testing.assert_array_equal(again.state_dict()[name], value, err_msg=name)
     monkeypatch.setattr(recipe, "DEFAULTS", {**recipe.DEFAULTS, "steps": 4})  # another recipe, another file
     assert recipe.default_path() != path and not recipe.default_path().exists()
+
+
+def test_a_published_checkpoint_is_used_only_for_todays_recipe(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINIVL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(recipe, "PUBLISHED", tmp_path / "published.safetensors")
+    model = Detector(recipe.DEFAULT_CONFIG)
+    recipe.save_default(model, recipe.PUBLISHED, test_accuracy=0.5)
+    monkeypatch.setattr(recipe, "train_detector", lambda *a, **k: pytest.fail("should not train"))
+    loaded = recipe.default_detector()
+    np.testing.assert_array_equal(loaded.classifier.weight.data, model.classifier.weight.data)
+    monkeypatch.setattr(recipe, "DEFAULTS", {**recipe.DEFAULTS, "lr": 0.123})  # the recipe changed
+    with pytest.raises(pytest.fail.Exception):
+        recipe.default_detector()
