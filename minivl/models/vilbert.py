@@ -44,6 +44,7 @@ from minivl.models.text import init_weights
 from minivl.tensor import Tensor
 
 N_LOCATION = 5  # [x1/W, y1/H, x2/W, y2/H, area fraction]
+POOLER_BIAS = 1.0  # initial bias of both poolers, see _TwoStreamModel.__init__
 
 
 @dataclass
@@ -145,6 +146,15 @@ class _TwoStreamModel(nn.Module):
         self.mlm = MaskedLMHead(c.text_dim, self.text_embeddings.token.weight, c.eps)
         self.region_head = RegionHead(width, c.n_region_classes, c.eps)
         init_weights(self)
+        # The fused vector is a product of two ReLU poolers: the gradient each pooler gets
+        # is scaled by the other, so at BERT's std 0.02 it starts ~100x too small, and a
+        # unit dead in either pooler is dead in the product (seen: all units dead after 50
+        # steps at lr 5e-3). The poolers and the alignment head keep Linear's fan-in
+        # initialisation, and the poolers start with a positive bias (POOLER_BIAS), every
+        # unit alive in both streams.
+        for layer in (self.text_pooler, self.visual_pooler, self.alignment):
+            layer.weight.data[...] = nn.init.uniform_fan_in(layer.weight.shape, layer.weight.shape[1])
+        self.text_pooler.bias.data[...] = self.visual_pooler.bias.data[...] = POOLER_BIAS
 
     @property
     def visual_width(self) -> int:
