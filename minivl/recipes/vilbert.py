@@ -34,7 +34,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -265,13 +265,12 @@ def pretrain_vilbert(kind: str = "vilbert", steps: int = 1500, batch_size: int =
 
     base = config or ViLBERTConfig()
     longest = max(len(ids) for cs in train_set.caption_ids + val_set.caption_ids for ids in cs)
-    base = ViLBERTConfig(**{**vars(base), "vocab_size": tokenizer.vocab_size, "max_len": max(base.max_len, longest),
-                            "feat_dim": train_set.regions.feats.shape[-1],
-                            "n_region_classes": train_set.regions.det_probs.shape[-1]})
-    if bert is not None and bert is not False:
+    base = replace(base, vocab_size=tokenizer.vocab_size, max_len=max(base.max_len, longest),
+                   feat_dim=train_set.regions.feats.shape[-1], n_region_classes=train_set.regions.det_probs.shape[-1])
+    if bert is not None and bert is not False:  # the text stream takes BERT's shape
         b = bert.config
-        base = ViLBERTConfig(**{**vars(base), "text_dim": b.dim, "text_heads": b.num_heads,
-                                "text_mlp_dim": int(b.dim * b.mlp_ratio), "max_len": min(b.max_len, base.max_len)})
+        base = replace(base, text_dim=b.dim, text_heads=b.num_heads, text_mlp_dim=int(b.dim * b.mlp_ratio),
+                       max_len=min(b.max_len, base.max_len))
     model = MODELS[kind](matched_config(kind, base) if match else base)
     if bert is not None and bert is not False:
         model.load_bert(bert)

@@ -179,3 +179,31 @@ def test_tiny_pretraining_learns_alignment_above_chance(tokenizer):
     assert set(result["terms"]) == {"masked_words", "masked_regions", "alignment"}
     assert all(len(v) == 400 for v in result["terms"].values())
     assert m["held_out"]["masked_regions"] < m["start"]["masked_regions"]
+
+
+def test_cli_pretrain_writes_results_and_a_checkpoint_that_loads(tmp_path, monkeypatch, tokenizer, capsys):
+    """``minivl vilbert pretrain`` end to end, with a tiny BERT and the stand-in regions."""
+    import json
+
+    import minivl.recipes.vilbert as recipe
+    from minivl.checkpoint import load_checkpoint
+    from minivl.cli import main
+    from minivl.models.bert import BERT
+
+    bert = BERT(vocab_size=tokenizer.vocab_size, max_len=64, dim=16, depth=1, num_heads=2, dropout=0.0)
+    monkeypatch.setattr(recipe, "default_bert", lambda progress=False: (bert, tokenizer))
+    monkeypatch.setattr(recipe, "default_regions", lambda: fake_regions)
+    monkeypatch.setattr(recipe, "ViLBERTConfig", lambda: ViLBERTConfig(
+        visual_dim=8, visual_heads=2, visual_mlp_dim=16, co_dim=8, co_heads=2, pool_dim=8,
+        co_attention_at=((1, 0),), visual_depth=1))
+    out, results = tmp_path / "run", tmp_path / "pretrain.json"
+    code = main(["vilbert", "pretrain", "--steps", "3", "--batch-size", "8", "--n-train", "40", "--n-val", "20",
+                 "--eval-every", "3", "--seeds", "0", "1", "--kinds", "vilbert", "text_only", "--out", str(out),
+                 "--results", str(results), "--quiet"])
+    assert code == 0
+    runs = json.loads(results.read_text())["results"]["runs"]
+    assert [(r["kind"], r["seed"]) for r in runs] == [("vilbert", 0), ("vilbert", 1), ("text_only", 0), ("text_only", 1)]
+    assert set(runs[0]["loss_curves"]) == {"every", "masked_words", "masked_regions", "alignment"}
+    model = load_checkpoint(ViLBERT, out / "seed1" / "vilbert.safetensors")
+    assert model.config.text_dim == 16 and model.config.co_attention_at == ((1, 0),)
+    assert "held-out alignment" in capsys.readouterr().out
