@@ -33,6 +33,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -95,7 +96,7 @@ def run_table(tasks=TASKS, variants=VARIANTS, seeds=(0, 1), sizes=(2000, 300, 10
               lr: float = 1e-3, head_lr: float = 3e-3, pretrain_steps: int = 1500,
               pretrain_baselines: bool = False, n_queries: int = 20, cache: str | Path | None = None,
               detector: str | Path | None = None, progress: bool = True, log=print,
-              out: str | Path | None = None) -> dict:
+              out: str | Path | None = None, command: str = "python -m minivl.recipes.vilbert_table") -> dict:
     """Fine-tune every variant on every task for every seed; scores on the held-out test part.
 
     ``cache``: where pretrained encoders are kept (default ``$MINIVL_CACHE`` or
@@ -127,7 +128,7 @@ def run_table(tasks=TASKS, variants=VARIANTS, seeds=(0, 1), sizes=(2000, 300, 10
     config = base_config(bert, tokenizer, regions)
     parts = scene_parts(world, regions, sizes, seed=0)
     data = {t: make_task(t, world, tokenizer, regions, seed=0, max_len=config.max_len, parts=parts) for t in tasks}
-    table = {"command": "python -m minivl.recipes.vilbert_table", "tasks": list(tasks),
+    table = {"command": command, "tasks": list(tasks),
              "variants": list(variants), "seeds": list(seeds), "sizes_scenes": list(sizes),
              "schedule": {t: schedule[t] for t in tasks}, "lr": lr, "head_lr": head_lr,
              "pretrain_steps": pretrain_steps, "pretrain_baselines": pretrain_baselines,
@@ -182,10 +183,12 @@ def write(table: dict, path) -> None:
         f.write("\n")
 
 
-def merge(paths, out) -> dict:
+def merge(paths, out, command: str = "") -> dict:
     """One table from tables run apart (e.g. one process per seed): their runs together."""
     tables = [json.loads(Path(p).read_text()) for p in paths]
-    table = {**tables[0], "runs": [r for t in tables for r in t["runs"]],
+    table = {**tables[0], "runs": [r for t in tables for r in t["runs"]], "merge_command": command,
+             "commands": [t.get("command") for t in tables],
+             "variants": sorted({r["variant"] for t in tables for r in t["runs"]}),
              "seeds": sorted({s for t in tables for s in t["seeds"]}),
              "merged_from": [str(p) for p in paths], "seconds_each": [t.get("seconds") for t in tables],
              "load_average_start_each": [t["load_average_start"] for t in tables]}
@@ -209,8 +212,9 @@ def main(argv=None) -> None:
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--merge", nargs="+", help="only merge these tables (run apart) into --out")
     args = parser.parse_args(argv)
+    command = "python -m minivl.recipes.vilbert_table " + " ".join(sys.argv[1:] if argv is None else argv)
     if args.merge:
-        merge(args.merge, args.out)
+        merge(args.merge, args.out, command)
         return
     from threadpoolctl import threadpool_limits
 
@@ -218,7 +222,8 @@ def main(argv=None) -> None:
     schedule = {t: (args.steps, b) for t, (_, b) in SCHEDULE.items()} if args.steps else None
     run_table(args.tasks, args.variants, tuple(args.seeds), tuple(args.scenes), schedule,
               pretrain_steps=args.pretrain_steps, pretrain_baselines=args.pretrain_baselines,
-              n_queries=args.queries, detector=args.detector, progress=not args.no_progress, out=args.out)
+              n_queries=args.queries, detector=args.detector, progress=not args.no_progress, out=args.out,
+              command=command)
 
 
 if __name__ == "__main__":
