@@ -12,8 +12,11 @@ Two tasks at once, on each batch of (regions, caption) pairs:
   for one of another scene (redrawn until it is false of this scene), and
   ``Linear(2)`` on ``pooled_text * pooled_image`` says which.
 
-The masked terms are computed on the matching pairs only: the words of
-another image's caption cannot be read off these regions. The loss is the
+Every pair is masked alike, but the masked terms are computed on the
+matching pairs only: the words of another image's caption cannot be read
+off these regions. Held-out alignment accuracy is measured on the masked
+pairs (``alignment_accuracy``) and on clean ones (``alignment_accuracy_clean``,
+nothing masked: the pairs as a retrieval system would see them). The loss is the
 sum of the three terms; each term is recorded per step (``History.terms``).
 
 Captions are ``minivl/data/captions.py``'s, tokenized with the BPE tokenizer
@@ -152,22 +155,31 @@ def mask_regions(region_mask, rng, prob: float = 0.15, zero_prob: float = 0.9):
     return chosen, zeroed
 
 
-def pretraining_batch(data: CaptionedScenes, index, tokenizer: BPETokenizer, rng) -> dict:
-    """Everything one step needs for the scenes ``index``; masks drawn afresh from ``rng``."""
+def pretraining_batch(data: CaptionedScenes, index, tokenizer: BPETokenizer, rng, mask: bool = True) -> dict:
+    """Everything one step needs for the scenes ``index``; masks drawn afresh from ``rng``.
+
+    Words and regions are corrupted in every pair alike, matching or not (were
+    only matching pairs masked, a [MASK] or a zeroed region would give the
+    alignment label away); the masked terms then read the matching pairs
+    only (``word_labels`` and ``region_chosen``). ``mask=False``: no
+    corruption and no masked targets (clean pairs, for alignment alone).
+    """
     special = tokenizer.special_tokens
     ids, aligned = alignment_pairs(data, index, rng)
     ids, text_mask = pad_sequences(ids, special["[PAD]"])  # (B, T)
-    inputs, word_labels = mask_tokens(ids, [special[s] for s in NEVER_MASKED], tokenizer.vocab_size,
-                                      special["[MASK]"], rng)
-    word_labels[aligned == 0] = IGNORE_INDEX  # masked terms on matching pairs only
     r = data.regions[np.asarray(index)]
-    chosen, zeroed = mask_regions(r.mask, rng)
-    chosen &= (aligned == 1)[:, None]
-    zeroed &= chosen
+    if mask:
+        inputs, word_labels = mask_tokens(ids, [special[s] for s in NEVER_MASKED], tokenizer.vocab_size,
+                                          special["[MASK]"], rng)
+        chosen, zeroed = mask_regions(r.mask, rng)
+    else:
+        inputs, word_labels = ids, np.full(ids.shape, IGNORE_INDEX)
+        chosen = zeroed = np.zeros(r.mask.shape, bool)
+    word_labels[aligned == 0] = IGNORE_INDEX  # masked terms on matching pairs only
     labels = np.concatenate([np.full((len(index), 1), -1), r.labels], axis=1)  # (B, 1+R), as the tokens
     return {"ids": inputs, "text_mask": text_mask, "word_labels": word_labels,
             "feats": np.where(zeroed[..., None], 0.0, r.feats).astype(np.float32), "locs": r.locs,
-            "region_mask": r.mask, "region_chosen": chosen, "det_probs": r.det_probs,
+            "region_mask": r.mask, "region_chosen": chosen & (aligned == 1)[:, None], "det_probs": r.det_probs,
             "region_labels": labels, "aligned": aligned}
 
 
@@ -275,8 +287,14 @@ def pretrain_vilbert(kind: str = "vilbert", steps: int = 1500, batch_size: int =
     if bert is not None and bert is not False:
         model.load_bert(bert)
 
-    val_batch = pretraining_batch(val_set, np.arange(len(val_set)), tokenizer, np.random.default_rng([seed, 3]))
-    evaluate = lambda: evaluate_pretraining(model, val_batch)
+    everything = np.arange(len(val_set))
+    val_batch = pretraining_batch(val_set, everything, tokenizer, np.random.default_rng([seed, 3]))
+    clean_batch = pretraining_batch(val_set, everything, tokenizer, np.random.default_rng([seed, 3]), mask=False)
+
+    def evaluate():
+        clean = evaluate_pretraining(model, clean_batch)
+        return {**evaluate_pretraining(model, val_batch), "alignment_accuracy_clean": clean["alignment_accuracy"]}
+
     start = {"step": 0, **run_eval(model, evaluate)}
     terms = {t: [] for t in TERMS}
 

@@ -109,10 +109,24 @@ def test_zeroed_regions_lose_their_feature_but_keep_their_location(data, tokeniz
     batch = pretraining_batch(data, index, tokenizer, np.random.default_rng(2))
     original = data.regions[index]
     zero = (batch["feats"] == 0).all(-1) & original.mask
-    assert zero.sum() > 0 and (zero <= batch["region_chosen"]).all()
-    assert 0.8 < zero.sum() / batch["region_chosen"].sum() <= 1.0
+    matching = batch["aligned"] == 1
+    assert zero[matching].sum() > 0 and (zero[matching] <= batch["region_chosen"][matching]).all()
+    assert 0.8 < zero[matching].sum() / batch["region_chosen"].sum() <= 1.0
     np.testing.assert_array_equal(batch["locs"], original.locs)
     np.testing.assert_array_equal(batch["feats"][~zero], original.feats[~zero])
+
+
+def test_masking_does_not_give_the_alignment_label_away(data, tokenizer):
+    """[MASK]s and zeroed regions are as frequent in swapped pairs as in matching ones."""
+    batch = pretraining_batch(data, np.arange(len(data)), tokenizer, np.random.default_rng(6))
+    masked = (batch["ids"] == tokenizer.special_tokens["[MASK]"]).sum(1) / batch["text_mask"].sum(1)
+    zeroed = ((batch["feats"] == 0).all(-1) & batch["region_mask"]).sum(1)
+    matching = batch["aligned"] == 1
+    assert abs(masked[matching].mean() - masked[~matching].mean()) < 0.03
+    assert abs(zeroed[matching].mean() - zeroed[~matching].mean()) < 0.15
+    clean = pretraining_batch(data, np.arange(len(data)), tokenizer, np.random.default_rng(6), mask=False)
+    assert not clean["region_chosen"].any() and (clean["word_labels"] == IGNORE_INDEX).all()
+    np.testing.assert_array_equal(clean["feats"], data.regions[np.arange(len(data))].feats)
 
 
 def test_alignment_labels_and_false_negatives(data):
