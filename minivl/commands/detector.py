@@ -6,6 +6,7 @@ report its region accuracy on held-out scenes, save it where
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -38,7 +39,7 @@ def _train(args):
             print(f"checkpoint: {path}")
     if args.results:
         payload = {"config": asdict(DEFAULT_CONFIG), "recipe": {**DEFAULTS, "steps": args.steps, "lr": args.lr},
-                   "runs": runs}
+                   "runs": runs, "load_average_1_5_15_min": list(os.getloadavg())}  # shared machines: say how busy
         print(f"results: {write_results(args.results, 'detector train', vars(args), payload)}")
     print(f"{time.perf_counter() - began:.0f} s in all")
     return 0

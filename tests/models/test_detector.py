@@ -152,3 +152,23 @@ def test_a_published_checkpoint_is_used_only_for_todays_recipe(tmp_path, monkeyp
     monkeypatch.setattr(recipe, "DEFAULTS", {**recipe.DEFAULTS, "lr": 0.123})  # the recipe changed
     with pytest.raises(pytest.fail.Exception):
         recipe.default_detector()
+
+
+def test_the_command_writes_results_and_leaves_the_default_alone(tmp_path, monkeypatch):
+    import json
+
+    from minivl.cli import main
+
+    monkeypatch.setenv("MINIVL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(recipe, "DEFAULTS", {**recipe.DEFAULTS, **{k: TRAIN[k] for k in recipe.DEFAULTS if k in TRAIN}})
+    monkeypatch.setattr(recipe, "DEFAULT_CONFIG", DetectorConfig(image_size=16, width=4, dim=8, blocks=1))
+    import minivl.commands.detector as command
+
+    monkeypatch.setattr(command, "DEFAULTS", recipe.DEFAULTS)
+    monkeypatch.setattr(command, "DEFAULT_CONFIG", recipe.DEFAULT_CONFIG)
+    out = tmp_path / "d.json"
+    assert main(["detector", "train", "--steps", "2", "--seeds", "0", "1", "--results", str(out), "--quiet"]) == 0
+    runs = json.loads(out.read_text())["results"]["runs"]
+    assert set(runs) == {"seed0", "seed1"} and all(0 <= r["test"]["accuracy"] <= 1 for r in runs.values())
+    assert not (tmp_path / "d.safetensors").exists()  # 2 steps is not the default recipe: nothing published
+    assert not recipe.default_path().exists()
