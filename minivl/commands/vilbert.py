@@ -32,29 +32,38 @@ def _regions(detector):
     return lambda scenes, rng: encoder.encode_scenes(scenes, rng=rng)
 
 
-def _pretrain(args):
+def _one_pretraining(kind, seed, args):
+    """One (kind, seed) run and its record (a process of its own under --workers)."""
     from minivl.recipes.vilbert import pretrain_vilbert
 
-    regions, runs = _regions(args.detector), []
-    for kind in args.kinds:
-        for seed in args.seeds:
-            load = os.getloadavg()
-            out = Path(args.out) / f"seed{seed}" if len(args.seeds) > 1 else Path(args.out)
-            r = pretrain_vilbert(kind, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=seed,
-                                 n_train=args.n_train, n_val=args.n_val, eval_every=args.eval_every,
-                                 regions=regions, progress=not args.quiet, out=out)
-            m = r["metrics"]
-            h = m["held_out"]
-            print(f"{kind} seed {seed}: {m['parameters']:,} parameters, {m['steps']} steps in "
-                  f"{m['train_seconds']:.0f} s (load average {load[0]:.1f}); held-out alignment "
-                  f"{h['alignment_accuracy']:.3f}, masked words {h['masked_word_accuracy']:.3f}, masked regions "
-                  f"{h['masked_region_accuracy']:.3f} (detector's top class {h['masked_region_agreement']:.3f})")
-            every = max(1, args.steps // 100)
-            curves = {name: [float(np.mean(v[i:i + every])) for i in range(0, len(v), every)]
-                      for name, v in r["terms"].items()}
-            runs.append({**m, "seed": seed, "load_average_before": load[0], "load_average_after": os.getloadavg()[0],
-                         "evals": r["history"].evals, "loss_curves": {"every": every, **curves},
-                         "checkpoint": str(out / f"{kind}.safetensors")})
+    load = os.getloadavg()
+    out = Path(args.out) / f"seed{seed}" if len(args.seeds) > 1 else Path(args.out)
+    r = pretrain_vilbert(kind, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=seed,
+                         n_train=args.n_train, n_val=args.n_val, eval_every=args.eval_every,
+                         regions=_regions(args.detector), progress=not args.quiet and args.workers == 1, out=out)
+    m, h = r["metrics"], r["metrics"]["held_out"]
+    print(f"{kind} seed {seed}: {m['parameters']:,} parameters, {m['steps']} steps in "
+          f"{m['train_seconds']:.0f} s (load average {load[0]:.1f}); held-out alignment "
+          f"{h['alignment_accuracy']:.3f} ({h['alignment_accuracy_clean']:.3f} unmasked), masked words "
+          f"{h['masked_word_accuracy']:.3f}, masked regions {h['masked_region_accuracy']:.3f} "
+          f"(detector's top class {h['masked_region_agreement']:.3f})", flush=True)
+    every = max(1, args.steps // 100)
+    curves = {name: [float(np.mean(v[i:i + every])) for i in range(0, len(v), every)]
+              for name, v in r["terms"].items()}
+    return {**m, "seed": seed, "load_average_before": load[0], "load_average_after": os.getloadavg()[0],
+            "evals": r["history"].evals, "loss_curves": {"every": every, **curves},
+            "checkpoint": str(out / f"{kind}.safetensors")}
+
+
+def _pretrain(args):
+    jobs = [(kind, seed) for kind in args.kinds for seed in args.seeds]
+    if args.workers > 1:  # separate processes: on a shared machine each gets its own share of the cores
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(args.workers) as pool:
+            runs = list(pool.map(_one_pretraining, *zip(*jobs), [args] * len(jobs)))
+    else:
+        runs = [_one_pretraining(kind, seed, args) for kind, seed in jobs]
     if args.results:
         env = {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
         print(f"results: {write_results(args.results, 'vilbert pretrain', vars(args), {'runs': runs, 'env': env})}")
@@ -106,6 +115,7 @@ def register(subparsers):
     t.add_argument("--out", default=CHECKPOINT, help="folder for <kind>.safetensors + tokenizer.json")
     t.add_argument("--results", default=None, help="write the metrics and loss curves as JSON here")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--workers", type=int, default=1, help="runs at once, one process each")
     t.set_defaults(func=_pretrain)
     f = sub.add_parser("finetune", help="fine-tune a pretrained model on one transfer task (S10)")
     f.add_argument("--task", required=True, choices=("vqa", "refexp", "retrieval", "vcr", "nlvr", "foil"))
