@@ -104,9 +104,9 @@ def register(subparsers):
     t = sub.add_parser("pretrain", help="masked multi-modal modelling + alignment on captioned scenes")
     t.add_argument("--kinds", nargs="+", choices=sorted(MODELS), default=["vilbert"],
                    help="models to pretrain (baselines get ViLBERT's parameter count)")
-    t.add_argument("--steps", type=int, default=1500)
+    t.add_argument("--steps", type=int, default=1200)
     t.add_argument("--batch-size", type=int, default=64)
-    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--lr", type=float, default=2e-3)
     t.add_argument("--seeds", type=int, nargs="+", default=[0])
     t.add_argument("--n-train", type=int, default=4000, help="training scenes (two captions each)")
     t.add_argument("--n-val", type=int, default=500, help="held-out scenes")

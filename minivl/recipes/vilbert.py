@@ -245,7 +245,7 @@ def evaluate_pretraining(model, batch: dict, chunk: int = 250) -> dict:
 
 
 # --------------------------------------------------------------------------- the run
-def pretrain_vilbert(kind: str = "vilbert", steps: int = 1500, batch_size: int = 64, lr: float = 1e-3,
+def pretrain_vilbert(kind: str = "vilbert", steps: int = 1200, batch_size: int = 64, lr: float = 2e-3,
                      warmup: int = 100, n_train: int = 4000, n_val: int = 500, eval_every: int = 250,
                      seed: int = 0, config: ViLBERTConfig | None = None, bert=True, regions=None,
                      tokenizer: BPETokenizer | None = None, match: bool = True, max_objects: int = 3,
