@@ -87,13 +87,27 @@ for seed, run in results["results"]["runs"].items():
           f"{run['test_jittered']['accuracy']:.3f}; chance {run['chance']:.3f}")
 
 # %% [markdown]
+# `det_probs` is the KL target of S08. The trained detector is nearly sure of
+# each region; the hand-made "simulated" fallback (`minivl/data/detector.py`)
+# spreads mass over look-alike classes. `RegionBatch.source` says which one a
+# batch carries.
+
+# %%
+from minivl.viz.regions import top_classes
+
+simulated = RegionEncoder(encoder.detector, target="simulated").encode_scenes(scenes[:1], rng=np.random.default_rng(0))
+for r in range(len(scenes[0])):
+    for name, batch_ in (("trained  ", regions), ("simulated", simulated)):
+        print(f"region {r} {name}", ", ".join(f"{c} {p:.3f}" for c, p in top_classes(batch_.det_probs[0, 1 + r], 3)))
+
+# %% [markdown]
 # The RoI mean-pool, by hand: the feature map, the cells inside the first box,
 # their mean — the same numbers as the region token.
 
 # %%
 with no_grad():
     fmap = encoder.detector.features(preprocess(images[:1])).numpy()[0]  # (D, 16, 16)
-x1, y1, x2, y2 = scenes[0].boxes[0]
+x1, y1, x2, y2 = (int(v) for v in scenes[0].boxes[0])
 centres = (np.arange(16) + 0.5) * 2  # pixel centre of each cell
 cols = np.flatnonzero((centres >= x1) & (centres < x2))
 rows = np.flatnonzero((centres >= y1) & (centres < y2))
