@@ -28,8 +28,8 @@ default ``RegionEncoder.load_default()`` (the trained detector,
 
 ``pretrain_vilbert`` trains one model (any of ``MODELS``: the baselines
 pretrain the same way) and reports held-out alignment, masked-word and
-masked-region accuracy; ``python -m minivl.recipes.vilbert`` (or ``minivl
-vilbert pretrain``) writes ``results/vilbert_pretrain.json`` over two seeds.
+masked-region accuracy; ``minivl vilbert pretrain --seeds 0 1 --results
+results/vilbert_pretrain.json`` writes them, with the loss curve of each term.
 """
 
 from __future__ import annotations

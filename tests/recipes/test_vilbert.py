@@ -1,7 +1,8 @@
 """ViLBERT pretraining (minivl/recipes/vilbert.py): the masking statistics (words
 80/10/10, regions 15% / 90% zeroed), alignment labels and negatives, the KL
 term on masked regions only and the other terms against hand computations,
-and a tiny run that learns alignment above chance. Region tokens here are a
+masking that gives no label away, a tiny run that lowers the masked losses,
+and the CLI end to end. Region tokens here are a
 stand-in for the detector's (a per-class feature plus noise, the simulated
 detector's distributions), so the tests need no trained detector."""
 
