@@ -6,6 +6,10 @@ The models differ only in the options:
 * ``norm_first=True`` (pre-LN: GPT-2, ViT, CLIP):  x + Attn(LN(x)); x + MLP(LN(x))
 * ``norm_first=False`` (post-LN: BERT):            LN(x + Attn(x)); LN(x + MLP(x))
 * the mask (``causal`` for GPT, padding for BERT) and the MLP activation.
+
+With ``context`` the attention reads its keys and values from another
+sequence (``kv_dim`` wide, through an ``attn_dim``-wide attention): half of
+ViLBERT's co-attention block (S06, ``minivl/nn/coattention.py``).
 """
 
 from __future__ import annotations
@@ -59,24 +63,32 @@ class TransformerBlock(Module):
     """Self-attention and an MLP, each with a residual connection and a LayerNorm."""
 
     def __init__(self, dim, num_heads, mlp_ratio=4.0, norm_first=True, activation="gelu",
-                 dropout=0.0, eps=1e-5, bias=True, mlp_dim=None):
+                 dropout=0.0, eps=1e-5, bias=True, mlp_dim=None, kv_dim=None, attn_dim=None):
         """``mlp_dim`` sets the hidden width exactly (a checkpoint's intermediate_size);
-        otherwise it is ``int(dim * mlp_ratio)``."""
+        otherwise it is ``int(dim * mlp_ratio)``. ``kv_dim`` is the width of the
+        ``context`` a cross-attending block reads (default ``dim``); ``attn_dim``
+        the width of its queries, keys and values (default ``dim``)."""
         super().__init__()
         self.norm_first = norm_first
         self.ln_1 = LayerNorm(dim, eps)
-        self.attn = MultiHeadAttention(dim, num_heads, bias=bias, dropout=dropout)
+        self.attn = MultiHeadAttention(dim, num_heads, kv_dim=kv_dim, inner_dim=attn_dim, out_dim=dim,
+                                       bias=bias, dropout=dropout)
         self.ln_2 = LayerNorm(dim, eps)
         self.mlp = MLP(dim, mlp_dim or int(dim * mlp_ratio), activation=activation, dropout=dropout, bias=bias)
 
-    def forward(self, x, key_padding_mask=None, causal=False, attn_mask=None, cache=None):
-        """``x (B, N, D)`` -> ``(B, N, D)``."""
+    def forward(self, x, key_padding_mask=None, causal=False, attn_mask=None, cache=None, context=None):
+        """``x (B, N, D)`` -> ``(B, N, D)``.
+
+        ``context (B, Nk, kv_dim)``: attend to it instead of to ``x`` (then
+        ``key_padding_mask (B, Nk)`` marks its real tokens); it is used as given,
+        not normalised, in both layouts.
+        """
         mask = dict(key_padding_mask=key_padding_mask, causal=causal, attn_mask=attn_mask, cache=cache)
         if self.norm_first:
-            x = x + self.attn(self.ln_1(x), **mask)
+            x = x + self.attn(self.ln_1(x), context, **mask)
             x = x + self.mlp(self.ln_2(x))
         else:
-            x = self.ln_1(x + self.attn(x, **mask))
+            x = self.ln_1(x + self.attn(x, context, **mask))
             x = self.ln_2(x + self.mlp(x))
         return x
 

@@ -1,0 +1,326 @@
+"""How ViLBERT is pretrained on captioned shapes-world scenes (lectures S07-S09).
+
+Two tasks at once, on each batch of (regions, caption) pairs:
+
+* masked multi-modal modelling (S08): 15% of the words chosen, 80/10/10
+  ([MASK] / random / kept, BERT's ``mask_tokens``), predicted by the
+  masked-word head with cross-entropy; 15% of the regions chosen, 90% of
+  those with their feature zeroed (the location stays), and the masked
+  region's predicted class distribution trained by KL(detector || predicted),
+  averaged over the chosen regions;
+* multi-modal alignment (S09): with probability 0.5 the caption is swapped
+  for one of another scene (redrawn until it is false of this scene), and
+  ``Linear(2)`` on ``pooled_text * pooled_image`` says which.
+
+Every pair is masked alike, but the masked terms are computed on the
+matching pairs only: the words of another image's caption cannot be read
+off these regions. Held-out alignment accuracy is measured on the masked
+pairs (``alignment_accuracy``) and on clean ones (``alignment_accuracy_clean``,
+nothing masked: the pairs as a retrieval system would see them). The loss is the
+sum of the three terms; each term is recorded per step (``History.terms``).
+
+Captions are ``minivl/data/captions.py``'s, tokenized with the BPE tokenizer
+of minivl's BERT (``default_bert``: ``train_bert``'s default recipe, cached
+like the detector), whose weights initialise the text stream (S03). Region
+tokens come from a ``regions(scenes, rng) -> RegionBatch`` function, by
+default ``RegionEncoder.load_default()`` (the trained detector,
+``minivl/data/regions.py``). Scenes are the i.i.d. "train" and "val" parts.
+
+``pretrain_vilbert`` trains one model (any of ``MODELS``: the baselines
+pretrain the same way) and reports held-out alignment, masked-word and
+masked-region accuracy; ``minivl vilbert pretrain --seeds 0 1 --results
+results/vilbert_pretrain.json`` writes them, with the loss curve of each term.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from minivl import functional as F
+from minivl.checkpoint import load_checkpoint, save_checkpoint
+from minivl.data.captions import holds, sample_caption
+from minivl.data.loader import pad_sequences
+from minivl.data.world import ShapesWorld
+from minivl.models.bert import BERT, IGNORE_INDEX, mask_tokens
+from minivl.models.vilbert import MODELS, ViLBERTConfig, matched_config
+from minivl.optim import AdamW, WarmupCosineLR
+from minivl.random import manual_seed
+from minivl.tensor import no_grad
+from minivl.tokenizers import BPETokenizer
+from minivl.train import run_eval, train
+
+NEVER_MASKED = ("[CLS]", "[SEP]", "[PAD]")
+TERMS = ("masked_words", "masked_regions", "alignment")
+
+
+# --------------------------------------------------------------------------- text stream and tokenizer
+def _cache() -> Path:
+    return Path(os.environ.get("MINIVL_CACHE") or Path.home() / ".cache" / "minivl")
+
+
+def default_bert(progress: bool = False) -> tuple[BERT, BPETokenizer]:
+    """minivl's pretrained BERT (``train_bert`` with its defaults) and its tokenizer,
+    read from ``$MINIVL_CACHE`` (or ``~/.cache/minivl``), or trained (a couple of
+    minutes on two cores) and cached there on first use."""
+    from minivl.recipes.bert import train_bert
+
+    settings = {"recipe": "train_bert defaults", "config": "dim 64, depth 2, 600 steps", "seed": 0}
+    folder = _cache() / f"bert-{hashlib.sha256(json.dumps(settings).encode()).hexdigest()[:12]}"
+    if not (folder / "bert.safetensors").exists():
+        result = train_bert(progress=progress, seed=0)
+        folder.mkdir(parents=True, exist_ok=True)
+        result["corpus"].tokenizer.save(folder / "tokenizer.json")
+        save_checkpoint(result["model"], folder / "bert.safetensors", **result["metrics"])
+    return load_checkpoint(BERT, folder / "bert.safetensors").eval(), BPETokenizer.load(folder / "tokenizer.json")
+
+
+def default_regions():
+    """``regions(scenes, rng)`` of the trained detector (``RegionEncoder.load_default``)."""
+    from minivl.data.regions import RegionEncoder
+
+    encoder = RegionEncoder.load_default()
+    return lambda scenes, rng: encoder.encode_scenes(scenes, rng=rng)
+
+
+# --------------------------------------------------------------------------- data
+@dataclass
+class CaptionedScenes:
+    """Scenes, their region tokens (one RegionBatch row each) and true captions."""
+
+    scenes: list
+    regions: object  # a RegionBatch
+    captions: list  # per scene: a list of Caption
+    caption_ids: list  # per scene: the captions' token ids, [CLS] ... [SEP]
+
+    def __len__(self):
+        return len(self.scenes)
+
+
+def caption_tokens(tokenizer: BPETokenizer, text: str) -> np.ndarray:
+    """``[CLS] caption [SEP]`` as ids."""
+    special = tokenizer.special_tokens
+    return np.asarray([special["[CLS]"], *tokenizer.encode(text), special["[SEP]"]], dtype=np.int64)
+
+
+def captioned_scenes(scenes, regions, tokenizer, rng, per_scene: int = 2) -> CaptionedScenes:
+    """``per_scene`` random true captions of each scene, tokenized, and the scenes' regions."""
+    captions = [[sample_caption(s, rng) for _ in range(per_scene)] for s in scenes]
+    ids = [[caption_tokens(tokenizer, c.text) for c in cs] for cs in captions]
+    return CaptionedScenes(list(scenes), regions(scenes, rng), captions, ids)
+
+
+def alignment_pairs(data: CaptionedScenes, index, rng, swap_prob: float = 0.5, tries: int = 20):
+    """One caption per scene of ``index``: its own (label 1), or with probability
+    ``swap_prob`` another scene's caption that is false of it (label 0).
+
+    Returns ``(ids list, aligned (B,) int64)``.
+    """
+    ids, aligned = [], []
+    for i in index:
+        own = int(rng.integers(len(data.captions[i])))
+        if rng.random() >= swap_prob:
+            ids.append(data.caption_ids[i][own])
+            aligned.append(1)
+            continue
+        for _ in range(tries):
+            j = int(rng.integers(len(data)))
+            k = int(rng.integers(len(data.captions[j])))
+            if j != i and not holds(data.captions[j][k], data.scenes[i]):
+                break
+        else:
+            raise RuntimeError(f"no false caption for scene {i} in {tries} draws")
+        ids.append(data.caption_ids[j][k])
+        aligned.append(0)
+    return ids, np.asarray(aligned, dtype=np.int64)
+
+
+def mask_regions(region_mask, rng, prob: float = 0.15, zero_prob: float = 0.9):
+    """Which region tokens are masked (S08): ``(chosen, zeroed)`` bool ``(B, 1+R)``.
+
+    Each real region (never token 0, [IMG], never padding) is chosen with
+    probability ``prob``; a chosen one has its feature zeroed with probability
+    ``zero_prob`` and is left as it is otherwise.
+    """
+    region_mask = np.asarray(region_mask, dtype=bool)
+    real = region_mask.copy()
+    real[:, 0] = False
+    chosen = real & (rng.random(real.shape) < prob)
+    zeroed = chosen & (rng.random(real.shape) < zero_prob)
+    return chosen, zeroed
+
+
+def pretraining_batch(data: CaptionedScenes, index, tokenizer: BPETokenizer, rng, mask: bool = True) -> dict:
+    """Everything one step needs for the scenes ``index``; masks drawn afresh from ``rng``.
+
+    Words and regions are corrupted in every pair alike, matching or not (were
+    only matching pairs masked, a [MASK] or a zeroed region would give the
+    alignment label away); the masked terms then read the matching pairs
+    only (``word_labels`` and ``region_chosen``). ``mask=False``: no
+    corruption and no masked targets (clean pairs, for alignment alone).
+    """
+    special = tokenizer.special_tokens
+    ids, aligned = alignment_pairs(data, index, rng)
+    ids, text_mask = pad_sequences(ids, special["[PAD]"])  # (B, T)
+    r = data.regions[np.asarray(index)]
+    if mask:
+        inputs, word_labels = mask_tokens(ids, [special[s] for s in NEVER_MASKED], tokenizer.vocab_size,
+                                          special["[MASK]"], rng)
+        chosen, zeroed = mask_regions(r.mask, rng)
+    else:
+        inputs, word_labels = ids, np.full(ids.shape, IGNORE_INDEX)
+        chosen = zeroed = np.zeros(r.mask.shape, bool)
+    word_labels[aligned == 0] = IGNORE_INDEX  # masked terms on matching pairs only
+    labels = np.concatenate([np.full((len(index), 1), -1), r.labels], axis=1)  # (B, 1+R), as the tokens
+    return {"ids": inputs, "text_mask": text_mask, "word_labels": word_labels,
+            "feats": np.where(zeroed[..., None], 0.0, r.feats).astype(np.float32), "locs": r.locs,
+            "region_mask": r.mask, "region_chosen": chosen & (aligned == 1)[:, None], "det_probs": r.det_probs,
+            "region_labels": labels, "aligned": aligned}
+
+
+# --------------------------------------------------------------------------- losses
+def masked_region_loss(region_logits, det_probs, chosen):
+    """KL(detector || predicted) per region, averaged over the ``chosen`` ones (0 if none)."""
+    per_region = F.kl_div(F.log_softmax(region_logits, axis=-1), det_probs, reduction="none")  # (B, 1+R)
+    weights = np.asarray(chosen, dtype=per_region.dtype)
+    return (per_region * weights).sum() / max(1.0, float(weights.sum()))
+
+
+def pretraining_losses(model, batch: dict) -> tuple[dict, dict]:
+    """The three terms (Tensors) and the logits they came from."""
+    streams = model.encode(batch["ids"], batch["text_mask"], batch["feats"], batch["locs"], batch["region_mask"])
+    logits = {"words": model.mlm_logits(streams), "regions": model.region_logits(streams),
+              "alignment": model.alignment_logits(streams)}
+    labels = batch["word_labels"]
+    terms = {
+        "masked_words": (F.cross_entropy(logits["words"], labels, ignore_index=IGNORE_INDEX)
+                         if (labels != IGNORE_INDEX).any() else logits["words"].sum() * 0.0),
+        "masked_regions": masked_region_loss(logits["regions"], batch["det_probs"], batch["region_chosen"]),
+        "alignment": F.cross_entropy(logits["alignment"], batch["aligned"]),
+    }
+    return terms, logits
+
+
+def accuracies(logits: dict, batch: dict) -> dict:
+    """Alignment accuracy; masked-word accuracy; masked-region accuracy (top class = the
+    true class) and agreement (top class = the detector's top class)."""
+    words = logits["words"].numpy().argmax(-1)
+    chosen_words = batch["word_labels"] != IGNORE_INDEX
+    regions = logits["regions"].numpy().argmax(-1)
+    chosen = batch["region_chosen"]
+    mean = lambda hits: float(hits.mean()) if hits.size else float("nan")
+    return {
+        "alignment_accuracy": mean(logits["alignment"].numpy().argmax(-1) == batch["aligned"]),
+        "masked_word_accuracy": mean(words[chosen_words] == batch["word_labels"][chosen_words]),
+        "masked_region_accuracy": mean(regions[chosen] == batch["region_labels"][chosen]),
+        "masked_region_agreement": mean(regions[chosen] == batch["det_probs"].argmax(-1)[chosen]),
+    }
+
+
+def evaluate_pretraining(model, batch: dict, chunk: int = 250) -> dict:
+    """Losses and accuracies on a fixed held-out batch, in chunks, without a graph."""
+    n = len(batch["aligned"])
+    sums, counts = {}, {}
+    with no_grad():
+        for start in range(0, n, chunk):
+            part = {k: v[start:start + chunk] for k, v in batch.items()}
+            terms, logits = pretraining_losses(model, part)
+            weights = {"masked_words": (part["word_labels"] != IGNORE_INDEX).sum(),
+                       "masked_regions": part["region_chosen"].sum(), "alignment": len(part["aligned"]),
+                       "alignment_accuracy": len(part["aligned"]),
+                       "masked_word_accuracy": (part["word_labels"] != IGNORE_INDEX).sum(),
+                       "masked_region_accuracy": part["region_chosen"].sum(),
+                       "masked_region_agreement": part["region_chosen"].sum()}
+            values = {**{k: float(v.item()) for k, v in terms.items()}, **accuracies(logits, part)}
+            for k, v in values.items():
+                if weights[k]:
+                    sums[k] = sums.get(k, 0.0) + v * weights[k]
+                    counts[k] = counts.get(k, 0) + weights[k]
+    return {k: sums[k] / counts[k] for k in sums}
+
+
+# --------------------------------------------------------------------------- the run
+def pretrain_vilbert(kind: str = "vilbert", steps: int = 1200, batch_size: int = 64, lr: float = 2e-3,
+                     warmup: int = 100, n_train: int = 4000, n_val: int = 500, eval_every: int = 250,
+                     seed: int = 0, config: ViLBERTConfig | None = None, bert=True, regions=None,
+                     tokenizer: BPETokenizer | None = None, match: bool = True, max_objects: int = 3,
+                     progress: bool = True, out: str | Path | None = None) -> dict:
+    """Pretrain a ``kind`` model (``MODELS``) by masked multi-modal modelling + alignment.
+
+    ``bert``: True initialises the text stream from ``default_bert()`` (and
+    uses its tokenizer), False leaves it random (then ``tokenizer`` is
+    needed), or a ``BERT`` to load. ``regions``: the region function (default:
+    the trained detector's). ``match``: a baseline gets the depths that match
+    ViLBERT's parameter count. Returns ``{"model", "history", "terms",
+    "metrics", "tokenizer"}``; with ``out``, writes the model there
+    (``save_checkpoint``, the metrics in its metadata) and ``tokenizer.json``.
+    """
+    if kind not in MODELS:
+        raise ValueError(f"kind must be one of {sorted(MODELS)}, got {kind!r}")
+    manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    if bert is True:
+        bert, tokenizer = default_bert(progress)
+    if tokenizer is None:
+        raise ValueError("pretrain_vilbert: give a tokenizer when bert is not True")
+    regions = regions or default_regions()
+    world = ShapesWorld(image_size=32, max_objects=max_objects, seed=seed)
+    train_set = captioned_scenes(world.iid_scenes(n_train, "train", rng=np.random.default_rng([seed, 1])),
+                                 regions, tokenizer, rng)
+    val_set = captioned_scenes(world.iid_scenes(n_val, "val", rng=np.random.default_rng([seed, 2])),
+                               regions, tokenizer, rng)
+
+    base = config or ViLBERTConfig()
+    longest = max(len(ids) for cs in train_set.caption_ids + val_set.caption_ids for ids in cs)
+    base = replace(base, vocab_size=tokenizer.vocab_size, max_len=max(base.max_len, longest),
+                   feat_dim=train_set.regions.feats.shape[-1], n_region_classes=train_set.regions.det_probs.shape[-1])
+    if bert is not None and bert is not False:  # the text stream takes BERT's shape
+        b = bert.config
+        base = replace(base, text_dim=b.dim, text_heads=b.num_heads, text_mlp_dim=int(b.dim * b.mlp_ratio),
+                       max_len=min(b.max_len, base.max_len))
+    model = MODELS[kind](matched_config(kind, base) if match else base)
+    if bert is not None and bert is not False:
+        model.load_bert(bert)
+
+    everything = np.arange(len(val_set))
+    val_batch = pretraining_batch(val_set, everything, tokenizer, np.random.default_rng([seed, 3]))
+    clean_batch = pretraining_batch(val_set, everything, tokenizer, np.random.default_rng([seed, 3]), mask=False)
+
+    def evaluate():
+        clean = evaluate_pretraining(model, clean_batch)
+        return {**evaluate_pretraining(model, val_batch), "alignment_accuracy_clean": clean["alignment_accuracy"]}
+
+    start = {"step": 0, **run_eval(model, evaluate)}
+    terms = {t: [] for t in TERMS}
+
+    def step(model, batch):
+        parts, _ = pretraining_losses(model, batch)
+        for name, value in parts.items():
+            terms[name].append(float(value.item()))
+        return parts["masked_words"] + parts["masked_regions"] + parts["alignment"]
+
+    def batches():
+        while True:
+            yield pretraining_batch(train_set, rng.choice(len(train_set), batch_size, replace=False), tokenizer, rng)
+
+    optimizer = AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.01)
+    scheduler = WarmupCosineLR(optimizer, steps, min(warmup, steps), min_lr=lr / 10)
+    history = train(model, step, batches(), optimizer, steps, scheduler, evaluate=evaluate,
+                    eval_every=eval_every, progress=progress, desc=f"pretrain {kind}")
+    history.after(0, start)
+    final = history.last_eval()
+    metrics = {"kind": kind, "parameters": model.num_parameters(), "steps": steps,
+               "train_seconds": history.seconds, "start": start, "held_out": final,
+               "region_source": getattr(train_set.regions, "source", "unknown"),
+               "text_init": "minivl BERT" if bert is not None and bert is not False else "random"}
+    model.eval()
+    if out is not None:
+        out = Path(out)
+        save_checkpoint(model, out / f"{kind}.safetensors", metrics=json.dumps(metrics))
+        tokenizer.save(out / "tokenizer.json")
+    return {"model": model, "history": history, "terms": terms, "metrics": metrics, "tokenizer": tokenizer}

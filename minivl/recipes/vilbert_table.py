@@ -1,0 +1,230 @@
+"""The transfer table of ViLBERT (lecture S10-S11): the same six tasks, the same data and the
+same fine-tuning for ViLBERT and the models it is measured against.
+
+=========================== ================================================================
+variant                     encoder
+=========================== ================================================================
+vilbert                     ViLBERT, text stream from minivl's BERT, then multi-modal
+                            pretraining (``minivl/recipes/vilbert.py``: masked words, masked
+                            regions, alignment)
+vilbert_no_pretraining      the same ViLBERT, text stream from BERT, no multi-modal pretraining
+single_stream               one transformer over [words; regions], depth matched to ViLBERT's
+                            parameter count, text blocks from BERT
+late_fusion                 the two streams without co-attention, matched, text from BERT
+text_only                   the text stream alone (the blind baseline), matched, text from BERT
+=========================== ================================================================
+
+The baselines start from BERT as ViLBERT-without-pretraining does, unless
+``pretrain_baselines`` (then each is pretrained like ViLBERT, which costs a
+pretraining run per baseline). Data: ``make_task`` on the i.i.d. parts of a
+``ShapesWorld`` (by image), regions from the trained detector
+(``RegionEncoder.load_default``); the data are drawn once (seed 0) and every
+seed re-initialises the heads, re-orders the batches (and pretrains anew).
+
+    python -m minivl.recipes.vilbert_table --out results/vilbert_transfer.json
+
+Each (task, variant, seed) is one ``finetune``; the JSON holds every run's
+test and val metrics, times, the machine's load average, and what was run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from minivl.data.vilbert_tasks import TASKS, make_task, scene_parts
+from minivl.data.world import ShapesWorld
+from minivl.recipes.vilbert_transfer import chance, finetune, retrieval_recall_at_1
+
+VARIANTS = ("vilbert", "vilbert_no_pretraining", "single_stream", "late_fusion", "text_only")
+# (steps, batch size) per task: sized for a few minutes per run on 2 cores
+SCHEDULE = {"vqa": (400, 32), "refexp": (300, 32), "retrieval": (200, 16), "vcr": (150, 8),
+            "nlvr": (200, 16), "foil": (300, 32)}
+HEADLINE = {"vqa": "accuracy", "refexp": "accuracy", "retrieval": "accuracy", "vcr": "q_ar",
+            "nlvr": "accuracy", "foil": "accuracy"}
+TARGETS = {"vqa": 0.85, "refexp": 0.90, "retrieval": 0.90, "vcr": 0.75, "nlvr": 0.80, "foil": 0.90}
+
+
+def _kind(variant: str) -> str:
+    return "vilbert" if variant.startswith("vilbert") else variant
+
+
+def pretrained_encoder(kind: str, seed: int, steps: int, folder: Path, progress: bool, regions=None):
+    """A ``kind`` model after multi-modal pretraining with ``seed``, read from ``folder`` or
+    pretrained (``pretrain_vilbert``, regions from the ``regions`` encoder) and saved there."""
+    from minivl.checkpoint import load_checkpoint
+    from minivl.models.vilbert import MODELS
+    from minivl.recipes.vilbert import pretrain_vilbert
+
+    path = folder / f"{kind}-seed{seed}-steps{steps}" / f"{kind}.safetensors"
+    if not path.exists():
+        pretrain_vilbert(kind, steps=steps, seed=seed, progress=progress, out=path.parent,
+                         eval_every=max(steps // 4, 1),
+                         regions=regions and (lambda scenes, rng: regions.encode_scenes(scenes, rng=rng)))
+    return load_checkpoint(MODELS[kind], path)
+
+
+def base_config(bert, tokenizer, regions):
+    """ViLBERT's default config fitted to the BERT, tokenizer and regions, as
+    ``pretrain_vilbert`` fits it (positions: BERT's, at most 64)."""
+    from minivl.models.vilbert import ViLBERTConfig
+
+    b = bert.config
+    return ViLBERTConfig(vocab_size=tokenizer.vocab_size, max_len=min(b.max_len, 64), feat_dim=regions.dim,
+                         n_region_classes=36, text_dim=b.dim, text_heads=b.num_heads,
+                         text_mlp_dim=int(b.dim * b.mlp_ratio))
+
+
+def fresh_encoder(kind: str, config, bert):
+    """A ``kind`` model of ``config``'s widths (depths matched to ViLBERT's parameter count),
+    text stream from ``bert``, no multi-modal pretraining."""
+    from minivl.models.vilbert import MODELS, matched_config
+
+    model = MODELS[kind](matched_config(kind, config))
+    model.load_bert(bert)
+    return model
+
+
+def run_table(tasks=TASKS, variants=VARIANTS, seeds=(0, 1), sizes=(2000, 300, 1000), schedule=None,
+              lr: float = 1e-3, head_lr: float = 3e-3, pretrain_steps: int = 1500,
+              pretrain_baselines: bool = False, n_queries: int = 20, cache: str | Path | None = None,
+              detector: str | Path | None = None, progress: bool = True, log=print,
+              out: str | Path | None = None, command: str = "python -m minivl.recipes.vilbert_table") -> dict:
+    """Fine-tune every variant on every task for every seed; scores on the held-out test part.
+
+    ``cache``: where pretrained encoders are kept (default ``$MINIVL_CACHE`` or
+    ``~/.cache/minivl``). ``detector``: a saved ``Detector`` to read regions with (default:
+    ``RegionEncoder.load_default()``). With ``out``, the JSON is rewritten after every run, so
+    a long table that is stopped keeps what it measured.
+    """
+    from minivl.data.regions import RegionEncoder
+    from minivl.recipes.vilbert import default_bert
+
+    schedule = {**SCHEDULE, **(schedule or {})}
+    for t in tasks:
+        if t not in TASKS:
+            raise ValueError(f"unknown task {t!r}; expected one of {TASKS}")
+    for v in variants:
+        if v not in VARIANTS:
+            raise ValueError(f"unknown variant {v!r}; expected one of {VARIANTS}")
+    folder = Path(cache or os.environ.get("MINIVL_CACHE") or Path.home() / ".cache" / "minivl")
+    begin = time.perf_counter()
+    bert, tokenizer = default_bert(progress)
+    if detector is None:
+        regions = RegionEncoder.load_default(progress=progress)
+    else:
+        from minivl.checkpoint import load_checkpoint
+        from minivl.models.detector import Detector
+
+        regions = RegionEncoder(load_checkpoint(Detector, detector).eval())
+    world = ShapesWorld(image_size=regions.image_size, max_objects=3, seed=0)
+    config = base_config(bert, tokenizer, regions)
+    parts = scene_parts(world, regions, sizes, seed=0)
+    data = {t: make_task(t, world, tokenizer, regions, seed=0, max_len=config.max_len, parts=parts) for t in tasks}
+    table = {"command": command, "tasks": list(tasks),
+             "variants": list(variants), "seeds": list(seeds), "sizes_scenes": list(sizes),
+             "schedule": {t: schedule[t] for t in tasks}, "lr": lr, "head_lr": head_lr,
+             "pretrain_steps": pretrain_steps, "pretrain_baselines": pretrain_baselines,
+             "region_source": f"trained detector features ({detector or 'RegionEncoder.load_default()'})",
+             "items": {t: {p: len(s) for p, s in data[t].items()} for t in tasks},
+             "chance": {t: chance(t, data[t]["test"]) for t in tasks}, "targets": TARGETS,
+             "headline_metric": HEADLINE, "machine": platform.machine(), "cpus": os.cpu_count(),
+             "load_average_start": os.getloadavg(), "runs": []}
+    for seed in seeds:
+        for variant in variants:
+            kind = _kind(variant)
+            pretrain = variant == "vilbert" or (pretrain_baselines and variant != "vilbert_no_pretraining")
+            for task in tasks:
+                if pretrain:
+                    encoder = pretrained_encoder(kind, seed, pretrain_steps, folder, progress, regions)
+                else:
+                    encoder = fresh_encoder(kind, config, bert)
+                steps, batch_size = schedule[task]
+                run = finetune(task, encoder, data[task], steps=steps, batch_size=batch_size, lr=lr,
+                               head_lr=head_lr, seed=seed, progress=progress, desc=f"{task} {variant} s{seed}")
+                m = run["metrics"]
+                if task == "retrieval":
+                    m["test"] |= retrieval_recall_at_1(run["model"], data[task]["test"].scenes,
+                                                       data[task]["test"].regions, tokenizer, n_queries,
+                                                       np.random.default_rng([seed, 7]))
+                record = {"task": task, "variant": variant, "seed": seed, "pretrained": pretrain,
+                          "parameters": encoder.num_parameters(), "load_average": os.getloadavg(), **m}
+                table["runs"].append(record)
+                log(f"{task:9} {variant:24} seed {seed}: test {HEADLINE[task]} {m['test'][HEADLINE[task]]:.3f} "
+                    f"({m['train_seconds']:.0f} s, load {record['load_average'][0]:.1f})")
+                table["seconds"] = time.perf_counter() - begin
+                table["summary"] = summary(table)
+                if out is not None:
+                    write(table, out)
+    return table
+
+
+def summary(table: dict) -> dict:
+    """Per task and variant: the headline test metric's mean over seeds, and each seed's."""
+    out = {}
+    for r in table["runs"]:
+        cell = out.setdefault(r["task"], {}).setdefault(r["variant"], {"seeds": []})
+        cell["seeds"].append(r["test"][HEADLINE[r["task"]]])
+        cell["mean"] = float(np.mean(cell["seeds"]))
+    return out
+
+
+def write(table: dict, path) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(table, f, indent=1, default=float)
+        f.write("\n")
+
+
+def merge(paths, out, command: str = "") -> dict:
+    """One table from tables run apart (e.g. one process per seed): their runs together."""
+    tables = [json.loads(Path(p).read_text()) for p in paths]
+    table = {**tables[0], "runs": [r for t in tables for r in t["runs"]], "merge_command": command,
+             "commands": [t.get("command") for t in tables],
+             "variants": sorted({r["variant"] for t in tables for r in t["runs"]}),
+             "seeds": sorted({s for t in tables for s in t["seeds"]}),
+             "merged_from": [str(p) for p in paths], "seconds_each": [t.get("seconds") for t in tables],
+             "load_average_start_each": [t["load_average_start"] for t in tables]}
+    table["summary"] = summary(table)
+    write(table, out)
+    return table
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", default="results/vilbert_transfer.json")
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    parser.add_argument("--pretrain-steps", type=int, default=1500)
+    parser.add_argument("--pretrain-baselines", action="store_true")
+    parser.add_argument("--scenes", nargs=3, type=int, default=[2000, 300, 1000], metavar=("TRAIN", "VAL", "TEST"))
+    parser.add_argument("--steps", type=int, help="fine-tuning steps for every task (default: SCHEDULE)")
+    parser.add_argument("--queries", type=int, default=20, help="recall@1 queries (among the test images)")
+    parser.add_argument("--detector", help="a saved Detector (default: RegionEncoder.load_default())")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--merge", nargs="+", help="only merge these tables (run apart) into --out")
+    args = parser.parse_args(argv)
+    command = "python -m minivl.recipes.vilbert_table " + " ".join(sys.argv[1:] if argv is None else argv)
+    if args.merge:
+        merge(args.merge, args.out, command)
+        return
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)  # one BLAS thread: on a shared 2-core machine several threads fight
+    schedule = {t: (args.steps, b) for t, (_, b) in SCHEDULE.items()} if args.steps else None
+    run_table(args.tasks, args.variants, tuple(args.seeds), tuple(args.scenes), schedule,
+              pretrain_steps=args.pretrain_steps, pretrain_baselines=args.pretrain_baselines,
+              n_queries=args.queries, detector=args.detector, progress=not args.no_progress, out=args.out,
+              command=command)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,333 @@
+"""ViLBERT's transfer tasks: one head and one loss per task, fine-tuned on any two-input
+encoder (lecture S10; Lu et al. 2019, section 4 and FIDELITY's fine-tuning heads).
+
+Entry points (``minivl vilbert finetune`` calls ``finetune``):
+
+    finetune(task, encoder, data, steps=300, batch_size=32, lr=1e-3, seed=0,
+             eval_every=0, progress=True, desc=None) -> {"model", "history", "metrics"}
+        task: one of TASKS; encoder: any model with
+        ``encode(ids, text_mask, feats, locs, region_mask)`` (ViLBERT and the baselines of
+        ``minivl.models.vilbert``); data: ``{"train", "val", "test"}`` of
+        ``minivl.data.vilbert_tasks.TaskSplit`` (``make_task``). ``metrics``: the val and
+        test scores of ``evaluate`` and the training time.
+    evaluate(task, model, split, batch_size=64) -> dict   (``model``: a ``TransferModel``)
+    retrieval_recall_at_1(model, scenes, regions, tokenizer, n_queries, rng) -> dict
+
+The heads read the encoder's outputs: the hidden states of the text stream
+``(B, T, Dt)`` and of the visual stream ``(B, 1+R, Dv)``, and the fused pooled
+vector ``pooled_text * pooled_image (B, Dp)``:
+
+========= ====================================== ================================
+task      head                                   loss / metric
+========= ====================================== ================================
+vqa       MLP on the fused vector -> answers     BCE on soft scores / VQA accuracy
+refexp    Linear(1) per region token             BCE on IoU (0 below 0.5) / top IoU >= 0.5
+retrieval Linear(1) per (caption, image) pass    softmax over 4 / 4-way accuracy, R@1
+vcr       Linear(1) per option (Q->A, QA->R)     softmax over 4 each / Q->A, QA->R, Q->AR
+nlvr      MLP on both images' fused vectors      true / false cross-entropy
+foil      Linear(2) on fused + Linear(1) / token correct-or-foiled, which word
+========= ====================================== ================================
+
+VCR trains one model on both sub-tasks at once (two Linear(1) heads; the
+paper trains them apart); Q->AR counts an item right when both its answer and
+its rationale (chosen given the right answer) are right. The table of
+encoders is ``minivl/recipes/vilbert_table.py``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from minivl import functional as F
+from minivl import nn
+from minivl.data.vilbert_tasks import PASSES, TASKS, TaskSplit, answers_query, encode_text, gather
+from minivl.data.vqa import ANSWERS
+from minivl.optim import AdamW, WarmupCosineLR
+from minivl.random import manual_seed
+from minivl.tensor import no_grad
+from minivl.train import run_eval, train
+
+N_ANSWERS = len(ANSWERS)
+NEG = -1e9  # a logit that softmax turns into 0
+
+
+# ---------------------------------------------------------------- reading an encoder
+
+
+def encoder_outputs(encoder, batch: dict):
+    """``(text (B, T, Dt), visual (B, 1+R, Dv), fused (B, Dp))`` of a flat batch.
+
+    ``encoder.encode`` returns ``minivl.models.vilbert.Streams``: ``text``,
+    ``visual`` (hidden states) and ``pooled_text``, ``pooled_image``; the fused
+    vector is their element-wise product (ViLBERT's alignment and VQA input, S09-S10).
+    """
+    out = encoder.encode(batch["ids"], batch["text_mask"], batch["feats"], batch["locs"],
+                         batch["region_mask"])
+    return out.text, out.visual, out.pooled_text * out.pooled_image
+
+
+# ---------------------------------------------------------------- losses (one per head)
+
+
+def vqa_loss(logits, scores):
+    """BCE of answer logits ``(B, A)`` against soft scores, summed over answers, averaged
+    over questions (ViLBERT's multi-label VQA loss)."""
+    return F.binary_cross_entropy_with_logits(logits, scores) * logits.shape[1]
+
+
+def refexp_loss(logits, iou, region_mask):
+    """BCE of each real region's logit ``(B, 1+R)`` against its IoU target; [IMG] (token 0) and
+    padding are left out; the average over the regions scored."""
+    scored = np.asarray(region_mask, dtype=bool).copy()
+    scored[:, 0] = False
+    per = F.binary_cross_entropy_with_logits(logits, iou, reduction="none")  # (B, 1+R)
+    return (per * scored.astype(np.float32)).sum() / max(int(scored.sum()), 1)
+
+
+def choice_loss(logits, labels):
+    """Softmax cross-entropy over the options ``(B, C)``: retrieval's 4, VCR's 4, NLVR's 2."""
+    return F.cross_entropy(logits, np.asarray(labels))
+
+
+def foil_loss(detect_logits, word_logits, label, word, text_mask):
+    """Correct-or-foiled cross-entropy ``(B, 2)`` plus, on foiled captions, the
+    cross-entropy of the foiled word over the caption's real tokens ``(B, T)``."""
+    loss = F.cross_entropy(detect_logits, np.asarray(label))
+    foiled = np.asarray(label) == 1
+    if foiled.any():
+        masked = F.masked_fill(word_logits, ~np.asarray(text_mask, dtype=bool), NEG)
+        target = np.where(foiled, np.asarray(word), -100)  # -100: ignored
+        loss = loss + F.cross_entropy(masked, target)
+    return loss
+
+
+# ---------------------------------------------------------------- heads
+
+
+class VQAHead(nn.Module):
+    """Linear -> GELU -> LayerNorm -> Linear over the answer vocabulary (ViLBERT's VQA MLP)."""
+
+    def __init__(self, dim, n_answers=N_ANSWERS):
+        super().__init__()
+        self.fc1, self.ln, self.fc2 = nn.Linear(dim, 2 * dim), nn.LayerNorm(2 * dim), nn.Linear(2 * dim, n_answers)
+
+    def forward(self, fused):
+        return self.fc2(self.ln(F.gelu(self.fc1(fused))))  # (B, A)
+
+
+class TransferModel(nn.Module):
+    """An encoder and the head of one task; ``forward(batch)`` -> the task's logits:
+    vqa ``(B, A)``, refexp ``(B, 1+R)``, retrieval ``(B, 4)``, vcr ``(B, 8)`` (answers then
+    rationales), nlvr ``(B, 2)``, foil ``(B, 2 + T)`` (detection, then one per token)."""
+
+    def __init__(self, task: str, encoder, dims: tuple[int, int, int]):
+        super().__init__()
+        if task not in TASKS:
+            raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+        self.task, self.encoder = task, encoder
+        dt, dv, dp = dims
+        if task == "vqa":
+            self.head = VQAHead(dp)
+        elif task == "refexp":
+            self.head = nn.Linear(dv, 1)
+        elif task in ("retrieval", "vcr"):
+            self.head = nn.Linear(dp, 1)
+            if task == "vcr":
+                self.rationale_head = nn.Linear(dp, 1)
+        elif task == "nlvr":
+            self.head = nn.MLP(2 * dp, 2 * dp, 2, activation="gelu")
+        else:
+            self.head = nn.Linear(dp, 2)
+            self.word_head = nn.Linear(dt, 1)
+
+    def forward(self, batch: dict):
+        text, visual, fused = encoder_outputs(self.encoder, batch)
+        p = PASSES[self.task]
+        if self.task == "vqa":
+            return self.head(fused)
+        if self.task == "refexp":
+            return self.head(visual).squeeze(-1)  # (B, 1+R)
+        if self.task == "retrieval":
+            return self.head(fused).reshape(-1, p)  # (B, 4)
+        if self.task == "vcr":
+            answers = self.head(fused).reshape(-1, p)[:, :4]
+            rationales = self.rationale_head(fused).reshape(-1, p)[:, 4:]
+            return F.concat([answers, rationales], axis=1)  # (B, 8)
+        if self.task == "nlvr":
+            return self.head(fused.reshape(-1, 2 * fused.shape[-1]))  # (B, 2): [left, right]
+        return F.concat([self.head(fused), self.word_head(text).squeeze(-1)], axis=1)  # (B, 2 + T)
+
+
+def probe_dims(encoder, split: TaskSplit) -> tuple[int, int, int]:
+    """``(Dt, Dv, Dp)`` of an encoder, read off one pass of a split."""
+    with no_grad():
+        text, visual, fused = encoder_outputs(encoder, gather(split, [0]))
+    return text.shape[-1], visual.shape[-1], fused.shape[-1]
+
+
+def make_transfer_model(task, encoder, split: TaskSplit) -> TransferModel:
+    return TransferModel(task, encoder, probe_dims(encoder, split))
+
+
+def task_loss(model: TransferModel, batch: dict):
+    """The loss of ``model.task`` on one gathered batch."""
+    logits, task = model(batch), model.task
+    if task == "vqa":
+        return vqa_loss(logits, batch["scores"])
+    if task == "refexp":
+        return refexp_loss(logits, batch["iou"], batch["region_mask"])
+    if task in ("retrieval", "nlvr"):
+        return choice_loss(logits, batch["label"])
+    if task == "vcr":
+        return choice_loss(logits[:, :4], batch["answer"]) + choice_loss(logits[:, 4:], batch["rationale"])
+    return foil_loss(logits[:, :2], logits[:, 2:], batch["label"], batch["word"], batch["text_mask"])
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def item_scores(task: str, logits: np.ndarray, batch: dict) -> dict[str, np.ndarray]:
+    """Per-item scores (1 = right) of one batch's logits: the metrics before averaging."""
+    if task == "vqa":  # VQA accuracy: the soft score of the answer picked
+        return {"accuracy": batch["scores"][np.arange(len(logits)), logits.argmax(1)]}
+    if task == "refexp":  # the top real region overlaps the true box by IoU >= 0.5
+        real = np.asarray(batch["region_mask"], dtype=bool).copy()
+        real[:, 0] = False
+        top = np.where(real, logits, -np.inf).argmax(1)
+        return {"accuracy": (batch["iou"][np.arange(len(logits)), top] > 0).astype(float)}
+    if task in ("retrieval", "nlvr"):
+        return {"accuracy": (logits.argmax(1) == batch["label"]).astype(float)}
+    if task == "vcr":
+        qa = logits[:, :4].argmax(1) == batch["answer"]
+        qar = logits[:, 4:].argmax(1) == batch["rationale"]
+        return {"q_a": qa.astype(float), "qa_r": qar.astype(float), "q_ar": (qa & qar).astype(float)}
+    detect = logits[:, :2].argmax(1) == batch["label"]
+    words = np.where(batch["text_mask"], logits[:, 2:], -np.inf).argmax(1)
+    foiled = batch["label"] == 1
+    return {"accuracy": detect.astype(float),
+            "word": np.where(foiled, (words == batch["word"]).astype(float), np.nan)}
+
+
+def summarise(scores: dict[str, np.ndarray], groups: np.ndarray) -> dict:
+    """Means over items (NaN: not scored), overall and per group."""
+    out = {}
+    for name, values in scores.items():
+        out[name] = float(np.nanmean(values))
+        for g in sorted(set(groups.tolist())):
+            chosen = values[groups == g]
+            if np.isfinite(chosen).any():
+                out[f"{name}/{g}"] = float(np.nanmean(chosen))
+    out["n"] = int(len(groups))
+    return out
+
+
+def evaluate(task: str, model: TransferModel, split: TaskSplit, batch_size: int = 64) -> dict:
+    """The task's metrics on every item of ``split`` (eval mode, no graph)."""
+    def scores():
+        collected: dict[str, list] = {}
+        for start in range(0, len(split), batch_size):
+            batch = gather(split, np.arange(start, min(start + batch_size, len(split))))
+            for name, v in item_scores(task, model(batch).numpy(), batch).items():
+                collected.setdefault(name, []).append(v)
+        return summarise({k: np.concatenate(v) for k, v in collected.items()}, split.groups)
+
+    return run_eval(model, scores)
+
+
+def retrieval_recall_at_1(model: TransferModel, scenes, regions, tokenizer, n_queries: int,
+                          rng: np.random.Generator, batch_size: int = 250) -> dict:
+    """Recall@1 of caption -> image retrieval among all ``len(scenes)`` images: each of
+    ``n_queries`` captions (one per scene, list captions that name every object) is scored
+    with every image by the retrieval head; a hit when the top image is the caption's own or
+    one the caption describes as well (``vilbert_tasks.answers_query``)."""
+    from minivl.data.captions import sample_caption
+
+    if model.task != "retrieval":
+        raise ValueError(f"recall@1 needs the retrieval head, got a {model.task!r} model")
+    n_queries = min(n_queries, len(scenes))
+    queries = rng.choice(len(scenes), n_queries, replace=False)
+    hits = []
+
+    def run():
+        for q in queries:
+            caption = sample_caption(scenes[q], rng, kinds=("list",))
+            ids = np.asarray(encode_text(tokenizer, caption.text)[0])
+            scores = []
+            for start in range(0, len(scenes), batch_size):
+                index = np.arange(start, min(start + batch_size, len(scenes)))
+                batch = {"ids": np.tile(ids, (len(index), 1)), "text_mask": np.ones((len(index), len(ids)), bool),
+                         "feats": regions.feats[index], "locs": regions.locs[index],
+                         "region_mask": regions.mask[index]}
+                _, _, fused = encoder_outputs(model.encoder, batch)
+                scores.append(model.head(fused).numpy()[:, 0])
+            top = int(np.concatenate(scores).argmax())
+            hits.append(top == q or answers_query(caption, scenes[top]))
+        return {"recall@1": float(np.mean(hits)), "queries": int(n_queries), "candidates": len(scenes)}
+
+    return run_eval(model, run)
+
+
+# ---------------------------------------------------------------- fine-tuning
+
+
+def batches(split: TaskSplit, batch_size: int, seed: int):
+    """Shuffled batches of a split forever, a fresh order each epoch."""
+    rng = np.random.default_rng(seed)
+    size = min(batch_size, len(split))
+    while True:
+        order = rng.permutation(len(split))
+        for start in range(0, len(order) - size + 1, size):
+            yield gather(split, order[start:start + size])
+
+
+def finetune(task: str, encoder, data: dict, steps: int = 300, batch_size: int = 32, lr: float = 1e-3,
+             head_lr: float | None = None, warmup: int = 30, seed: int = 0, eval_every: int = 0,
+             progress: bool = True, desc: str | None = None) -> dict:
+    """Fine-tune ``encoder`` with ``task``'s head on ``data["train"]``; scores on val and test.
+
+    ``lr`` for the encoder, ``head_lr`` (default ``lr``) for the new head; AdamW with
+    warm-up and cosine decay. Returns ``{"model", "history", "metrics"}``.
+    """
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+    for part in ("train", "val", "test"):
+        if part not in data or data[part].task != task:
+            raise ValueError(f"data must hold {task!r} splits 'train', 'val', 'test'; got {sorted(data)}")
+    if steps < 1 or batch_size < 1:
+        raise ValueError(f"steps and batch_size must be positive, got {steps}, {batch_size}")
+    limit = getattr(getattr(encoder, "config", None), "max_len", None)
+    longest = max(data[part].ids.shape[-1] for part in ("train", "val", "test"))
+    if limit is not None and longest > limit:
+        raise ValueError(f"{task}: texts of {longest} tokens exceed the encoder's max_len={limit}")
+    manual_seed(seed)
+    model = make_transfer_model(task, encoder, data["train"])
+    head = [p for name, p in model.named_parameters() if not name.startswith("encoder.")]
+    body = [p for name, p in model.named_parameters() if name.startswith("encoder.")]
+    optimizer = AdamW([{"params": body, "lr": lr}, {"params": head, "lr": head_lr or lr}], lr=lr)
+    scheduler = WarmupCosineLR(optimizer, steps, min(warmup, steps), min_lr=[lr / 10, (head_lr or lr) / 10])
+    history = train(model, task_loss, batches(data["train"], batch_size, seed), optimizer, steps, scheduler,
+                    evaluate=(lambda: evaluate(task, model, data["val"])) if eval_every else None,
+                    eval_every=eval_every, progress=progress, desc=desc or f"finetune {task}")
+    begin = time.perf_counter()
+    metrics = {"val": evaluate(task, model, data["val"]), "test": evaluate(task, model, data["test"]),
+               "train_seconds": history.seconds, "steps": steps, "batch_size": batch_size,
+               "train_items": len(data["train"])}
+    metrics["eval_seconds"] = time.perf_counter() - begin
+    return {"model": model, "history": history, "metrics": metrics}
+
+
+def chance(task: str, split: TaskSplit) -> float:
+    """What a reader without the image scores on average: one over the options (VQA: one over
+    the answers its question type allows; refexp: one over the regions)."""
+    if task == "vqa":
+        from minivl.data.blind import _answer_set_size
+
+        n_counts = max(len(s) for s in split.scenes) + 1
+        return float(np.mean([1 / _answer_set_size(ANSWERS[a], n_counts) for a in split.targets["answer"]]))
+    if task == "refexp":
+        return float(np.mean([1 / len(split.scenes[i]) for i in split.images[:, 0]]))
+    return {"retrieval": 0.25, "vcr": 1 / 16, "nlvr": 0.5, "foil": 0.5}[task]
+
+

@@ -1,0 +1,42 @@
+"""The transfer table (``minivl/recipes/vilbert_table.py``): bad options raise before any
+work, the summary averages each cell's seeds, and tables run apart merge into one."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from minivl.recipes.vilbert_table import merge, run_table, summary
+
+
+def _run(task, variant, seed, value):
+    metric = "q_ar" if task == "vcr" else "accuracy"
+    return {"task": task, "variant": variant, "seed": seed, "test": {metric: value}}
+
+
+def test_summary_averages_the_seeds_of_each_cell():
+    table = {"runs": [_run("vqa", "vilbert", 0, 0.8), _run("vqa", "vilbert", 1, 0.9),
+                      _run("vcr", "text_only", 0, 0.1)]}
+    s = summary(table)
+    assert s["vqa"]["vilbert"] == {"seeds": [0.8, 0.9], "mean": pytest.approx(0.85)}
+    assert s["vcr"]["text_only"]["mean"] == 0.1  # VCR's headline is Q->AR
+
+
+def test_tables_run_apart_merge(tmp_path):
+    parts = []
+    for seed in (0, 1):
+        path = tmp_path / f"seed{seed}.json"
+        path.write_text(json.dumps({"seeds": [seed], "runs": [_run("nlvr", "vilbert", seed, 0.5 + seed / 10)],
+                                    "load_average_start": [1.0, 1.0, 1.0], "seconds": 10.0}))
+        parts.append(path)
+    merged = merge(parts, tmp_path / "all.json")
+    assert merged["seeds"] == [0, 1] and len(merged["runs"]) == 2
+    assert json.loads((tmp_path / "all.json").read_text())["summary"]["nlvr"]["vilbert"]["mean"] == 0.55
+
+
+@pytest.mark.parametrize("bad, match", [({"tasks": ("captioning",)}, "task"),
+                                        ({"variants": ("bigger_vilbert",)}, "variant")])
+def test_bad_options_raise_before_any_work(bad, match):
+    with pytest.raises(ValueError, match=match):
+        run_table(**bad)
