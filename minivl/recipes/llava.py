@@ -77,13 +77,14 @@ def clip_tower(cache="runs/llava/clip", steps=CLIP_STEPS, progress=True, wait=0)
     return train_clip(task="shapes", steps=steps, out=cache, eval_every=10**9, progress=progress)["model"]
 
 
-def pretrain_lm(tokenizer, docs, steps=300, seed=0, dim=64, depth=2, heads=4, progress=True):
+def pretrain_lm(tokenizer, docs, steps=300, seed=0, dim=64, depth=2, heads=4, batch_size=16,
+                progress=True):
     """GPT pretrained on plain-text ``docs`` (the Vicuna stand-in); returns ``(model, metrics)``."""
     from minivl.recipes.gpt import train_gpt
 
     n_val = max(len(docs) // 20, 20)
     corpus = TextCorpus(docs[n_val:], docs[:n_val], tokenizer)
-    r = train_gpt(corpus=corpus, steps=steps, batch_size=32, block_size=MAX_LEN, dim=dim, depth=depth,
+    r = train_gpt(corpus=corpus, steps=steps, batch_size=batch_size, block_size=MAX_LEN, dim=dim, depth=depth,
                   num_heads=heads, lr=3e-3, seed=seed, progress=progress, prompts=(), eval_every=steps)
     return r["model"], r["metrics"]
 
@@ -253,9 +254,9 @@ def build(data: LLaVAData, clip, gpt, projector="linear") -> LLaVA:
     return LLaVA.from_parts(clip, gpt, data.tokenizer.special_tokens[IMAGE], projector)
 
 
-def study(seed=0, n_train=2000, n_test=200, lm_steps=150, stage1_steps=150, stage2_steps=400,
+def study(seed=0, n_train=2000, n_test=200, lm_steps=100, stage1_steps=100, stage2_steps=250,
           batch_size=16, clip_cache="runs/llava/clip", clip_steps=CLIP_STEPS, progress=True,
-          out=None, eval_sizes=(40, 60, 60), wait_for_clip=0) -> dict:
+          out=None, eval_sizes=(30, 40, 40), wait_for_clip=0) -> dict:
     """The four rows of S36 for one seed: LM alone, stage 1, stage 2, stage 2 (v1.5)."""
     began = time.perf_counter()
     manual_seed(seed)

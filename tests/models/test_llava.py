@@ -50,16 +50,23 @@ def test_features_are_the_penultimate_patch_states():
 
 
 def test_image_positions_hold_the_projected_patches():
-    """With a projector that writes token 7's embedding at every patch, LLaVA is GPT on ids with 7 there."""
+    """Patch k one-hot, projector column k = token (7 + k)'s embedding: LLaVA is GPT on ids
+    whose image positions hold 7, 8, 9, 10, in order."""
     model, _, gpt = tiny()
-    feats = np.random.default_rng(1).standard_normal((2, N, 16)).astype(np.float32)
+    feats = np.zeros((2, N, 16), np.float32)
+    feats[:, np.arange(N), np.arange(N)] = 1.0  # patch k = e_k
+    emb = gpt.transformer.embeddings.token.weight.data
     model.projector.fc1.weight.data[...] = 0
-    model.projector.fc1.bias.data[...] = gpt.transformer.embeddings.token.weight.data[7]
+    model.projector.fc1.weight.data[:, :N] = emb[7:7 + N].T
+    model.projector.fc1.bias.data[...] = 0
     ids = ids_with_image()
+    filled = ids.copy()
+    filled[:, 2:2 + N] = np.arange(7, 7 + N)
     with no_grad():
         got = model.forward_features(feats, ids).numpy()
-        want = gpt(np.where(ids == 3, 7, ids)).numpy()
+        want = gpt(filled).numpy()
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    feats = np.random.default_rng(1).standard_normal((2, N, 16)).astype(np.float32)
     # the features matter: a different image changes the logits after the image, never before it
     model2, _, _ = tiny()
     with no_grad():
