@@ -69,6 +69,7 @@ gpt, lm_metrics = pretrain_lm(data.tokenizer, data.docs, 20 if CI else 100, prog
 print(f"GPT pretrained on {len(data.docs):,} plain-text documents: val perplexity "
       f"{lm_metrics['val_perplexity']:.2f}")
 model = build(data, clip, gpt, projector="linear")
+data.compute_features(model)  # the eye never trains: every picture's features, once
 print(model.projector, "\nvision parameters frozen:", not any(p.requires_grad for p in model.vision.parameters()))
 features = model.image_features(preprocess(data.train_images[:2]))
 print("patch features of two pictures:", features.shape, "(B, N, Dv): penultimate layer, [CLS] dropped")
