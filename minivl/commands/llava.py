@@ -42,17 +42,21 @@ def _study(args):
         print(f"results: {write_results(args.out, 'llava study', vars(args), {'runs': runs, **summary(runs)})}")
         return 0
     for seed in args.seeds:
-        load = os.getloadavg()
+        load = [round(x, 2) for x in os.getloadavg()]
+
+        def partial(r, load=load):  # after every row: a partial study survives an interrupted run
+            r["load_average_at_start"], r["load_average_now"] = load, [round(x, 2) for x in os.getloadavg()]
+            if args.out:
+                write_results(args.out, "llava study", vars(args), {"runs": runs + [r], **summary(runs + [r])})
+
         r = study(seed, n_train=args.n_train, lm_steps=args.lm_steps, stage1_steps=args.stage1_steps,
                   stage2_steps=args.stage2_steps, batch_size=args.batch_size, clip_cache=args.clip,
-                  progress=not args.quiet, wait_for_clip=args.wait_for_clip)
-        r["load_average_at_start"] = [round(x, 2) for x in load]
+                  progress=not args.quiet, wait_for_clip=args.wait_for_clip, on_row=partial)
+        partial(r)
         runs.append(r)
         for name, row in r["rows"].items():
             print(f"seed {seed} {name:>10}: short answers {row['short_answer']:.1%}, description F1 "
                   f"{row['describe_f1']:.2f}, reasoning {row['reasoning']:.1%}")
-        if args.out:  # after every seed: a partial study survives
-            write_results(args.out, "llava study", vars(args), {"runs": runs, **summary(runs)})
     if args.out:
         print(f"results: {args.out}")
     return 0
@@ -63,7 +67,7 @@ def summary(runs) -> dict:
     keys = ("short_answer", "short_exist", "short_count", "short_colour", "short_shape",
             "short_relation", "describe_f1", "describe_precision", "describe_recall",
             "describe_f1_located", "reasoning")
-    rows = runs[0]["rows"].keys()
+    rows = [r for r in runs[0]["rows"] if all(r in run["rows"] for run in runs)]
     return {"mean": {r: {k: float(np.mean([run["rows"][r][k] for run in runs])) for k in keys} for r in rows},
             "seeds": [run["seed"] for run in runs]}
 
@@ -86,7 +90,7 @@ def register(subparsers):
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     t = sub.add_parser("train", help="stage 1 (projector only) or stage 2 (projector + LM)")
     t.add_argument("--stage", type=int, choices=(1, 2), required=True)
-    t.add_argument("--steps", type=int, default=None, help="default: 150 (stage 1), 400 (stage 2)")
+    t.add_argument("--steps", type=int, default=None, help="default: 100 (stage 1), 200 (stage 2)")
     t.add_argument("--batch-size", type=int, default=16)
     t.add_argument("--projector", choices=("linear", "mlp"), default="linear",
                    help="linear: LLaVA v1; mlp: Linear-GELU-Linear, LLaVA-1.5 (stage 1 decides)")
@@ -103,7 +107,7 @@ def register(subparsers):
     s.add_argument("--n-train", type=int, default=2000)
     s.add_argument("--lm-steps", type=int, default=100)
     s.add_argument("--stage1-steps", type=int, default=100)
-    s.add_argument("--stage2-steps", type=int, default=250)
+    s.add_argument("--stage2-steps", type=int, default=200)
     s.add_argument("--batch-size", type=int, default=16)
     s.add_argument("--clip", default="runs/llava/clip")
     s.add_argument("--out", default="results/llava.json")

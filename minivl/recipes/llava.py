@@ -254,10 +254,13 @@ def build(data: LLaVAData, clip, gpt, projector="linear") -> LLaVA:
     return LLaVA.from_parts(clip, gpt, data.tokenizer.special_tokens[IMAGE], projector)
 
 
-def study(seed=0, n_train=2000, n_test=200, lm_steps=100, stage1_steps=100, stage2_steps=250,
+def study(seed=0, n_train=2000, n_test=200, lm_steps=100, stage1_steps=100, stage2_steps=200,
           batch_size=16, clip_cache="runs/llava/clip", clip_steps=CLIP_STEPS, progress=True,
-          out=None, eval_sizes=(30, 40, 40), wait_for_clip=0) -> dict:
-    """The four rows of S36 for one seed: LM alone, stage 1, stage 2, stage 2 (v1.5)."""
+          out=None, eval_sizes=(30, 30, 30), wait_for_clip=0, on_row=None) -> dict:
+    """The four rows of S36 for one seed: LM alone, stage 1, stage 2, stage 2 (v1.5).
+
+    ``on_row(partial)`` is called after every row with the result so far.
+    """
     began = time.perf_counter()
     manual_seed(seed)
     data = LLaVAData(n_train, n_test, seed)
@@ -273,6 +276,14 @@ def study(seed=0, n_train=2000, n_test=200, lm_steps=100, stage1_steps=100, stag
     train_stage(blind, data, 2, stage2_steps, image=False, desc="llava text only", **kw)
     rows["lm_alone"] = evaluate(blind, data, image=False, **ev)
     seconds["lm_alone"] = time.perf_counter() - t
+    report = lambda: {"seed": seed, "rows": rows, "lm_pretraining": lm_metrics, "seconds": seconds,
+                      "statistics": data.statistics(), "total_seconds": time.perf_counter() - began,
+                      "steps": {"lm": lm_steps, "stage1": stage1_steps, "stage2": stage2_steps,
+                                "batch_size": batch_size, "clip": clip_steps},
+                      "data": {"train_scenes": n_train, "test_scenes": n_test,
+                               "eval_sizes": list(eval_sizes)}}
+    if on_row:
+        on_row(report())
 
     for name, projector in (("stage2", "linear"), ("stage2_v15", "mlp")):
         t = time.perf_counter()
@@ -281,16 +292,16 @@ def study(seed=0, n_train=2000, n_test=200, lm_steps=100, stage1_steps=100, stag
         if projector == "linear":
             rows["stage1"] = evaluate(model, data, **ev)
             rows["stage1"]["final_loss"] = float(np.mean(h1.loss[-20:]))
+            if on_row:
+                on_row(report())
         h2 = train_stage(model, data, 2, stage2_steps, desc=f"{name} stage 2",
                          out=out if projector == "linear" else None, **kw)
         rows[name] = evaluate(model, data, **ev)
         rows[name]["final_loss"] = float(np.mean(h2.loss[-20:]))
         seconds[name] = time.perf_counter() - t
-    return {"seed": seed, "rows": rows, "lm_pretraining": lm_metrics, "seconds": seconds,
-            "statistics": data.statistics(), "total_seconds": time.perf_counter() - began,
-            "steps": {"lm": lm_steps, "stage1": stage1_steps, "stage2": stage2_steps,
-                      "batch_size": batch_size, "clip": clip_steps},
-            "data": {"train_scenes": n_train, "test_scenes": n_test, "eval_sizes": list(eval_sizes)}}
+        if on_row:
+            on_row(report())
+    return report()
 
 
 # --------------------------------------------------------------------------- the command's runs
@@ -327,7 +338,7 @@ def run_stage(stage, out="runs/llava", steps=None, batch_size=16, projector="lin
     if resume and stage == 1:
         model = load_checkpoint(LLaVA, resume)
     data.compute_features(model)
-    steps = steps or (150 if stage == 1 else 400)
+    steps = steps or (100 if stage == 1 else 200)
     history = train_stage(model, data, stage, steps, batch_size, seed=seed, out=out, resume=resume,
                           progress=progress)
     return model, data, history
