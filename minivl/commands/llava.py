@@ -39,7 +39,11 @@ def _study(args):
 
         for path in args.merge:
             runs += json.loads(Path(path).read_text())["results"]["runs"]
-        print(f"results: {write_results(args.out, 'llava study', vars(args), {'runs': runs, **summary(runs)})}")
+        extra = {"merged_from": args.merge, "clip_checkpoint": _clip_record(args.clip)}
+        for run in runs:  # the steps of the CLIP actually read, not the recipe's default
+            run["steps"]["clip"] = extra["clip_checkpoint"].get("steps", run["steps"]["clip"])
+        out = write_results(args.out, "llava study", vars(args), {"runs": runs, **summary(runs), **extra})
+        print(f"results: {out}")
         return 0
     for seed in args.seeds:
         load = [round(x, 2) for x in os.getloadavg()]
@@ -60,6 +64,16 @@ def _study(args):
     if args.out:
         print(f"results: {args.out}")
     return 0
+
+
+def _clip_record(folder) -> dict:
+    """Which CLIP the study read: its file and the steps it was trained for."""
+    from minivl.io import load
+
+    path = Path(folder) / "clip.safetensors"
+    if not path.exists():
+        return {}
+    return {"file": str(path), "steps": int(load(path)["step"])}
 
 
 def summary(runs) -> dict:
