@@ -88,7 +88,7 @@ class ClipCap(nn.Module):
             for _ in range(max_tokens):
                 nxt = self._log_probs(embeddings, ids).argmax(-1)
                 ids = np.concatenate([ids, nxt[:, None]], axis=1)
-                if (ids == stop_id).any(axis=1).all():
+                if (ids[:, 1:] == stop_id).any(axis=1).all():  # ids[:, 0] is the start (may be the stop id)
                     break
         return [_cut(row[1:].tolist(), stop_id) for row in ids]
 

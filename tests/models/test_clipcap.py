@@ -52,6 +52,12 @@ def test_beam_of_one_is_greedy_and_wider_beams_score_at_least_as_well():
     greedy = m.greedy(e, start_id=1, stop_id=0, max_tokens=6)
     for i in range(3):
         assert m.beam_search(e[i], 1, 0, beams=1, max_tokens=6) == greedy[i]
+    # GPT's convention: one <|endoftext|> id both starts and stops a caption
+    never = next(t for t in range(19, 0, -1) if all(t not in g for g in greedy))
+    same = m.greedy(e, start_id=never, stop_id=never, max_tokens=6)
+    for i in range(3):
+        assert same[i] == m.beam_search(e[i], never, never, beams=1, max_tokens=6)
+    assert max(map(len, same)) > 1  # the start token does not end the caption
 
     def score(seq, i):
         ids, total = [1], 0.0
