@@ -86,6 +86,32 @@ def summary(runs) -> dict:
             "seeds": [run["seed"] for run in runs]}
 
 
+def _eval(args):
+    """Score one checkpoint written by 'minivl llava train' on held-out scenes."""
+    import os
+
+    from minivl.checkpoint import load_checkpoint
+    from minivl.io import load
+    from minivl.models.llava import LLaVA
+    from minivl.recipes.llava import LLaVAData, evaluate
+
+    load_avg = [round(x, 2) for x in os.getloadavg()]
+    model = load_checkpoint(LLaVA, args.checkpoint)
+    data = LLaVAData(args.n_train, 200, args.seed)
+    if data.tokenizer.vocab_size != model.config.vocab_size:
+        raise SystemExit(f"{args.checkpoint} does not match the tokenizer of "
+                         f"--seed {args.seed} --n-train {args.n_train}")
+    data.compute_features(model)
+    m = evaluate(model, data, n_per_type=args.n_per_type, n_describe=args.n_describe,
+                 n_reason=args.n_reason, seed=args.seed)
+    m["trained_steps"] = int(load(args.checkpoint)["step"]) if "step" in load(args.checkpoint) else None
+    m["load_average_at_start"] = load_avg
+    print({k: round(v, 3) for k, v in m.items() if isinstance(v, float)})
+    if args.out:
+        print(f"results: {write_results(args.out, 'llava eval', vars(args), m)}")
+    return 0
+
+
 def _chat(args):
     from minivl.recipes.llava_chat import chat_session
 
@@ -131,6 +157,15 @@ def register(subparsers):
                    help="instead of training: join the runs of these study files into --out")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=_study)
+    e = sub.add_parser("eval", help="score one checkpoint on held-out scenes (S36)")
+    e.add_argument("--checkpoint", default="runs/llava/stage2.safetensors")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--n-train", type=int, default=2000, help="as in training (rebuilds the tokenizer)")
+    e.add_argument("--n-per-type", type=int, default=30)
+    e.add_argument("--n-describe", type=int, default=30)
+    e.add_argument("--n-reason", type=int, default=30)
+    e.add_argument("--out", default=None)
+    e.set_defaults(func=_eval)
     c = sub.add_parser("chat", help="talk about one picture: streaming, /reset, /quit")
     c.add_argument("--checkpoint", default="runs/llava/stage2.safetensors")
     src = c.add_mutually_exclusive_group(required=True)
