@@ -77,3 +77,38 @@ def embed_texts(model, ids, key_padding_mask=None, batch_size=256) -> np.ndarray
             mask = None if key_padding_mask is None else key_padding_mask[i: i + batch_size]
             out.append(model.encode_text(ids[i: i + batch_size], mask).numpy())
     return np.concatenate(out)
+
+
+def bleu(candidates, references, n=4) -> float:
+    """Corpus BLEU-n (Papineni et al. 2002) of token lists, with uniform weights.
+
+    ``candidates``: one token list per sentence; ``references``: a list of
+    reference token lists per sentence. Each n-gram count of a candidate is
+    clipped by the most times it appears in any one of its references
+    (modified precision), summed over the corpus; BLEU is the geometric mean
+    of the n precisions times the brevity penalty ``exp(1 - r / c)`` when the
+    candidates' total length c is below r, the sum of the reference lengths
+    closest to each candidate's. 0 when some precision is 0 (no smoothing).
+    """
+    from collections import Counter
+
+    if len(candidates) != len(references) or not candidates:
+        raise ValueError(f"need one reference list per candidate, got {len(candidates)} candidates "
+                         f"and {len(references)} reference lists")
+    hits, totals = np.zeros(n), np.zeros(n)
+    c_len = r_len = 0
+    for cand, refs in zip(candidates, references):
+        c_len += len(cand)
+        r_len += min((abs(len(r) - len(cand)), len(r)) for r in refs)[1]
+        for k in range(1, n + 1):
+            grams = Counter(tuple(cand[i:i + k]) for i in range(len(cand) - k + 1))
+            most = Counter()
+            for r in refs:
+                most |= Counter(tuple(r[i:i + k]) for i in range(len(r) - k + 1))
+            hits[k - 1] += sum(min(c, most[g]) for g, c in grams.items())
+            totals[k - 1] += max(len(cand) - k + 1, 0)
+    if (hits == 0).any():
+        return 0.0
+    log_p = np.mean(np.log(hits / totals))
+    penalty = 1.0 if c_len > r_len else float(np.exp(1 - r_len / max(c_len, 1)))
+    return float(penalty * np.exp(log_p))

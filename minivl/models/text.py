@@ -73,13 +73,32 @@ class CausalTextEncoder(nn.Module):
         """
         ids = check_ids(ids, self.embeddings.token.num_embeddings)
         key_padding_mask = check_like_ids(key_padding_mask, ids, "key_padding_mask", bool)
-        start = 0 if caches is None or "k" not in caches[0] else caches[0]["k"].shape[2]
-        if start + ids.shape[1] > self.max_len:
-            raise ValueError(f"ids {ids.shape}: {ids.shape[1]} tokens from position {start} "
-                             f"exceed max_len={self.max_len}")
+        start = self._start(ids.shape, caches)
         x = self.drop(self.embeddings(ids, start))  # (B, N, D)
         x = self.encoder(x, key_padding_mask=key_padding_mask, causal=True, caches=caches)
         return self.ln_f(x)  # (B, N, D)
+
+    def _start(self, shape, caches, what="ids"):
+        start = 0 if caches is None or "k" not in caches[0] else caches[0]["k"].shape[2]
+        if start + shape[1] > self.max_len:
+            raise ValueError(f"{what} {tuple(shape)}: {shape[1]} tokens from position {start} "
+                             f"exceed max_len={self.max_len}")
+        return start
+
+    def forward_embeddings(self, embeds, caches=None):
+        """Hidden states ``(B, N, D)`` of token embeddings ``embeds (B, N, D)`` given directly.
+
+        The path LLaVA takes (S29): its sequence mixes looked-up token vectors
+        with projected image patches, so the embedding lookup happens outside;
+        the position embeddings, the causal blocks and ``ln_f`` are the same.
+        """
+        D = self.embeddings.token.dim
+        if embeds.ndim != 3 or embeds.shape[-1] != D:
+            raise ValueError(f"embeds must have shape (B, N, {D}), got {tuple(embeds.shape)}")
+        start = self._start(embeds.shape, caches, "embeds")
+        x = self.drop(embeds + self.embeddings.position(np.arange(start, start + embeds.shape[1])))
+        x = self.encoder(x, causal=True, caches=caches)  # (B, N, D)
+        return self.ln_f(x)
 
 
 def sample_next(logits, temperature=1.0, top_k=None, top_p=None, generator=None):

@@ -32,6 +32,9 @@ STEPS = {
     "vilbert_pretrain": (30, 1500),
     "vilbert_vqa": (30, 400),
     "vilbert_refexp": (30, 300),
+    "llava_lm": (40, 100),
+    "llava_stage1": (30, 100),
+    "llava_stage2": (60, 250),
 }
 # ViLBERT's scenes per i.i.d. part (train, val, test) for the transfer tasks: (quick, full). The
 # quick stage (60 steps each, 300 training scenes) took 1,272 s at load average 17-26 on 2 shared
@@ -145,12 +148,12 @@ def stage_clip(report, quick, progress):
                    "training, with prompt templates no training caption used, and retrieval among "
                    "scenes absent from training. On the digits every class is trained on, so that "
                    "score is classification with text labels, not zero-shot.")
-    out = {}
+    out, models = {}, {}
     for task in ("shapes", "digits"):
         r = train_clip(task=task, steps=STEPS[f"clip_{task}"][0 if quick else 1], progress=progress,
                        eval_every=10**9)
         m = r["metrics"]
-        out[task] = m
+        out[task], models[task] = m, r["model"]
         keep = {k: v for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         report.text(f"**{task}**")
         report.table({k: (round(v, 4) if isinstance(v, float) else v) for k, v in keep.items()}, name=f"clip_{task}")
@@ -164,7 +167,45 @@ def stage_clip(report, quick, progress):
             sim = embed_images(r["model"], images) @ embed_texts(r["model"], ids, mask).T
             report.figure(similarity_heatmap(sim, images, texts), "clip_similarity.png",
                           "Cosine similarities of 8 held-out images and their captions (S15)")
-    return out
+    return {"metrics": out, "shapes_model": models["shapes"]}
+
+
+def stage_llava(report, quick, progress, clip=None):
+    """LLaVA at tour scale: the tour's CLIP eye (or the cached one), a GPT, two stages."""
+    from minivl.recipes.llava import LLaVAData, build, clip_tower, evaluate, pretrain_lm, train_stage
+
+    pick = 0 if quick else 1
+    data = LLaVAData(n_train=300 if quick else 2000, n_test=60, seed=0)
+    gpt, lm = pretrain_lm(data.tokenizer, data.docs, STEPS["llava_lm"][pick], progress=progress)
+    clip = clip if clip is not None else clip_tower(progress=progress)
+    model = build(data, clip, gpt)
+    data.compute_features(model)
+    h1 = train_stage(model, data, 1, STEPS["llava_stage1"][pick], progress=progress)
+    h2 = train_stage(model, data, 2, STEPS["llava_stage2"][pick], progress=progress)
+    m = evaluate(model, data, n_per_type=6 if quick else 30, n_describe=10 if quick else 40,
+                 n_reason=10 if quick else 40)
+    report.section("LLaVA: visual instruction tuning (S29-S37)",
+                   "The CLIP image tower above, frozen (penultimate layer, patch tokens), a linear "
+                   "projector into a GPT pretrained on the project's text; stage 1 trains the "
+                   "projector on captions, stage 2 the projector and the GPT on the rule-based "
+                   "teacher's conversations, descriptions and reasoning. Held-out scenes; the full "
+                   "study with its text-only baseline is `minivl llava study` (`results/llava.json`).")
+    report.table({"LM pretraining val perplexity": round(lm["val_perplexity"], 2),
+                  "stage 1 final loss": round(float(sum(h1.loss[-5:]) / len(h1.loss[-5:])), 3),
+                  "stage 2 final loss": round(float(sum(h2.loss[-5:]) / len(h2.loss[-5:])), 3),
+                  "short-answer accuracy": round(m["short_answer"], 3),
+                  "description F1": round(m["describe_f1"], 3), "reasoning accuracy": round(m["reasoning"], 3),
+                  "stage 2 steps": STEPS["llava_stage2"][pick]}, name="llava")
+    report.text("Example: " + m["example"]["instruction"] + " -> `" + m["example"]["reply"] + "`")
+    return m
+
+
+def stage_summary(report):
+    from minivl.recipes.summary import markdown_table
+
+    report.section("The summary table (S38)", "Every model of the lecture, with the figures of "
+                   "minivl's own committed runs (`results/*.json`).")
+    report.text(markdown_table())
 
 
 def stage_vilbert(report, quick, progress, corpus=None):
@@ -254,8 +295,10 @@ def run_tour(out="runs/tour", quick=False, progress=True, only=None) -> Path:
         timed("vit", stage_vit)
     if want("vilbert"):
         timed("vilbert", stage_vilbert, corpus)
-    if want("clip"):
-        timed("clip", stage_clip)
+    clip = timed("clip", stage_clip) if want("clip") else None
+    if want("llava"):
+        timed("llava", stage_llava, clip["shapes_model"] if clip else None)
+    stage_summary(report)
     report.section("Timings")
     report.table({**{f"{k} (s)": v for k, v in timings.items()},
                   "total (s)": round(time.perf_counter() - began, 1)}, name="timings")
@@ -264,4 +307,4 @@ def run_tour(out="runs/tour", quick=False, progress=True, only=None) -> Path:
     return path
 
 
-STAGES = ("tokenizer", "bert", "gpt", "vit", "vilbert", "clip")
+STAGES = ("tokenizer", "bert", "gpt", "vit", "vilbert", "clip", "llava")

@@ -1,0 +1,175 @@
+"""``minivl llava train --stage 1|2`` / ``minivl llava study`` / ``minivl llava chat``: the
+command line over ``minivl.recipes.llava`` (lecture S29-S37)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from minivl.commands._options import write_results
+
+
+def _train(args):
+    from minivl.recipes.llava import run_stage
+
+    began = time.perf_counter()
+    model, data, h = run_stage(args.stage, args.out, args.steps, args.batch_size, args.projector,
+                               args.seed, args.n_train, args.lm_steps, args.clip, args.resume,
+                               not args.quiet)
+    trained = model.num_parameters(trainable_only=True)
+    print(f"LLaVA stage {args.stage}: {trained:,} of {model.num_parameters():,} parameters trained; "
+          f"{len(h.loss)} steps, loss {h.loss[0]:.3f} -> {np.mean(h.loss[-10:]):.3f}"
+          if h.loss else f"LLaVA stage {args.stage}: nothing left to train")
+    print(f"checkpoint: {Path(args.out) / f'stage{args.stage}.safetensors'} "
+          f"({time.perf_counter() - began:.0f} s in all)")
+    return 0
+
+
+def _study(args):
+    import os
+
+    from minivl.recipes.llava import study
+
+    runs = []
+    if args.merge:
+        import json
+
+        for path in args.merge:
+            runs += json.loads(Path(path).read_text())["results"]["runs"]
+        extra = {"merged_from": args.merge, "clip_checkpoint": _clip_record(args.clip)}
+        for run in runs:  # the steps of the CLIP actually read, not the recipe's default
+            run["steps"]["clip"] = extra["clip_checkpoint"].get("steps", run["steps"]["clip"])
+        out = write_results(args.out, "llava study", vars(args), {"runs": runs, **summary(runs), **extra})
+        print(f"results: {out}")
+        return 0
+    for seed in args.seeds:
+        load = [round(x, 2) for x in os.getloadavg()]
+
+        def partial(r, load=load):  # after every row: a partial study survives an interrupted run
+            r["load_average_at_start"], r["load_average_now"] = load, [round(x, 2) for x in os.getloadavg()]
+            if args.out:
+                write_results(args.out, "llava study", vars(args), {"runs": runs + [r], **summary(runs + [r])})
+
+        r = study(seed, n_train=args.n_train, lm_steps=args.lm_steps, stage1_steps=args.stage1_steps,
+                  stage2_steps=args.stage2_steps, batch_size=args.batch_size, clip_cache=args.clip,
+                  progress=not args.quiet, wait_for_clip=args.wait_for_clip, on_row=partial)
+        partial(r)
+        runs.append(r)
+        for name, row in r["rows"].items():
+            print(f"seed {seed} {name:>10}: short answers {row['short_answer']:.1%}, description F1 "
+                  f"{row['describe_f1']:.2f}, reasoning {row['reasoning']:.1%}")
+    if args.out:
+        print(f"results: {args.out}")
+    return 0
+
+
+def _clip_record(folder) -> dict:
+    """Which CLIP the study read: its file and the steps it was trained for."""
+    from minivl.io import load
+
+    path = Path(folder) / "clip.safetensors"
+    if not path.exists():
+        return {}
+    return {"file": str(path), "steps": int(load(path)["step"])}
+
+
+def summary(runs) -> dict:
+    """Mean and per-seed values of the headline metrics of each row."""
+    keys = ("short_answer", "short_exist", "short_count", "short_colour", "short_shape",
+            "short_relation", "describe_f1", "describe_precision", "describe_recall",
+            "describe_f1_located", "reasoning")
+    rows = [r for r in runs[0]["rows"] if all(r in run["rows"] for run in runs)]
+    return {"mean": {r: {k: float(np.mean([run["rows"][r][k] for run in runs])) for k in keys} for r in rows},
+            "seeds": [run["seed"] for run in runs]}
+
+
+def _eval(args):
+    """Score one checkpoint written by 'minivl llava train' on held-out scenes."""
+    import os
+
+    from minivl.checkpoint import load_checkpoint
+    from minivl.io import load
+    from minivl.models.llava import LLaVA
+    from minivl.recipes.llava import LLaVAData, evaluate
+
+    load_avg = [round(x, 2) for x in os.getloadavg()]
+    model = load_checkpoint(LLaVA, args.checkpoint)
+    data = LLaVAData(args.n_train, 200, args.seed)
+    if data.tokenizer.vocab_size != model.config.vocab_size:
+        raise SystemExit(f"{args.checkpoint} does not match the tokenizer of "
+                         f"--seed {args.seed} --n-train {args.n_train}")
+    data.compute_features(model)
+    m = evaluate(model, data, n_per_type=args.n_per_type, n_describe=args.n_describe,
+                 n_reason=args.n_reason, seed=args.seed)
+    m["trained_steps"] = int(load(args.checkpoint)["step"]) if "step" in load(args.checkpoint) else None
+    m["load_average_at_start"] = load_avg
+    print({k: round(v, 3) for k, v in m.items() if isinstance(v, float)})
+    if args.out:
+        print(f"results: {write_results(args.out, 'llava eval', vars(args), m)}")
+    return 0
+
+
+def _chat(args):
+    from minivl.recipes.llava_chat import chat_session
+
+    try:
+        session = chat_session(args.checkpoint, args.image, args.scene_seed, args.show)
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    session.run(sys.stdin, sys.stdout)
+    return 0
+
+
+def register(subparsers):
+    p = subparsers.add_parser("llava", help="LLaVA: a frozen CLIP eye, a projector, a GPT; "
+                                            "two-stage visual instruction tuning, chat (S29-S37)")
+    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    t = sub.add_parser("train", help="stage 1 (projector only) or stage 2 (projector + LM)")
+    t.add_argument("--stage", type=int, choices=(1, 2), required=True)
+    t.add_argument("--steps", type=int, default=None, help="default: 100 (stage 1), 200 (stage 2)")
+    t.add_argument("--batch-size", type=int, default=16)
+    t.add_argument("--projector", choices=("linear", "mlp"), default="linear",
+                   help="linear: LLaVA v1; mlp: Linear-GELU-Linear, LLaVA-1.5 (stage 1 decides)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--n-train", type=int, default=2000, help="training scenes")
+    t.add_argument("--lm-steps", type=int, default=150, help="GPT pretraining steps (stage 1, cached)")
+    t.add_argument("--clip", default="runs/llava/clip", help="folder of the cached CLIP (trained if absent)")
+    t.add_argument("--out", default="runs/llava", help="folder for gpt/stage1/stage2.safetensors")
+    t.add_argument("--resume", default=None, help="a stageN.safetensors to continue to --steps")
+    t.add_argument("--quiet", action="store_true")
+    t.set_defaults(func=_train)
+    s = sub.add_parser("study", help="the S36 table: LM alone, stage 1, stage 2, stage 2 v1.5, per seed")
+    s.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    s.add_argument("--n-train", type=int, default=2000)
+    s.add_argument("--lm-steps", type=int, default=100)
+    s.add_argument("--stage1-steps", type=int, default=100)
+    s.add_argument("--stage2-steps", type=int, default=200)
+    s.add_argument("--batch-size", type=int, default=16)
+    s.add_argument("--clip", default="runs/llava/clip")
+    s.add_argument("--out", default="results/llava.json")
+    s.add_argument("--wait-for-clip", type=int, default=0,
+                   help="seconds to wait for another process writing the CLIP cache")
+    s.add_argument("--merge", nargs="+", default=None,
+                   help="instead of training: join the runs of these study files into --out")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=_study)
+    e = sub.add_parser("eval", help="score one checkpoint on held-out scenes (S36)")
+    e.add_argument("--checkpoint", default="runs/llava/stage2.safetensors")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--n-train", type=int, default=2000, help="as in training (rebuilds the tokenizer)")
+    e.add_argument("--n-per-type", type=int, default=30)
+    e.add_argument("--n-describe", type=int, default=30)
+    e.add_argument("--n-reason", type=int, default=30)
+    e.add_argument("--out", default=None)
+    e.set_defaults(func=_eval)
+    c = sub.add_parser("chat", help="talk about one picture: streaming, /reset, /quit")
+    c.add_argument("--checkpoint", default="runs/llava/stage2.safetensors")
+    src = c.add_mutually_exclusive_group(required=True)
+    src.add_argument("--image", help="a 48 x 48 RGB PNG")
+    src.add_argument("--scene-seed", type=int, help="render a random shapes-world scene")
+    c.add_argument("--show", default=None, help="with --scene-seed: write the scene to this PNG")
+    c.set_defaults(func=_chat)

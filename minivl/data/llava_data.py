@@ -1,0 +1,129 @@
+"""LLaVA's data on the shapes world: scenes, the language model's plain text,
+stage-1 caption pairs and stage-2 instructions, with their statistics
+(lecture S32-S35).
+
+* scenes: 48 x 48 pictures whose objects sit in a 3 x 3 grid of cells, the
+  layout minivl's CLIP was trained on, so each of the N = 9 patch tokens of
+  its image tower sees at most one whole object. Training and held-out scenes
+  come from different seeds.
+* the language model's pretraining text (standing in for Vicuna's): captions,
+  and the teacher's questions and answers written as plain text (no image,
+  no template);
+* stage 1 (S34): ``<image>`` + one caption, the answer being the caption;
+* stage 2 (S35): the teacher's conversations, detailed descriptions and
+  complex reasoning (``minivl/data/instructions.py``), in the template of
+  ``minivl/data/llava_format.py``.
+
+``statistics`` counts what a data set holds: kinds, turns, lengths, question
+types, as the paper's Table 1 does for LLaVA-Instruct-158K.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+
+from minivl.data.captions import sample_caption
+from minivl.data.instructions import INSTRUCTION_KINDS, Instruction, make_instruction
+from minivl.data.llava_format import SPECIAL_TOKENS, SYSTEM, Formatted, format_conversation, pieces
+from minivl.data.render import render
+from minivl.data.shapes import sample_scenes
+from minivl.tokenizers import train_bpe
+
+IMAGE_SIZE, GRID = 48, 3
+
+
+def llava_scenes(n, seed, max_objects=3):
+    """``n`` grid scenes (seeded) and their pictures ``(n, 48, 48, 3)`` uint8."""
+    rng = np.random.default_rng([seed, 29])
+    scenes = sample_scenes(n, rng, image_size=IMAGE_SIZE, max_objects=max_objects, split="train",
+                           grid=GRID)
+    return scenes, render(scenes)
+
+
+def instructions(scenes, seed, kinds=INSTRUCTION_KINDS) -> list[Instruction]:
+    """One sample of every kind in ``kinds`` per scene (when the scene allows it)."""
+    rng = np.random.default_rng([seed, 31])
+    out = []
+    for i, scene in enumerate(scenes):
+        for kind in kinds:
+            item = make_instruction(scene, i, kind, rng)
+            if item is not None:
+                out.append(item)
+    return out
+
+
+def caption_pairs(scenes, seed) -> list[tuple[int, str]]:
+    """Stage 1: one ``(scene index, caption)`` per scene."""
+    rng = np.random.default_rng([seed, 34])
+    return [(i, sample_caption(s, rng).text) for i, s in enumerate(scenes)]
+
+
+STAGE1_INSTRUCTION = "Write a short caption for the image."
+
+
+def stage1_turns(caption: str):
+    """``<image>`` + caption: the instruction is fixed, the caption is the answer."""
+    return [(STAGE1_INSTRUCTION, caption[0].upper() + caption[1:])]
+
+
+def plain_text(items: list[Instruction], captions) -> list[tuple[str, str]]:
+    """The language model's pretraining documents: ``(instruction, response)`` pairs and captions."""
+    docs = [(q, a) for item in items for q, a in item.turns]
+    docs += [(STAGE1_INSTRUCTION, c) for _, c in captions]
+    return docs
+
+
+def make_tokenizer(items, captions, vocab_size=480):
+    """A byte-level BPE over the template words and every text, with LLaVA's special tokens."""
+    lines = [SYSTEM, "USER: ASSISTANT:"] + [" ".join(d) for d in plain_text(items, captions)]
+    return train_bpe("\n".join(lines), vocab_size, special_tokens=SPECIAL_TOKENS)
+
+
+@dataclass
+class LLaVAExample:
+    scene_index: int
+    kind: str  # "caption" or an instruction kind
+    formatted: Formatted
+
+
+def format_items(tokenizer, items, num_image_tokens, image=True) -> list[LLaVAExample]:
+    """Stage-2 examples (``image=False``: the text-only baseline's)."""
+    return [LLaVAExample(it.scene_index, it.kind,
+                         format_conversation(tokenizer, it.turns, num_image_tokens, image))
+            for it in items]
+
+
+def format_captions(tokenizer, captions, num_image_tokens, image=True) -> list[LLaVAExample]:
+    return [LLaVAExample(i, "caption", format_conversation(tokenizer, stage1_turns(c), num_image_tokens,
+                                                           image))
+            for i, c in captions]
+
+
+def statistics(items: list[Instruction], examples: list[LLaVAExample] | None = None) -> dict:
+    """Kinds, turns per sample, words per instruction and response, question types."""
+    from minivl.data.llava_eval import question_type
+
+    kinds = Counter(it.kind for it in items)
+    turns = [len(it.turns) for it in items]
+    q_words = [len(q.split()) for it in items for q, _ in it.turns]
+    a_words = [len(a.split()) for it in items for _, a in it.turns]
+    qtypes = Counter(question_type(q) for it in items if it.kind == "conversation" for q, _ in it.turns)
+    out = {"samples": len(items), "kinds": dict(kinds), "turns": sum(turns),
+           "turns_per_sample": round(float(np.mean(turns)), 2),
+           "instruction_words_mean": round(float(np.mean(q_words)), 1),
+           "response_words_mean": round(float(np.mean(a_words)), 1),
+           "response_words_max": int(max(a_words)), "question_types": dict(qtypes)}
+    if examples:
+        lengths = [len(e.formatted) for e in examples]
+        out["tokens_mean"] = round(float(np.mean(lengths)), 1)
+        out["tokens_max"] = int(max(lengths))
+        out["supervised_fraction"] = round(float(np.mean(
+            [np.mean(e.formatted.labels != -100) for e in examples])), 3)
+    return out
+
+
+__all__ = ["llava_scenes", "instructions", "caption_pairs", "plain_text", "make_tokenizer",
+           "format_items", "format_captions", "statistics", "pieces"]

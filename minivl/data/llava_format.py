@@ -1,0 +1,108 @@
+"""LLaVA's conversation template and label mask (lecture S30, S31, S35).
+
+One training sequence is a system line, then rounds of ``USER: ...`` and
+``ASSISTANT: ...<end of turn>`` (Vicuna v1's template, LLaVA Table 2). The
+first user turn starts with the ``<image>`` placeholder; the formatter
+expands it into ``num_image_tokens`` copies, one per projected patch, which
+the model overwrites with the projector's outputs
+(``minivl/models/llava.py::LLaVA``)::
+
+    A chat about one picture.
+    USER: <image>x9
+    What colour is the circle?
+    ASSISTANT: The circle is red.</s>
+    USER: Is there a square?
+    ASSISTANT: No, there is no square in the image.</s>
+
+The labels are aligned with the ids (the model shifts them by one itself):
+-100 on the system line, every instruction and role word, every image
+position and the padding; the assistant's answer tokens and the ``</s>``
+that closes each answer keep their own id. The model learns to answer and to
+stop, never to write the user's side.
+
+The text is tokenized piece by piece (each piece starts with its own space or
+newline), so the boundary between a role word and an answer is a token
+boundary and the mask is exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+IGNORE = -100
+IMAGE = "<image>"
+END = "</s>"  # LLaVA's end of turn (Vicuna's end of sequence)
+PAD = "[PAD]"
+EOT = "<|endoftext|>"
+SPECIAL_TOKENS = (EOT, IMAGE, END, PAD)
+SYSTEM = "A chat about one picture."
+USER, ASSISTANT = "USER:", "ASSISTANT:"
+
+
+@dataclass
+class Formatted:
+    """One formatted conversation: ``ids`` and ``labels`` (T,), and each token's piece kind."""
+
+    ids: np.ndarray
+    labels: np.ndarray
+    kinds: list[str]  # "system", "role", "image", "instruction", "answer", "end"
+
+    def __len__(self):
+        return len(self.ids)
+
+
+def pieces(turns, image=True, system=SYSTEM):
+    """The conversation as ``(text, kind)`` pieces, in order; ``kind`` says how it is labelled."""
+    out = [(system, "system")]
+    for r, (instruction, answer) in enumerate(turns):
+        out.append(("\n" + USER, "role"))
+        if r == 0 and image:
+            out.append((" ", "role"))
+            out.append((IMAGE, "image"))
+        out.append(("\n" + instruction if r == 0 and image else " " + instruction, "instruction"))
+        out.append(("\n" + ASSISTANT, "role"))
+        if answer is not None:
+            out.append((" " + answer, "answer"))
+            out.append((END, "end"))
+    return out
+
+
+def format_conversation(tokenizer, turns, num_image_tokens=0, image=True, system=SYSTEM) -> Formatted:
+    """Ids and labels of ``turns`` (``(instruction, answer)`` pairs) in LLaVA's template.
+
+    ``image``: put the ``<image>`` placeholder (expanded to ``num_image_tokens``
+    ids) at the start of the first instruction; ``False`` writes the same
+    conversation without it (the text-only baseline). A last turn whose answer
+    is ``None`` ends at ``ASSISTANT:``: the prompt for generation.
+    """
+    if image and num_image_tokens < 1:
+        raise ValueError(f"num_image_tokens must be >= 1 when image=True, got {num_image_tokens}")
+    special = tokenizer.special_tokens
+    ids, labels, kinds = [], [], []
+    for text, kind in pieces(turns, image, system):
+        if kind == "image":
+            piece = [special[IMAGE]] * num_image_tokens
+        elif kind == "end":
+            piece = [special[END]]
+        else:
+            piece = tokenizer.encode(text)
+        ids += piece
+        kinds += [kind] * len(piece)
+        labels += piece if kind in ("answer", "end") else [IGNORE] * len(piece)
+    return Formatted(np.array(ids, np.int64), np.array(labels, np.int64), kinds)
+
+
+def pad_batch(items: list[Formatted], pad_id: int):
+    """Right-pad to the longest: ``(ids (B, T), labels (B, T))``; padding is labelled -100.
+
+    Right padding under a causal mask needs no key-padding mask: a real token
+    never attends to a later position, so never to a pad.
+    """
+    T = max(len(x) for x in items)
+    ids = np.full((len(items), T), pad_id, np.int64)
+    labels = np.full((len(items), T), IGNORE, np.int64)
+    for i, x in enumerate(items):
+        ids[i, : len(x)], labels[i, : len(x)] = x.ids, x.labels
+    return ids, labels

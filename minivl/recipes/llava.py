@@ -1,0 +1,344 @@
+"""How minivl's LLaVA is built, trained in two stages and evaluated
+(lecture S29-S36; Liu et al. 2023).
+
+The parts (S29): ``clip_tower`` trains (once, then reads from its cache) the
+CLIP whose image tower LLaVA keeps frozen; ``pretrain_lm`` trains minivl's GPT
+on the project's plain text (captions, the teacher's questions and answers),
+standing in for Vicuna. ``LLaVA.from_parts`` joins them with a new projector.
+
+The stages (S34, S35), one function ``train_stage``:
+
+* stage 1, feature alignment: vision tower and language model frozen, only
+  the projector trains, on ``<image>`` + caption pairs;
+* stage 2, end-to-end: vision tower frozen, projector and language model
+  train on the teacher's conversations, descriptions and reasoning.
+
+The vision tower never trains, so the patch features of every picture are
+computed once and reused (``features``). A run's state goes to
+``out/stage{1,2}.safetensors`` (``minivl.checkpoint``), and ``resume``
+continues it exactly: batch ``s`` depends only on ``(seed, s)``.
+
+``evaluate`` scores a model on held-out scenes (``minivl/data/llava_eval.py``);
+``study`` writes the four rows of S36 (language model alone, stage 1 only,
+stage 2, stage 2 with the v1.5 projector) for each seed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from minivl.checkpoint import load_training_state, save_training_state
+from minivl.data.corpus import TextCorpus
+from minivl.data.instructions import make_instruction
+from minivl.data.llava_data import (
+    caption_pairs,
+    format_captions,
+    format_items,
+    instructions,
+    llava_scenes,
+    make_tokenizer,
+    plain_text,
+    statistics,
+)
+from minivl.data.llava_eval import EVAL_TYPES, described_objects, prf, short_answer, true_objects
+from minivl.data.llava_format import END, IMAGE, PAD, format_conversation, pad_batch
+from minivl.data.vqa import ask
+from minivl.models.llava import LLaVA
+from minivl.models.vision import preprocess
+from minivl.optim import AdamW, WarmupCosineLR
+from minivl.random import manual_seed
+from minivl.train import History, train
+
+MAX_LEN = 128
+CLIP_STEPS = 400  # the cached eye of results/llava.json (a shared 2-core machine)
+
+
+# --------------------------------------------------------------------------- parts (S29)
+
+
+def clip_tower(cache="runs/llava/clip", steps=CLIP_STEPS, progress=True, wait=0):
+    """minivl's CLIP trained on the shapes world (grid layout), from ``cache`` when there.
+
+    ``wait``: seconds to wait for another process that is writing the cache.
+    """
+    from minivl.recipes.clip import load_run, train_clip
+
+    path = Path(cache) / "clip.safetensors"
+    began = time.perf_counter()
+    while wait and not path.exists() and time.perf_counter() - began < wait:
+        time.sleep(10)
+    time.sleep(5 if wait and path.exists() else 0)  # let the writer finish the tokenizer file
+    if path.exists():
+        return load_run(path)[0]
+    return train_clip(task="shapes", steps=steps, out=cache, eval_every=10**9, progress=progress)["model"]
+
+
+def pretrain_lm(tokenizer, docs, steps=300, seed=0, dim=64, depth=2, heads=4, batch_size=16,
+                progress=True):
+    """GPT pretrained on plain-text ``docs`` (the Vicuna stand-in); returns ``(model, metrics)``."""
+    from minivl.recipes.gpt import train_gpt
+
+    n_val = max(len(docs) // 20, 20)
+    corpus = TextCorpus(docs[n_val:], docs[:n_val], tokenizer)
+    r = train_gpt(corpus=corpus, steps=steps, batch_size=batch_size, block_size=MAX_LEN, dim=dim, depth=depth,
+                  num_heads=heads, lr=3e-3, seed=seed, progress=progress, prompts=(), eval_every=steps)
+    return r["model"], r["metrics"]
+
+
+# --------------------------------------------------------------------------- data
+
+
+class LLaVAData:
+    """Everything a run reads: scenes, pictures, features, tokenizer, examples."""
+
+    def __init__(self, n_train=3000, n_test=300, seed=0, vocab_size=600):
+        self.seed = seed
+        self.train_scenes, self.train_images = llava_scenes(n_train, seed)
+        self.test_scenes, self.test_images = llava_scenes(n_test, seed + 1000)  # held out
+        self.items = instructions(self.train_scenes, seed)
+        self.captions = caption_pairs(self.train_scenes, seed)
+        self.tokenizer = make_tokenizer(self.items, self.captions, vocab_size)
+        self.docs = plain_text(self.items, self.captions)
+        self.train_features = self.test_features = None
+
+    def compute_features(self, model: LLaVA, batch_size=500):
+        """The frozen tower's patch features of every picture, once."""
+        feats = lambda imgs: np.concatenate([model.image_features(preprocess(imgs[i:i + batch_size]))
+                                             for i in range(0, len(imgs), batch_size)])
+        self.train_features, self.test_features = feats(self.train_images), feats(self.test_images)
+        return self
+
+    def examples(self, stage, num_image_tokens, image=True, max_len=MAX_LEN):
+        """Stage 1's caption pairs or stage 2's instructions (those that fit in ``max_len``)."""
+        if stage == 1:
+            out = format_captions(self.tokenizer, self.captions, num_image_tokens, image)
+        else:
+            out = format_items(self.tokenizer, self.items, num_image_tokens, image)
+        return [e for e in out if len(e.formatted) <= max_len]
+
+    def statistics(self, num_image_tokens=9):
+        return statistics(self.items, self.examples(2, num_image_tokens))
+
+
+def batches(examples, features, pad_id, batch_size, seed, start=0):
+    """Random batches ``(features | None, ids, labels)`` forever; batch s depends on (seed, s)."""
+    step = start
+    while True:
+        step += 1
+        pick = np.random.default_rng([seed, step]).choice(len(examples), batch_size, replace=False)
+        chosen = [examples[i] for i in pick]
+        ids, labels = pad_batch([e.formatted for e in chosen], pad_id)
+        feats = None if features is None else features[[e.scene_index for e in chosen]]
+        yield feats, ids, labels
+
+
+# --------------------------------------------------------------------------- stages (S34, S35)
+
+
+def freeze_for_stage(model: LLaVA, stage: int) -> LLaVA:
+    """Stage 1: only the projector trains; stage 2: projector and LM. The eye never trains."""
+    if stage not in (1, 2):
+        raise ValueError(f"stage must be 1 or 2, got {stage!r}")
+    model.vision.requires_grad_(False)
+    model.projector.requires_grad_(True)
+    model.lm.requires_grad_(stage == 2)
+    return model
+
+
+def train_stage(model, data: LLaVAData, stage, steps, batch_size=32, lr=None, seed=0, image=True,
+                out=None, resume=None, stop_after=None, progress=True, desc=None) -> History:
+    """Train ``model`` for stage ``stage`` (``image=False``: the text-only baseline, LM alone)."""
+    freeze_for_stage(model, stage)
+    lr = lr or (3e-3 if stage == 1 else 1e-3)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = AdamW(params, lr=lr, weight_decay=0.0)
+    scheduler = WarmupCosineLR(optimizer, steps, min(30, steps - 1), min_lr=lr / 10)
+    begin = load_training_state(resume, model, optimizer, scheduler) if resume else 0
+    end = min(steps, stop_after or steps)
+    n = model.config.num_image_tokens
+    feats = data.train_features if image else None
+    stream = batches(data.examples(stage, n, image, model.config.max_len), feats, data.tokenizer.special_tokens[PAD],
+                     batch_size, seed, begin)
+    path = None if out is None else Path(out) / f"stage{stage}.safetensors"
+
+    def save(step):
+        save_training_state(path, model, optimizer, scheduler, step, stage=stage, image=image)
+        data.tokenizer.save(Path(out) / "tokenizer.json")
+
+    history = History()
+    if end > begin:
+        history = train(model, lambda m, b: m.loss(*b), stream, optimizer, end - begin, scheduler,
+                        clip_norm=1.0, progress=progress, desc=desc or f"llava stage {stage}",
+                        on_step=(lambda s: save(begin + s) if (begin + s) % 200 == 0 else None)
+                        if path else None)
+        history.steps = [begin + s for s in history.steps]
+    if path:
+        save(end)
+    return history
+
+
+# --------------------------------------------------------------------------- evaluation (S36)
+
+
+def _generate_all(model, tokenizer, prompts, features, max_new_tokens, batch_size=64):
+    """Greedy replies to formatted prompts (grouped by length, so no padding is needed)."""
+    stop = tokenizer.special_tokens[END]
+    groups = defaultdict(list)
+    for i, p in enumerate(prompts):
+        groups[len(p)].append(i)
+    replies = [None] * len(prompts)
+    for _, idx in sorted(groups.items()):
+        for k in range(0, len(idx), batch_size):
+            chunk = idx[k:k + batch_size]
+            ids = np.stack([prompts[i].ids for i in chunk])
+            feats = None if features is None else features[chunk]
+            out = model.generate(ids, feats, max_new_tokens, stop_id=stop)
+            for i, row in zip(chunk, out):
+                row = list(row)
+                replies[i] = tokenizer.decode(row[: row.index(stop)] if stop in row else row).strip()
+    return replies
+
+
+def evaluate(model, data: LLaVAData, image=True, n_per_type=60, n_describe=100, n_reason=100,
+             seed=0) -> dict:
+    """Short-answer accuracy by type, description P/R/F1 and reasoning accuracy on held-out scenes."""
+    rng = np.random.default_rng([seed, 36])
+    tok, n = data.tokenizer, model.config.num_image_tokens
+    scenes, feats = data.test_scenes, data.test_features
+    fmt = lambda q: format_conversation(tok, [(q, None)], n, image)
+    pick = lambda: int(rng.integers(len(scenes)))
+    # short answers
+    questions = []
+    for qtype in EVAL_TYPES:
+        got = 0
+        while got < n_per_type:
+            i = pick()
+            q = ask(scenes[i], qtype, rng)
+            if q is not None:
+                questions.append((i, q))
+                got += 1
+    prompts = [fmt(q.text[0].upper() + q.text[1:]) for _, q in questions]
+    replies = _generate_all(model, tok, prompts, feats[[i for i, _ in questions]] if image else None, 24)
+    right = defaultdict(list)
+    for (_, q), reply in zip(questions, replies):
+        right[q.qtype].append(short_answer(q, reply) == q.answer)
+    out = {f"short_{t}": float(np.mean(right[t])) for t in EVAL_TYPES}
+    out["short_answer"] = float(np.mean([v for t in EVAL_TYPES for v in right[t]]))
+    # detailed descriptions
+    idx = rng.choice(len(scenes), min(n_describe, len(scenes)), replace=False)
+    prompts = [fmt("Describe the image in detail.") for _ in idx]
+    replies = _generate_all(model, tok, prompts, feats[idx] if image else None, MAX_LEN)
+    for suffix, located in (("", False), ("_located", True)):
+        scores = prf([(described_objects(r, located), true_objects(scenes[i], located))
+                      for i, r in zip(idx, replies)])
+        out.update({f"describe_{k}{suffix}": v for k, v in scores.items()})
+    # complex reasoning
+    made = [(i, make_instruction(scenes[i], int(i), "reasoning", rng)) for i in
+            rng.choice(len(scenes), min(n_reason, len(scenes)), replace=False)]
+    made = [(i, m.turns[0]) for i, m in made if m is not None]
+    prompts = [fmt(q) for _, (q, _) in made]
+    replies = _generate_all(model, tok, prompts, feats[[i for i, _ in made]] if image else None, 48)
+    out["reasoning"] = float(np.mean([r == a for (_, (_, a)), r in zip(made, replies)]))
+    out["example"] = {"instruction": made[0][1][0], "reply": replies[0], "teacher": made[0][1][1]}
+    return out
+
+
+# --------------------------------------------------------------------------- the study
+
+
+def build(data: LLaVAData, clip, gpt, projector="linear") -> LLaVA:
+    return LLaVA.from_parts(clip, gpt, data.tokenizer.special_tokens[IMAGE], projector)
+
+
+def study(seed=0, n_train=2000, n_test=200, lm_steps=100, stage1_steps=100, stage2_steps=200,
+          batch_size=16, clip_cache="runs/llava/clip", clip_steps=CLIP_STEPS, progress=True,
+          out=None, eval_sizes=(30, 30, 30), wait_for_clip=0, on_row=None) -> dict:
+    """The four rows of S36 for one seed: LM alone, stage 1, stage 2, stage 2 (v1.5).
+
+    ``on_row(partial)`` is called after every row with the result so far.
+    """
+    began = time.perf_counter()
+    manual_seed(seed)
+    data = LLaVAData(n_train, n_test, seed)
+    gpt, lm_metrics = pretrain_lm(data.tokenizer, data.docs, lm_steps, seed, progress=progress)
+    clip = clip_tower(clip_cache, clip_steps, progress, wait_for_clip)
+    data.compute_features(build(data, clip, gpt))
+    rows, seconds = {}, {}
+    kw = dict(batch_size=batch_size, seed=seed, progress=progress)
+    ev = dict(n_per_type=eval_sizes[0], n_describe=eval_sizes[1], n_reason=eval_sizes[2], seed=seed)
+
+    t = time.perf_counter()
+    blind = build(data, clip, gpt)
+    train_stage(blind, data, 2, stage2_steps, image=False, desc="llava text only", **kw)
+    rows["lm_alone"] = evaluate(blind, data, image=False, **ev)
+    seconds["lm_alone"] = time.perf_counter() - t
+    report = lambda: {"seed": seed, "rows": rows, "lm_pretraining": lm_metrics, "seconds": seconds,
+                      "statistics": data.statistics(), "total_seconds": time.perf_counter() - began,
+                      "steps": {"lm": lm_steps, "stage1": stage1_steps, "stage2": stage2_steps,
+                                "batch_size": batch_size, "clip": clip_steps},
+                      "data": {"train_scenes": n_train, "test_scenes": n_test,
+                               "eval_sizes": list(eval_sizes)}}
+    if on_row:
+        on_row(report())
+
+    for name, projector in (("stage2", "linear"), ("stage2_v15", "mlp")):
+        t = time.perf_counter()
+        model = build(data, clip, gpt, projector)
+        h1 = train_stage(model, data, 1, stage1_steps, desc=f"{name} stage 1", **kw)
+        if projector == "linear":
+            rows["stage1"] = evaluate(model, data, **ev)
+            rows["stage1"]["final_loss"] = float(np.mean(h1.loss[-20:]))
+            if on_row:
+                on_row(report())
+        h2 = train_stage(model, data, 2, stage2_steps, desc=f"{name} stage 2",
+                         out=out if projector == "linear" else None, **kw)
+        rows[name] = evaluate(model, data, **ev)
+        rows[name]["final_loss"] = float(np.mean(h2.loss[-20:]))
+        seconds[name] = time.perf_counter() - t
+        if on_row:
+            on_row(report())
+    return report()
+
+
+# --------------------------------------------------------------------------- the command's runs
+
+
+def run_stage(stage, out="runs/llava", steps=None, batch_size=16, projector="linear", seed=0,
+              n_train=2000, lm_steps=150, clip_cache="runs/llava/clip", resume=None, progress=True):
+    """``minivl llava train --stage N``: stage 1 from CLIP + a pretrained GPT (cached in ``out``),
+    stage 2 from ``out/stage1.safetensors``; returns ``(model, data, history)``."""
+    from minivl.checkpoint import load_checkpoint, save_checkpoint
+    from minivl.models.gpt import GPT
+
+    out = Path(out)
+    data = LLaVAData(n_train, 50, seed)
+    if stage == 1:
+        gpt_path = out / "gpt.safetensors"
+        if gpt_path.exists():
+            gpt = load_checkpoint(GPT, gpt_path)
+        else:
+            gpt = pretrain_lm(data.tokenizer, data.docs, lm_steps, seed, progress=progress)[0]
+            save_checkpoint(gpt, gpt_path)
+        if gpt.config.vocab_size != data.tokenizer.vocab_size:
+            raise ValueError(f"{gpt_path} has {gpt.config.vocab_size} token ids, this run's tokenizer "
+                             f"{data.tokenizer.vocab_size}: use the same --seed and --n-train")
+        model = build(data, clip_tower(clip_cache, progress=progress), gpt, projector)
+    else:
+        first = out / "stage1.safetensors"
+        if not first.exists() and not resume:
+            raise ValueError(f"stage 2 starts from {first}: run 'minivl llava train --stage 1' first")
+        model = load_checkpoint(LLaVA, resume or first)
+        if model.config.vocab_size != data.tokenizer.vocab_size:
+            raise ValueError(f"{first} has {model.config.vocab_size} token ids, this run's tokenizer "
+                             f"{data.tokenizer.vocab_size}: use the same --seed and --n-train")
+    if resume and stage == 1:
+        model = load_checkpoint(LLaVA, resume)
+    data.compute_features(model)
+    steps = steps or (100 if stage == 1 else 200)
+    history = train_stage(model, data, stage, steps, batch_size, seed=seed, out=out, resume=resume,
+                          progress=progress)
+    return model, data, history

@@ -1,0 +1,79 @@
+"""The lecture's closing table (S38), filled with minivl's own models and the
+figures of their own committed runs (``results/*.json``).
+
+Each row names the model, what it reads, how it is built, what it is trained
+to do, what it can do, and one or two measured figures read from the results
+file that the named command wrote. A model whose results file is not there
+(ViLBERT and DALL-E are being built elsewhere) says "not yet run".
+``python -m minivl.recipes.summary`` prints the Markdown table; the tour
+appends it to its report.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# model, inputs, architecture, objective, what it can do, results file, figures
+ROWS = [
+    ("BERT", "text", "post-LN encoder, bidirectional", "masked LM (15%, 80/10/10)",
+     "fill in words; features for classifiers", "tour_quick.json",
+     lambda r: f"MLM accuracy {r['bert']['MLM accuracy']:.2f} (quick tour)"),
+    ("GPT", "text", "pre-LN decoder, causal, tied head", "next token",
+     "write text, continue prompts (KV cache)", "tour_quick.json",
+     lambda r: f"val perplexity {r['gpt']['val perplexity']:.2f} (quick tour)"),
+    ("ViT", "image", "patches + [CLS] + pre-LN encoder", "classification",
+     "classify images", "tour_quick.json",
+     lambda r: f"test accuracy {r['vit_digits']['test accuracy']:.2f} digits, "
+               f"{r['vit_shapes']['test accuracy']:.2f} shapes (quick tour)"),
+    ("ViLBERT", "image regions + text", "two streams + co-attention", "masked multi-modal + alignment",
+     "VQA, retrieval, grounding", "vilbert.json", None),
+    ("CLIP", "image, text", "two towers, one embedding space", "symmetric InfoNCE",
+     "zero-shot classification, retrieval", "clip_shapes.json",
+     lambda r: f"zero-shot top-1 {r['held_out_top1']:.2f} on held-out pairs, "
+               f"image->text R@1 {r['image_to_text_R@1']:.2f}"),
+    ("ClipCap", "image", "frozen CLIP -> mapping MLP -> GPT prefix", "caption next token",
+     "caption images", "clipcap.json",
+     lambda r: "attribute match {:.2f}, BLEU-4 {:.2f} (greedy, fine-tuned GPT)".format(
+         r["rows"]["finetuned_gpt"]["greedy_attribute_match"], r["rows"]["finetuned_gpt"]["greedy_bleu4"])),
+    ("DALL-E", "text -> image", "dVAE + decoder over text+image tokens", "ELBO; next token",
+     "draw images from text", "dalle.json", None),
+    ("LLaVA", "image + instruction", "frozen CLIP + projector + GPT", "next token on answers only",
+     "answer, describe, reason, chat", "llava.json",
+     lambda r: "short answers {:.2f}, description F1 {:.2f}, reasoning {:.2f} (stage 2, mean of seeds)".format(
+         r["mean"]["stage2"]["short_answer"], r["mean"]["stage2"]["describe_f1"],
+         r["mean"]["stage2"]["reasoning"])),
+]
+
+
+def figures(name, results_dir=None) -> str:
+    """The measured figures of one row, or why there are none."""
+    results_dir = Path(results_dir or ROOT / "results")
+    for row in ROWS:
+        if row[0] == name:
+            path = results_dir / row[5]
+            if not path.exists():
+                return "not yet run"
+            data = json.loads(path.read_text())
+            data = data.get("results", data)  # files written by write_results wrap the figures
+            if row[6] is None:
+                return f"see `results/{row[5]}`"
+            try:
+                return row[6](data) + f" (`results/{row[5]}`)"
+            except (KeyError, TypeError):
+                return f"see `results/{row[5]}`"
+    raise ValueError(f"no row named {name!r}")
+
+
+def markdown_table(results_dir=None) -> str:
+    lines = ["| model | inputs | architecture | objective | what it can do | minivl's own run |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for name, inputs, arch, objective, can, _, _ in ROWS:
+        lines.append(f"| {name} | {inputs} | {arch} | {objective} | {can} | {figures(name, results_dir)} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown_table())

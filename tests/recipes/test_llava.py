@@ -1,0 +1,137 @@
+"""LLaVA's two stages (S34, S35): what is frozen stays bit for bit and gets no gradient;
+a resumed run equals an uninterrupted one; the chat command holds a scripted conversation."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+from minivl.checkpoint import save_checkpoint
+from minivl.models.clip import CLIP
+from minivl.models.gpt import GPT
+from minivl.recipes.llava import LLaVAData, build, freeze_for_stage, train_stage
+
+
+@pytest.fixture(scope="module")
+def parts():
+    from minivl.random import manual_seed
+
+    manual_seed(0)
+    data = LLaVAData(n_train=40, n_test=10, seed=0, vocab_size=600)
+    gpt = GPT(vocab_size=data.tokenizer.vocab_size, max_len=128, dim=16, depth=1, num_heads=2)
+    clip = CLIP(image_size=48, patch_size=16, vision_dim=16, vision_depth=2, vision_heads=2,
+                vocab_size=40, context_length=8, text_dim=16, text_depth=1, text_heads=2, embed_dim=8)
+    data.compute_features(build(data, clip, gpt))
+    return data, clip, gpt
+
+
+def snapshot(module):
+    return {k: v.copy() for k, v in module.state_dict().items()}
+
+
+@pytest.mark.parametrize("stage", [1, 2])
+def test_frozen_parts_unchanged_and_without_gradient(parts, stage):
+    data, clip, gpt = parts
+    model = build(data, clip, gpt)
+    before = {name: snapshot(getattr(model, name)) for name in ("vision", "projector", "lm")}
+    seen = {}
+
+    import minivl.optim as optim
+
+    step = optim.AdamW.step
+
+    def spy(self):  # record which parameters carry a gradient when the optimizer steps
+        for name in ("vision", "projector", "lm"):
+            seen.setdefault(name, []).extend(p.grad is not None for p in getattr(model, name).parameters())
+        return step(self)
+
+    optim.AdamW.step = spy
+    try:
+        train_stage(model, data, stage, steps=2, batch_size=4, progress=False)
+    finally:
+        optim.AdamW.step = step
+    trains = {"vision": False, "projector": True, "lm": stage == 2}
+    for name, trained in trains.items():
+        after = snapshot(getattr(model, name))
+        same = all(np.array_equal(before[name][k], after[k]) for k in after)
+        assert same != trained, f"stage {stage}: {name} should {'' if trained else 'not '}change"
+        assert all(seen[name]) if trained else not any(seen[name]), f"stage {stage}: {name} gradients"
+
+
+def test_bad_stage_raises(parts):
+    data, clip, gpt = parts
+    with pytest.raises(ValueError, match="stage"):
+        freeze_for_stage(build(data, clip, gpt), 3)
+
+
+def test_resume_equals_uninterrupted(parts, tmp_path):
+    from minivl.random import manual_seed
+
+    data, clip, gpt = parts
+    manual_seed(1)
+    a = build(data, clip, gpt)
+    train_stage(a, data, 2, steps=4, batch_size=4, progress=False, out=tmp_path / "a")
+    manual_seed(1)
+    b = build(data, clip, gpt)
+    train_stage(b, data, 2, steps=4, batch_size=4, progress=False, out=tmp_path / "b", stop_after=2)
+    c = build(data, clip, gpt)
+    train_stage(c, data, 2, steps=4, batch_size=4, progress=False, out=tmp_path / "c",
+                resume=tmp_path / "b" / "stage2.safetensors")
+    for k, v in a.state_dict().items():
+        np.testing.assert_array_equal(v, c.state_dict()[k], err_msg=k)
+
+
+def test_chat_scripted_conversation(parts, tmp_path, monkeypatch, capsys):
+    from minivl.cli import main
+    from minivl.recipes.llava_chat import chat_session
+
+    data, clip, gpt = parts
+    model = build(data, clip, gpt)
+    save_checkpoint(model, tmp_path / "stage2.safetensors")
+    data.tokenizer.save(tmp_path / "tokenizer.json")
+    script = "What colour is the circle?\nIs there a square?\n/reset\nHow many shapes are there?\n/quit\nnever read\n"
+    monkeypatch.setattr("sys.stdin", io.StringIO(script))
+    assert main(["llava", "chat", "--checkpoint", str(tmp_path / "stage2.safetensors"),
+                 "--scene-seed", "3"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("USER: ") == 3 and "(conversation reset)" in out and "never read" not in out
+    # the second turn, streamed on the caches of the first, equals a fresh decode of the whole history
+    s = chat_session(tmp_path / "stage2.safetensors", scene_seed=3)
+    s.max_answer = 5
+    "".join(s.ask("What colour is the circle?"))
+    start = len(s.ids)
+    second = "".join(s.ask("Is there a square?"))
+    stop = data.tokenizer.special_tokens["</s>"]
+    history = np.array(s.ids)
+    new = len(s.ids) - start - 6  # this turn's prompt tokens (5 answer tokens + </s> follow)
+    prefix = history[: start + new]
+    fresh = model.generate(prefix[None], s.features, 5, stop_id=stop)[0].tolist()
+    assert fresh == history[start + new: start + new + 5].tolist()
+    assert second == "".join(data.tokenizer.decode([t]) for t in fresh)
+
+
+def test_chat_clear_errors(parts, tmp_path, capsys):
+    from minivl.cli import main
+
+    data, clip, gpt = parts
+    model = build(data, clip, gpt)
+    save_checkpoint(model, tmp_path / "stage2.safetensors")
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    data.tokenizer.save(tmp_path / "tokenizer.json")
+    ck = str(tmp_path / "stage2.safetensors")
+    assert main(["llava", "chat", "--checkpoint", ck, "--image", str(tmp_path / "bad.png")]) == 2
+    assert "not a readable PNG" in capsys.readouterr().err
+    import matplotlib.pyplot as plt
+
+    plt.imsave(tmp_path / "small.png", np.zeros((32, 32, 3)))
+    assert main(["llava", "chat", "--checkpoint", ck, "--image", str(tmp_path / "small.png")]) == 2
+    assert "48 x 48" in capsys.readouterr().err
+    other = LLaVAData(n_train=10, n_test=2, seed=5, vocab_size=350).tokenizer
+    other.save(tmp_path / "tokenizer.json")
+    assert main(["llava", "chat", "--checkpoint", ck, "--scene-seed", "0"]) == 2
+    assert "do not belong together" in capsys.readouterr().err
+    save_checkpoint(gpt, tmp_path / "gpt.safetensors")
+    assert main(["llava", "chat", "--checkpoint", str(tmp_path / "gpt.safetensors"), "--scene-seed", "0"]) == 2
+    assert "not LLaVA" in capsys.readouterr().err
