@@ -244,7 +244,8 @@ def main(argv=None):
     parser.add_argument("--out", default="results/dvae.json")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--steps", type=int, default=None)
-    parser.add_argument("--cache", action="store_true", help="also save seed 0 as the cached default")
+    parser.add_argument("--cache", action="store_true",
+                        help="also save each seed's model as its cached default_dvae(seed)")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -253,7 +254,7 @@ def main(argv=None):
         run = train_dvae(seed=seed, steps=args.steps)
         runs[str(seed)] = {"metrics": run["metrics"], "history": run["history"].as_dict()}
         _figures(run, out.parent, f"_seed{seed}")
-        if args.cache and seed == 0 and args.steps in (None, DEFAULTS["steps"]):
+        if args.cache and args.steps in (None, DEFAULTS["steps"]):
             save_checkpoint(run["model"], default_path(seed),
                             **{k: v for k, v in run["metrics"].items() if isinstance(v, (int, float, str))})
         print(json.dumps({k: v for k, v in run["metrics"].items()
