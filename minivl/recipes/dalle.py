@@ -347,3 +347,117 @@ def time_masks(model, streams, repeats=3) -> dict:
                                                   np.tril(np.ones_like(masks[0]))[c.text_len:].sum())
         out[name] = {"seconds": float(np.median(seconds)), "image_pairs_attended": allowed}
     return out
+
+
+def mask_experiment(dvae, steps=150, seed=0, progress=True, data=None, **overrides) -> dict:
+    """Train one small prior per attention pattern on the same batches; held-out losses,
+    seconds per training step, and the time of one forward + backward per mask."""
+    out, first = {}, None
+    for kind in ("full", "row", "column", "conv", "sparse"):
+        r = train_prior(dvae, steps=steps, attention=kind, seed=seed, progress=progress, data=data,
+                        eval_every=0, **overrides)
+        data, first = r["data"], first or r
+        m = r["metrics"]
+        out[kind] = {"held_out_scenes_image_loss": m["held_out_scenes_image_loss"],
+                     "held_out_scenes_text_loss": m["held_out_scenes_text_loss"],
+                     "seconds_per_step": m["train_seconds"] / steps}
+    streams = first["model"].stream(text_ids(first["model"], first["bpe"], data[0].captions[:32]), data[3][:32])
+    return {"training": out, "forward_backward_32": time_masks(first["model"], streams),
+            "steps": steps, "load_average": _load()}
+
+
+def _load() -> float:
+    import os
+
+    return round(os.getloadavg()[0], 2)
+
+
+def _grid_figure(images, captions, scores, path):
+    from minivl.viz.images import image_grid
+
+    C, n = images.shape[:2]
+    labels = [f"{captions[c][:40]}\nCLIP {scores[c, k]:.1f}" if k == 0 else f"CLIP {scores[c, k]:.1f}"
+              for c in range(C) for k in range(n)]
+    image_grid(images.reshape(C * n, *images.shape[2:]), labels, ncols=n).savefig(path, dpi=90)
+
+
+def run_seed(seed, steps=None, n_eval=100, n_candidates=16, progress=True, folder=None, **overrides) -> dict:
+    """One seed of the results file: train the prior (on the default dVAE), the reranker,
+    judge its generations; a PNG grid of reranked samples into ``folder``. The prior is
+    saved in ``runs/dalle-seed{seed}`` (for ``minivl dalle generate --checkpoint``)."""
+    from minivl.recipes.dvae import default_dvae
+    from minivl.recipes.judge import default_judge
+
+    dvae = default_dvae(0, progress)
+    r = train_prior(dvae, steps=steps, seed=seed, progress=progress, out=f"runs/dalle-seed{seed}", **overrides)
+    load_after_training = _load()
+    judge = default_judge(0, progress)
+    train_pairs, evals = r["data"][:2]
+    t0 = time.perf_counter()
+    reranker = default_reranker(seed, progress, pairs=train_pairs)
+    reranker_seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    scores = evaluate(r["model"], r["bpe"], dvae, evals, judge.matches, reranker, n_candidates, n_eval,
+                      seed, progress=progress)
+    for name, pairs in evals.items():  # what the judge reads in the dVAE's reconstructions
+        recon = decode(dvae, encode_images(dvae, pairs.images[:n_eval])[:, None])[:, 0]
+        scores[name]["real_reconstructed"] = float(judge.matches(recon, pairs.structured[:n_eval]).mean())
+    if folder is not None:
+        pairs = evals["held_out_pairs"]
+        codes = generate_codes(r["model"], r["bpe"], pairs.captions[:6], 8, seed=seed)
+        images = decode(dvae, codes)
+        order, ranked = rerank(*reranker, images, pairs.captions[:6])
+        _grid_figure(np.take_along_axis(images, order[:, :, None, None, None], 1), pairs.captions[:6], ranked,
+                     Path(folder) / f"dalle_samples_seed{seed}.png")
+    history = r["history"]
+    return {"prior": r["metrics"], "evaluation": scores, "load_average_after_training": load_after_training,
+            "load_average_after_evaluation": _load(), "evaluation_seconds": time.perf_counter() - t0,
+            "reranker_seconds": reranker_seconds,
+            "curve": {"steps": history.steps[::10], "loss": history.loss[::10], "evals": history.evals}}
+
+
+def main(argv=None):
+    import argparse
+    import os
+    import sys
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="results/dalle.json")
+    parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1])
+    parser.add_argument("--steps", type=int, default=None, help=f"prior steps (default {DEFAULTS['steps']})")
+    parser.add_argument("--n-eval", type=int, default=100, help="captions per evaluation set")
+    parser.add_argument("--candidates", type=int, default=16)
+    parser.add_argument("--masks", type=int, default=0, help="steps of the attention-mask experiment (0: skip)")
+    parser.add_argument("--dim", type=int, default=None)
+    parser.add_argument("--depth", type=int, default=None)
+    parser.add_argument("--backend", default="numba", help="kernel backend (default: numba)")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    import minivl
+
+    minivl.use(args.backend)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    command = "python -m minivl.recipes.dalle " + " ".join(sys.argv[1:] if argv is None else argv)
+
+    def write(section, key, value):  # re-read first: seeds run as separate invocations merge
+        payload = json.loads(out.read_text()) if out.exists() else {}
+        payload["machine"] = f"{os.cpu_count()} cores, shared; load averages recorded per run"
+        payload.setdefault(section, {})[key] = {"command": command, **value}
+        out.write_text(json.dumps(payload, indent=1))
+
+    for seed in args.seeds:
+        size = {k: v for k, v in (("dim", args.dim), ("depth", args.depth)) if v is not None}
+        run = run_seed(seed, args.steps, args.n_eval, args.candidates, not args.quiet, out.parent, **size)
+        write("runs", str(seed), run)
+        print(json.dumps({k: {m: round(v, 3) for m, v in s.items() if "correct" in m}
+                          for k, s in run["evaluation"].items()}))
+    if args.masks:
+        from minivl.recipes.dvae import default_dvae
+
+        masks = mask_experiment(default_dvae(0), steps=args.masks, progress=not args.quiet, dim=64, depth=4)
+        write("masks", "seed0", masks)
+        print(json.dumps(masks, indent=1))
+
+if __name__ == "__main__":
+    main()
