@@ -26,7 +26,7 @@ from minivl.optim import Adam
 from minivl.random import manual_seed
 from minivl.train import run_eval, train
 
-DEFAULTS = dict(steps=3000, batch_size=64, lr=2e-3, hidden=128, latent_dim=2)
+DEFAULTS = dict(steps=2000, batch_size=64, lr=2e-3, hidden=128, latent_dim=2)
 
 
 def digits(split, seed=0) -> tuple[np.ndarray, np.ndarray]:
