@@ -17,7 +17,7 @@ def test_tour_writes_a_complete_report(tmp_path, monkeypatch):
     monkeypatch.setattr(tour, "STEPS", {k: (3, 3) for k in tour.STEPS})
     assert main(["tour", "--quick", "--out", str(tmp_path), "--no-progress", "--use", "numpy"]) == 0
     text = (tmp_path / "report.md").read_text()
-    for title in ("tokenizer", "BERT", "GPT", "ViT", "CLIP", "Timings"):
+    for title in ("tokenizer", "BERT", "GPT", "ViT", "CLIP", "DALL-E", "Timings"):
         assert re.search(rf"^## .*{title}", text, re.M), title
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
     assert len(images) >= 8
@@ -29,7 +29,7 @@ def test_tour_writes_a_complete_report(tmp_path, monkeypatch):
 
 def test_tour_rejects_unknown_stages(tmp_path):
     with pytest.raises(SystemExit, match="--only"):
-        main(["tour", "--only", "bert,dalle", "--out", str(tmp_path)])
+        main(["tour", "--only", "bert,imagen", "--out", str(tmp_path)])
 
 
 def test_cli_version_and_info(capsys):

@@ -45,9 +45,9 @@ from minivl.tokenizers.clip import CLIPTokenizer
 from minivl.train import History, run_eval, train
 
 CHECKPOINT = "prior.safetensors"
-DEFAULTS = dict(steps=1500, batch_size=32, lr=2e-3, warmup=100, dim=128, depth=4, heads=4,
+DEFAULTS = dict(steps=800, batch_size=32, lr=2e-3, warmup=100, dim=64, depth=4, heads=4,
                 attention="full", n_train=20000, text_len=16, vocab_size=512)
-RERANKER = dict(steps=800, batch_size=128, lr=2e-3, dim=64, depth=2, heads=4, embed_dim=64,
+RERANKER = dict(steps=500, batch_size=64, lr=2e-3, dim=64, depth=2, heads=4, embed_dim=64,
                 patch_size=16, vocab_size=512)
 
 
@@ -381,14 +381,17 @@ def _grid_figure(images, captions, scores, path):
     image_grid(images.reshape(C * n, *images.shape[2:]), labels, ncols=n).savefig(path, dpi=90)
 
 
-def run_seed(seed, steps=None, n_eval=100, n_candidates=16, progress=True, folder=None, **overrides) -> dict:
+def run_seed(seed, steps=None, n_eval=100, n_candidates=16, progress=True, folder=None, dvae=None,
+             temperature=1.0, **overrides) -> dict:
     """One seed of the results file: train the prior (on the default dVAE), the reranker,
-    judge its generations; a PNG grid of reranked samples into ``folder``. The prior is
+    judge its generations; a PNG grid of reranked samples into ``folder``. ``dvae``: a
+    checkpoint path (default: the cached default dVAE). The prior is
     saved in ``runs/dalle-seed{seed}`` (for ``minivl dalle generate --checkpoint``)."""
-    from minivl.recipes.dvae import default_dvae
+    from minivl.recipes.dvae import default_dvae, load_dvae
     from minivl.recipes.judge import default_judge
 
-    dvae = default_dvae(0, progress)
+    dvae_path = dvae
+    dvae = load_dvae(dvae) if dvae else default_dvae(0, progress)
     r = train_prior(dvae, steps=steps, seed=seed, progress=progress, out=f"runs/dalle-seed{seed}", **overrides)
     load_after_training = _load()
     judge = default_judge(0, progress)
@@ -398,19 +401,21 @@ def run_seed(seed, steps=None, n_eval=100, n_candidates=16, progress=True, folde
     reranker_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
     scores = evaluate(r["model"], r["bpe"], dvae, evals, judge.matches, reranker, n_candidates, n_eval,
-                      seed, progress=progress)
+                      seed, temperature, progress=progress)
     for name, pairs in evals.items():  # what the judge reads in the dVAE's reconstructions
         recon = decode(dvae, encode_images(dvae, pairs.images[:n_eval])[:, None])[:, 0]
         scores[name]["real_reconstructed"] = float(judge.matches(recon, pairs.structured[:n_eval]).mean())
     if folder is not None:
         pairs = evals["held_out_pairs"]
-        codes = generate_codes(r["model"], r["bpe"], pairs.captions[:6], 8, seed=seed)
+        codes = generate_codes(r["model"], r["bpe"], pairs.captions[:6], 8, temperature, seed=seed)
         images = decode(dvae, codes)
         order, ranked = rerank(*reranker, images, pairs.captions[:6])
         _grid_figure(np.take_along_axis(images, order[:, :, None, None, None], 1), pairs.captions[:6], ranked,
                      Path(folder) / f"dalle_samples_seed{seed}.png")
     history = r["history"]
-    return {"prior": r["metrics"], "evaluation": scores, "load_average_after_training": load_after_training,
+    return {"prior": r["metrics"], "evaluation": scores, "temperature": temperature,
+            "dvae": str(dvae_path) if dvae_path else "default_dvae(0)",
+            "load_average_after_training": load_after_training,
             "load_average_after_evaluation": _load(), "evaluation_seconds": time.perf_counter() - t0,
             "reranker_seconds": reranker_seconds,
             "curve": {"steps": history.steps[::10], "loss": history.loss[::10], "evals": history.evals}}
@@ -428,6 +433,8 @@ def main(argv=None):
     parser.add_argument("--n-eval", type=int, default=100, help="captions per evaluation set")
     parser.add_argument("--candidates", type=int, default=16)
     parser.add_argument("--masks", type=int, default=0, help="steps of the attention-mask experiment (0: skip)")
+    parser.add_argument("--dvae", default=None, help="a dVAE checkpoint (default: the cached default dVAE)")
+    parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--dim", type=int, default=None)
     parser.add_argument("--depth", type=int, default=None)
     parser.add_argument("--backend", default="numba", help="kernel backend (default: numba)")
@@ -448,16 +455,19 @@ def main(argv=None):
 
     for seed in args.seeds:
         size = {k: v for k, v in (("dim", args.dim), ("depth", args.depth)) if v is not None}
-        run = run_seed(seed, args.steps, args.n_eval, args.candidates, not args.quiet, out.parent, **size)
+        run = run_seed(seed, args.steps, args.n_eval, args.candidates, not args.quiet, out.parent, args.dvae,
+                       temperature=args.temperature, **size)
         write("runs", str(seed), run)
         print(json.dumps({k: {m: round(v, 3) for m, v in s.items() if "correct" in m}
                           for k, s in run["evaluation"].items()}))
     if args.masks:
-        from minivl.recipes.dvae import default_dvae
+        from minivl.recipes.dvae import default_dvae, load_dvae
 
-        masks = mask_experiment(default_dvae(0), steps=args.masks, progress=not args.quiet, dim=64, depth=4)
+        dvae = load_dvae(args.dvae) if args.dvae else default_dvae(0)
+        masks = mask_experiment(dvae, steps=args.masks, progress=not args.quiet, dim=64, depth=4)
         write("masks", "seed0", masks)
         print(json.dumps(masks, indent=1))
+
 
 if __name__ == "__main__":
     main()
