@@ -366,6 +366,26 @@ def mask_experiment(dvae, steps=150, seed=0, progress=True, data=None, **overrid
             "steps": steps, "load_average": _load()}
 
 
+def mask_figure(text_len=4, grid_h=4, grid_w=4, kernel=3):
+    """The four attention patterns as pictures (rows: queries, columns: keys; white = attends),
+    for a small stream like the paper's figure 11 (6 caption tokens, a 4 x 4 grid there)."""
+    from matplotlib.figure import Figure
+
+    from minivl.models.dalle import attention_mask
+
+    fig = Figure(figsize=(11, 3.2))
+    for k, kind in enumerate(("full", "row", "column", "conv")):
+        ax = fig.add_subplot(1, 4, k + 1)
+        ax.imshow(attention_mask(kind, text_len, grid_h, grid_w, kernel), cmap="gray", interpolation="nearest")
+        ax.axhline(text_len - 0.5, color="tab:orange", lw=0.8)
+        ax.axvline(text_len + 0.5, color="tab:orange", lw=0.8)
+        ax.set(title=f"{kind}" + (f" ({kernel}x{kernel})" if kind == "conv" else ""), xticks=[], yticks=[],
+               xlabel="key position", ylabel="query position" if k == 0 else None)
+    fig.suptitle(f"{text_len} caption tokens, <soi>, a {grid_h}x{grid_w} grid of codes "
+                 "(orange: caption | image)", fontsize=9)
+    return fig
+
+
 def _load() -> float:
     import os
 
@@ -453,6 +473,7 @@ def main(argv=None):
         payload.setdefault(section, {})[key] = {"command": command, **value}
         out.write_text(json.dumps(payload, indent=1))
 
+    mask_figure().savefig(out.parent / "dalle_masks.png", dpi=100)
     for seed in args.seeds:
         size = {k: v for k, v in (("dim", args.dim), ("depth", args.depth)) if v is not None}
         run = run_seed(seed, args.steps, args.n_eval, args.candidates, not args.quiet, out.parent, args.dvae,
