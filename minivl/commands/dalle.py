@@ -9,9 +9,13 @@ from pathlib import Path
 from minivl.commands._options import write_results
 
 
-def _dvae(path, progress):
+def _dvae(path, folder, progress):
+    """The dVAE named by ``--dvae``, else ``folder/dvae.safetensors`` (from train-vae), else the cached default."""
     from minivl.recipes.dvae import default_dvae, load_dvae
 
+    beside = Path(folder) / "dvae.safetensors"
+    if path is None and beside.is_file():
+        path = beside
     return load_dvae(path) if path else default_dvae(progress=progress)
 
 
@@ -32,7 +36,7 @@ def _train_vae(args):
 def _train_prior(args):
     from minivl.recipes.dalle import CHECKPOINT, train_prior
 
-    r = train_prior(dvae=_dvae(args.dvae, not args.quiet), steps=args.steps, batch_size=args.batch_size,
+    r = train_prior(dvae=_dvae(args.dvae, args.out, not args.quiet), steps=args.steps, batch_size=args.batch_size,
                     lr=args.lr, dim=args.dim, depth=args.depth, heads=args.heads, attention=args.attention,
                     n_train=args.n_train, seed=args.seed, progress=not args.quiet, out=args.out)
     m = r["metrics"]
@@ -55,7 +59,7 @@ def _generate(args):
     path = Path(args.checkpoint)
     try:
         model, bpe, words = load_prior(path / CHECKPOINT if path.is_dir() else path)
-        dvae = _dvae(args.dvae, not args.quiet)
+        dvae = _dvae(args.dvae, path if path.is_dir() else path.parent, not args.quiet)
         check_pair(model, dvae)
         codes = generate_codes(model, bpe, [args.caption], args.n, args.temperature, args.top_k, args.seed,
                                progress=not args.quiet, words=words)
@@ -90,7 +94,8 @@ def register(subparsers):
     v.add_argument("--quiet", action="store_true")
     v.set_defaults(func=_train_vae)
     t = sub.add_parser("train-prior", help="train the transformer over caption and image tokens (stage 2)")
-    t.add_argument("--dvae", default=None, help="a dVAE checkpoint (default: the cached default dVAE)")
+    t.add_argument("--dvae", default=None,
+                   help="a dVAE checkpoint (default: OUT/dvae.safetensors from train-vae, else the cached default)")
     t.add_argument("--steps", type=int, default=None)
     t.add_argument("--batch-size", type=int, default=None)
     t.add_argument("--lr", type=float, default=None)
@@ -109,7 +114,8 @@ def register(subparsers):
     g.add_argument("--n", type=int, default=16, help="samples")
     g.add_argument("--rerank", action="store_true", help="order the samples by CLIP score, best first")
     g.add_argument("--checkpoint", default="runs/dalle", help="a train-prior folder or prior file")
-    g.add_argument("--dvae", default=None, help="the dVAE the prior was trained with (default: cached)")
+    g.add_argument("--dvae", default=None,
+                   help="the prior's dVAE (default: dvae.safetensors beside the prior, else the cached default)")
     g.add_argument("--temperature", type=float, default=1.0)
     g.add_argument("--top-k", type=int, default=None)
     g.add_argument("--seed", type=int, default=0)

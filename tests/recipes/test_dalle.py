@@ -135,3 +135,18 @@ def test_cli_generates_a_grid_and_names_its_errors(run, dvae, tmp_path, capsys):
     with pytest.raises(SystemExit, match="DALLE"):  # a dVAE file given as the prior
         main(["dalle", "generate", "a red circle.", "--checkpoint", str(dvae_path), "--dvae", str(dvae_path),
               "--quiet"])
+
+
+def test_cli_trains_a_vae_then_a_prior_that_finds_it(tmp_path, monkeypatch, capsys):
+    from minivl.recipes import dvae as dvae_recipe
+
+    monkeypatch.setattr(dvae_recipe, "DEFAULTS", {**dvae_recipe.DEFAULTS, "widths": (4, 8, 8), "codebook_dim": 8,
+                                                  "vocab_size": 16, "n_train": 64, "batch_size": 8})
+    assert main(["dalle", "train-vae", "--steps", "2", "--out", str(tmp_path), "--quiet"]) == 0
+    assert (tmp_path / "dvae.safetensors").is_file()
+    assert main(["dalle", "train-prior", "--steps", "2", "--dim", "16", "--depth", "1", "--heads", "2",
+                 "--batch-size", "4", "--n-train", "300", "--out", str(tmp_path), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "DALL-E prior (full attention)" in out and "held-out scenes" in out
+    model, _, _ = load_prior(tmp_path / CHECKPOINT)
+    assert model.config.image_vocab == 16  # the prior read the codes of the dVAE beside it
