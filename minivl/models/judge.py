@@ -3,15 +3,22 @@
 DALL-E's samples are judged by people or by a CLIP; here, where every scene
 is known, a separate reader trained on real renders says what an image shows
 and a generation is correct when that reading is exactly what its caption
-says. The layout makes reading simple: objects sit one per cell of a
-``grid x grid`` partition (``recipes/dvae.py::WORLD``), so the judge is a
-small CNN applied to each cell:
+says. Objects sit one per cell of a ``grid x grid`` partition
+(``recipes/dvae.py::WORLD``), so the judge is a small detector-style reader
+applied to each cell:
 
-    images (B, 3, S, S) -> cells (B * g * g, 3, S/g, S/g)
-      -> conv-relu-pool, conv-relu-pool, linear-relu
-      -> per cell: 1 + 36 logits (empty, or one (shape, colour) class) and 2 size logits
+    images (B, 3, S, S) -> cells (B g g, 3, c, c)
+      -> silhouette: pixels brighter than THRESHOLD in any channel; its bounding box
+      -> features: the silhouette cropped to the box and resampled to 8 x 8 (the shape,
+         wherever the object sits and whatever its size), the mean colour inside it,
+         the box's height and width, the fraction of the cell it covers
+      -> MLP -> per cell: 1 + 6 shape logits (empty, or a shape), 6 colour, 2 size logits
 
-``reads`` turns these into ``Scene``s (each object given a box inside its
+Only the MLP is learned (``recipes/judge.py``): locating the object first is
+what lets it learn the shapes in seconds; a CNN over whole cells needed
+thousands of steps to tell a small circle from a small square.
+
+``reads`` turns the logits into ``Scene``s (each object given a box inside its
 cell, which is all the spatial relations of the captions look at: two
 objects in different columns are left / right of each other, in different
 rows above / below); ``matches`` checks a caption (or a whole scene) against
@@ -27,97 +34,117 @@ import numpy as np
 from minivl import functional as F
 from minivl import nn
 from minivl.data.captions import Caption, holds
-from minivl.data.shapes import COLOURS, N_CLASSES, Scene, ShapeObject, object_extent
+from minivl.data.shapes import COLOURS, SHAPES, SIZES, Scene, ShapeObject, object_extent
 from minivl.tensor import Tensor, no_grad
 
-EMPTY = 0  # cell label 0 is "no object"; label c + 1 is class c
+EMPTY = 0  # shape label 0 is "no object"; label s + 1 is SHAPES[s]
+HEADS = (1 + len(SHAPES), len(COLOURS), len(SIZES))  # logits per cell: shape, colour, size
+THRESHOLD = 0.35  # a pixel belongs to an object when a channel is above this (background: black)
+CROP = 8  # side of the resampled silhouette
+
+
+def cell_features(cells, threshold=THRESHOLD, crop=CROP) -> np.ndarray:
+    """``(N, 3, c, c)`` floats in [0, 1] -> ``(N, crop * crop + 6)`` features of each cell's object."""
+    N, _, c, _ = cells.shape
+    mask = cells.max(axis=1) > threshold  # (N, c, c)
+    rows, cols = mask.any(axis=2), mask.any(axis=1)  # (N, c)
+    y1, x1 = rows.argmax(axis=1), cols.argmax(axis=1)  # first row / column with ink (0 if none)
+    y2, x2 = c - rows[:, ::-1].argmax(axis=1), c - cols[:, ::-1].argmax(axis=1)  # exclusive ends
+    h, w = np.maximum(y2 - y1, 1), np.maximum(x2 - x1, 1)
+    t = (np.arange(crop) + 0.5) / crop  # (crop,) sample points across the box
+    ys = np.minimum(y1[:, None] + (t * h[:, None]).astype(int), c - 1)  # (N, crop)
+    xs = np.minimum(x1[:, None] + (t * w[:, None]).astype(int), c - 1)
+    crops = mask[np.arange(N)[:, None, None], ys[:, :, None], xs[:, None, :]]  # (N, crop, crop)
+    area = mask.sum(axis=(1, 2))  # (N,)
+    colour = (cells * mask[:, None]).sum(axis=(2, 3)) / np.maximum(area, 1)[:, None]  # (N, 3)
+    shape = np.stack([h, w, area / (c * c)], axis=1) * np.array([1 / c, 1 / c, 1.0])  # (N, 3)
+    empty = area == 0
+    shape[empty] = 0
+    return np.concatenate([crops.reshape(N, -1), colour, shape], axis=1).astype(np.float32)
 
 
 @dataclass
 class JudgeConfig:
     image_size: int = 32
     grid: int = 2
-    width: int = 16  # channels of the first conv; the second has twice as many
     hidden: int = 64
 
 
 class Judge(nn.Module):
-    """Per-cell reader: ``forward(images)`` -> ``(B, g*g, 1 + 36 + 2)`` logits."""
+    """Per-cell reader: ``forward(images)`` -> ``(B, g*g, 7 + 6 + 2)`` logits (shape, colour, size)."""
 
     Config = JudgeConfig
 
     def __init__(self, config: JudgeConfig | None = None, **kwargs):
         super().__init__()
         self.config = c = config or JudgeConfig(**kwargs)
-        if c.image_size % (4 * c.grid):
-            raise ValueError(f"image_size {c.image_size} must split into {c.grid} x {c.grid} cells "
-                             "whose side is divisible by 4")
-        self.conv1 = nn.Conv2d(3, c.width, 3, padding=1)
-        self.conv2 = nn.Conv2d(c.width, 2 * c.width, 3, padding=1)
-        side = c.image_size // c.grid // 4
-        self.fc = nn.Linear(2 * c.width * side * side, c.hidden)
-        self.head = nn.Linear(c.hidden, 1 + N_CLASSES + 2)
+        if c.image_size % c.grid:
+            raise ValueError(f"image_size {c.image_size} must split into {c.grid} x {c.grid} cells")
+        self.fc = nn.Linear(CROP * CROP + 6, c.hidden)
+        self.head = nn.Linear(c.hidden, sum(HEADS))
 
     @property
     def cell(self) -> int:
         return self.config.image_size // self.config.grid
 
     def forward(self, images) -> Tensor:
-        x = images if isinstance(images, Tensor) else Tensor(np.asarray(images))
+        x = images.data if isinstance(images, Tensor) else np.asarray(images)
         S, g = self.config.image_size, self.config.grid
         if x.ndim != 4 or x.shape[1:] != (3, S, S) or x.dtype.kind != "f":
             raise ValueError(f"images must be floats (B, 3, {S}, {S}) in [0, 1], got {x.dtype} {x.shape}; "
                              "uint8 renders go through dvae.pixels()")
         B, c = x.shape[0], self.cell
-        cells = x.reshape(B, 3, g, c, g, c).permute(0, 2, 4, 1, 3, 5).reshape(B * g * g, 3, c, c)
-        h = F.max_pool2d(F.relu(self.conv1(cells - 0.5)), 2)  # (B g g, w, c/2, c/2)
-        h = F.max_pool2d(F.relu(self.conv2(h)), 2)  # (B g g, 2w, c/4, c/4)
-        h = F.relu(self.fc(h.reshape(B * g * g, -1)))
-        return self.head(h).reshape(B, g * g, -1)  # (B, g*g, 1 + 36 + 2)
+        cells = x.reshape(B, 3, g, c, g, c).transpose(0, 2, 4, 1, 3, 5).reshape(B * g * g, 3, c, c)
+        h = F.relu(self.fc(Tensor(cell_features(cells) - 0.5)))  # (B g g, hidden)
+        return self.head(h).reshape(B, g * g, -1)  # (B, g*g, 7 + 6 + 2)
 
     # ------------------------------------------------------------------ labels and readings
 
-    def labels(self, scenes) -> tuple[np.ndarray, np.ndarray]:
-        """Targets of ``scenes``: cell classes ``(B, g*g)`` (0 = empty, class + 1) and
-        sizes ``(B, g*g)`` (-100 where the cell is empty)."""
+    def labels(self, scenes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Targets of ``scenes``, each ``(B, g*g)``: shapes (0 = empty, shape + 1), colours
+        and sizes (-100, ignored, where the cell is empty)."""
         g, c = self.config.grid, self.cell
-        classes = np.zeros((len(scenes), g * g), np.int64)
+        shapes = np.zeros((len(scenes), g * g), np.int64)
+        colours = np.full((len(scenes), g * g), -100, np.int64)
         sizes = np.full((len(scenes), g * g), -100, np.int64)
         for i, scene in enumerate(scenes):
             for obj in scene.objects:
                 x1, y1 = obj.box[:2]
                 k = (y1 // c) * g + x1 // c
-                if classes[i, k] != EMPTY:
+                if shapes[i, k] != EMPTY:
                     raise ValueError(f"scene {i} has two objects in cell {k}: the judge reads grid "
                                      f"layouts only (one object per cell of a {g} x {g} grid)")
-                classes[i, k], sizes[i, k] = obj.class_id + 1, obj.size
-        return classes, sizes
+                shapes[i, k], colours[i, k], sizes[i, k] = obj.shape + 1, obj.colour, obj.size
+        return shapes, colours, sizes
 
-    def predict(self, images, batch_size=500) -> tuple[np.ndarray, np.ndarray]:
-        """Cell classes and sizes ``(B, g*g)`` each, from float images ``(B, 3, S, S)``."""
+    def predict(self, images, batch_size=500) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Shapes (0 = empty), colours and sizes ``(B, g*g)`` each, from floats ``(B, 3, S, S)``;
+        colour and size are -100 in empty cells, as in ``labels``."""
         was = self.training
         self.eval()
-        classes, sizes = [], []
+        parts = []
         with no_grad():
             for i in range(0, len(images), batch_size):
-                out = np.asarray(self(images[i:i + batch_size]).data)  # (b, g*g, 39)
-                classes.append(out[..., : 1 + N_CLASSES].argmax(-1))
-                sizes.append(out[..., 1 + N_CLASSES:].argmax(-1))
+                out = np.asarray(self(images[i:i + batch_size]).data)  # (b, g*g, 15)
+                pieces = np.split(out, np.cumsum(HEADS)[:-1], axis=-1)
+                parts.append([p.argmax(-1) for p in pieces])
         self.train(was)
-        return np.concatenate(classes), np.concatenate(sizes)
+        shapes, colours, sizes = (np.concatenate(p) for p in zip(*parts))
+        empty = shapes == EMPTY
+        return shapes, np.where(empty, -100, colours), np.where(empty, -100, sizes)
 
     def reads(self, images) -> list[Scene]:
         """What the judge sees in each image: a ``Scene`` per image (uint8 renders
         ``(B, S, S, 3)`` or floats ``(B, 3, S, S)``)."""
-        classes, sizes = self.predict(_as_floats(images, self.config.image_size))
+        shapes, colours, sizes = self.predict(_as_floats(images, self.config.image_size))
         g, c, S = self.config.grid, self.cell, self.config.image_size
         scenes = []
-        for row_classes, row_sizes in zip(classes, sizes):
+        for row in zip(shapes.tolist(), colours.tolist(), sizes.tolist()):
             objects = []
-            for k, (label, size) in enumerate(zip(row_classes.tolist(), row_sizes.tolist())):
-                if label == EMPTY:
+            for k, (shape, colour, size) in enumerate(zip(*row)):
+                if shape == EMPTY:
                     continue
-                shape, colour = divmod(label - 1, len(COLOURS))
+                shape -= 1
                 side = object_extent(size, S)
                 x, y = (k % g) * c, (k // g) * c  # the cell's corner; any place inside it will do
                 objects.append(ShapeObject(shape, colour, size, (x, y, x + side, y + side)))

@@ -27,7 +27,7 @@ import numpy as np
 from minivl import functional as F
 from minivl.checkpoint import load_checkpoint, save_checkpoint
 from minivl.models.dvae import pixels
-from minivl.models.judge import Judge
+from minivl.models.judge import HEADS, Judge
 from minivl.optim import AdamW, WarmupCosineLR
 from minivl.random import manual_seed
 from minivl.recipes.dvae import WORLD, cache_dir, make_world
@@ -47,8 +47,9 @@ def judge_data(n_train=12000, n_test=1000, seed=0) -> dict:
             (("train", train_scenes), ("test", test_scenes), ("held_out", held))}
 
 
-def batches(images, classes, sizes, batch_size, seed, noise):
-    """Random batches forever: floats with Gaussian pixel noise, cell classes and sizes."""
+def batches(images, labels, batch_size, seed, noise):
+    """Random batches forever: floats with Gaussian pixel noise, and the cell labels
+    (shapes, colours, sizes)."""
     step = 0
     while True:
         step += 1
@@ -57,27 +58,28 @@ def batches(images, classes, sizes, batch_size, seed, noise):
         x = pixels(images[pick])
         if noise:
             x = np.clip(x + noise * rng.standard_normal(x.shape, dtype=np.float32), 0, 1)
-        yield x, classes[pick], sizes[pick]
+        yield (x, *(label[pick] for label in labels))
 
 
 def loss(model, batch):
-    """Cross-entropy of the cell classes plus that of the sizes (occupied cells only)."""
-    x, classes, sizes = batch
-    out = model(x)  # (B, g*g, 39)
-    n = out.shape[-1] - 2
-    return F.cross_entropy(out[..., :n], classes) + F.cross_entropy(out[..., n:], sizes)
+    """Cross-entropy of the shape (or empty), plus those of colour and size (occupied cells)."""
+    x, *labels = batch
+    out = model(x)  # (B, g*g, 7 + 6 + 2)
+    ends = np.cumsum((0, *HEADS))
+    return sum(F.cross_entropy(out[..., a:b], y) for a, b, y in zip(ends[:-1], ends[1:], labels))
 
 
 def accuracy(model, images, scenes) -> dict:
-    """Cell, size (occupied cells) and exact-read accuracy of ``images`` against ``scenes``."""
-    classes, sizes = model.labels(scenes)
-    got_classes, got_sizes = model.predict(images if images.dtype != np.uint8 else pixels(images))
-    occupied = classes != 0
-    cells_ok = got_classes == classes
-    size_ok = np.where(occupied, got_sizes == sizes, True)
-    return {"cell_accuracy": float(cells_ok.mean()),
-            "size_accuracy": float(size_ok[occupied].mean()),
-            "exact": float((cells_ok & size_ok).all(axis=1).mean())}
+    """Per cell: shape-or-empty, colour and size accuracy (occupied cells), whole cells right;
+    ``exact``: the fraction of images whose every cell is read right."""
+    want = model.labels(scenes)
+    got = model.predict(images if images.dtype != np.uint8 else pixels(images))
+    occupied = want[0] != 0
+    ok = [g == w for g, w in zip(got, want)]  # colour and size: -100 == -100 in empty cells
+    cells = ok[0] & ok[1] & ok[2]
+    return {"shape_accuracy": float(ok[0].mean()), "colour_accuracy": float(ok[1][occupied].mean()),
+            "size_accuracy": float(ok[2][occupied].mean()), "cell_accuracy": float(cells.mean()),
+            "exact": float(cells.all(axis=1).mean())}
 
 
 def evaluate(model, data, dvae=None) -> dict:
@@ -102,10 +104,10 @@ def train_judge(steps=None, batch_size=None, lr=None, noise=None, n_train=None, 
     manual_seed(seed)
     data = data or judge_data(cfg["n_train"], n_test, seed)
     model = Judge(image_size=WORLD["image_size"], grid=WORLD["grid"])
-    classes, sizes = model.labels(data["train"][1])
+    labels = model.labels(data["train"][1])
     optimizer = AdamW(model.parameters(), lr=cfg["lr"], weight_decay=1e-4)
     scheduler = WarmupCosineLR(optimizer, cfg["steps"], min(50, cfg["steps"] - 1), min_lr=cfg["lr"] / 20)
-    history = train(model, loss, batches(data["train"][0], classes, sizes, cfg["batch_size"], seed,
+    history = train(model, loss, batches(data["train"][0], labels, cfg["batch_size"], seed,
                                          cfg["noise"]),
                     optimizer, cfg["steps"], scheduler, clip_norm=1.0,
                     evaluate=lambda: evaluate(model, data), eval_every=eval_every,
@@ -168,7 +170,8 @@ def main(argv=None):
         print(json.dumps(record["metrics"]))
     out.parent.mkdir(parents=True, exist_ok=True)
     command = "python -m minivl.recipes.judge " + " ".join(argv if argv is not None else [])
-    out.write_text(json.dumps({"command": command, "world": WORLD, "runs": runs}, indent=1))
+    before = json.loads(out.read_text())["runs"] if out.exists() else {}  # seeds run in parallel
+    out.write_text(json.dumps({"command": command, "world": WORLD, "runs": {**before, **runs}}, indent=1))
 
 
 if __name__ == "__main__":
