@@ -18,11 +18,10 @@ Only the MLP is learned (``recipes/judge.py``): locating the object first is
 what lets it learn the shapes in seconds; a CNN over whole cells needed
 thousands of steps to tell a small circle from a small square.
 
-``reads`` turns the logits into ``Scene``s (each object given a box inside its
-cell, which is all the spatial relations of the captions look at: two
-objects in different columns are left / right of each other, in different
-rows above / below); ``matches`` checks a caption (or a whole scene) against
-the reading.
+``reads`` turns the logits into ``Scene``s, each object with its silhouette's
+box, so relations are read from where objects are drawn (two objects in one
+column of cells can still be left / right of each other: a caption may say
+so); ``matches`` checks a caption (or a whole scene) against the reading.
 """
 
 from __future__ import annotations
@@ -43,13 +42,24 @@ THRESHOLD = 0.35  # a pixel belongs to an object when a channel is above this (b
 CROP = 8  # side of the resampled silhouette
 
 
-def cell_features(cells, threshold=THRESHOLD, crop=CROP) -> np.ndarray:
-    """``(N, 3, c, c)`` floats in [0, 1] -> ``(N, crop * crop + 6)`` features of each cell's object."""
-    N, _, c, _ = cells.shape
+def silhouette_boxes(cells, threshold=THRESHOLD) -> tuple[np.ndarray, np.ndarray]:
+    """The silhouette ``(N, c, c)`` of each cell ``(N, 3, c, c)`` and its bounding box ``(N, 4)``
+    as ``(x1, y1, x2, y2)`` in the cell's pixels (ends exclusive; all 0 in an empty cell)."""
+    c = cells.shape[-1]
     mask = cells.max(axis=1) > threshold  # (N, c, c)
     rows, cols = mask.any(axis=2), mask.any(axis=1)  # (N, c)
     y1, x1 = rows.argmax(axis=1), cols.argmax(axis=1)  # first row / column with ink (0 if none)
     y2, x2 = c - rows[:, ::-1].argmax(axis=1), c - cols[:, ::-1].argmax(axis=1)  # exclusive ends
+    boxes = np.stack([x1, y1, x2, y2], axis=1)
+    boxes[~rows.any(axis=1)] = 0
+    return mask, boxes
+
+
+def cell_features(cells, threshold=THRESHOLD, crop=CROP) -> np.ndarray:
+    """``(N, 3, c, c)`` floats in [0, 1] -> ``(N, crop * crop + 6)`` features of each cell's object."""
+    N, _, c, _ = cells.shape
+    mask, boxes = silhouette_boxes(cells, threshold)
+    x1, y1, x2, y2 = boxes.T  # (N,) each
     h, w = np.maximum(y2 - y1, 1), np.maximum(x2 - x1, 1)
     t = (np.arange(crop) + 0.5) / crop  # (crop,) sample points across the box
     ys = np.minimum(y1[:, None] + (t * h[:, None]).astype(int), c - 1)  # (N, crop)
@@ -93,10 +103,13 @@ class Judge(nn.Module):
         if x.ndim != 4 or x.shape[1:] != (3, S, S) or x.dtype.kind != "f":
             raise ValueError(f"images must be floats (B, 3, {S}, {S}) in [0, 1], got {x.dtype} {x.shape}; "
                              "uint8 renders go through dvae.pixels()")
-        B, c = x.shape[0], self.cell
-        cells = x.reshape(B, 3, g, c, g, c).transpose(0, 2, 4, 1, 3, 5).reshape(B * g * g, 3, c, c)
-        h = F.relu(self.fc(Tensor(cell_features(cells) - 0.5)))  # (B g g, hidden)
-        return self.head(h).reshape(B, g * g, -1)  # (B, g*g, 7 + 6 + 2)
+        h = F.relu(self.fc(Tensor(cell_features(self.cells(x)) - 0.5)))  # (B g g, hidden)
+        return self.head(h).reshape(x.shape[0], g * g, -1)  # (B, g*g, 7 + 6 + 2)
+
+    def cells(self, x) -> np.ndarray:
+        """``(B, 3, S, S)`` -> ``(B g g, 3, c, c)``, cell k = row * g + column of each image."""
+        B, g, c = x.shape[0], self.config.grid, self.cell
+        return x.reshape(B, 3, g, c, g, c).transpose(0, 2, 4, 1, 3, 5).reshape(B * g * g, 3, c, c)
 
     # ------------------------------------------------------------------ labels and readings
 
@@ -136,18 +149,20 @@ class Judge(nn.Module):
     def reads(self, images) -> list[Scene]:
         """What the judge sees in each image: a ``Scene`` per image (uint8 renders
         ``(B, S, S, 3)`` or floats ``(B, 3, S, S)``)."""
-        shapes, colours, sizes = self.predict(_as_floats(images, self.config.image_size))
+        x = _as_floats(images, self.config.image_size)
+        shapes, colours, sizes = self.predict(x)
         g, c, S = self.config.grid, self.cell, self.config.image_size
+        boxes = silhouette_boxes(self.cells(x))[1].reshape(len(x), g * g, 4)  # (B, g*g, 4) in cells
         scenes = []
-        for row in zip(shapes.tolist(), colours.tolist(), sizes.tolist()):
+        for row in zip(shapes.tolist(), colours.tolist(), sizes.tolist(), boxes.tolist()):
             objects = []
-            for k, (shape, colour, size) in enumerate(zip(*row)):
+            for k, (shape, colour, size, (x1, y1, x2, y2)) in enumerate(zip(*row)):
                 if shape == EMPTY:
                     continue
-                shape -= 1
-                side = object_extent(size, S)
-                x, y = (k % g) * c, (k // g) * c  # the cell's corner; any place inside it will do
-                objects.append(ShapeObject(shape, colour, size, (x, y, x + side, y + side)))
+                x, y = (k % g) * c, (k // g) * c  # the cell's corner
+                if x2 <= x1:  # read as an object, yet no pixel above the threshold: a box of its size
+                    x2, y2 = x1 + object_extent(size, S), y1 + object_extent(size, S)
+                objects.append(ShapeObject(shape - 1, colour, size, (x + x1, y + y1, x + x2, y + y2)))
             scenes.append(Scene(S, tuple(objects)))
         return scenes
 
