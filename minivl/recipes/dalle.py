@@ -91,6 +91,48 @@ def check_pair(model: DALLE, dvae) -> None:
                          "use the dVAE the prior was trained with")
 
 
+class PatchCodebook:
+    """A stand-in image tokenizer with the dVAE's interface (``encode_codes``,
+    ``decode_codes``, ``K``, ``grid``): k-means over ``patch x patch`` pixel
+    patches (a VQ codebook fitted without gradients). Not DALL-E's stage 1;
+    used where no trained dVAE is at hand, to exercise stage 2 end to end."""
+
+    def __init__(self, images, K=512, patch=4, iterations=8, seed=0):
+        from minivl.models.dvae import pixels
+
+        x = pixels(images)  # (N, 3, S, S) in [0, 1]
+        self.patch, self.size = patch, x.shape[-1]
+        self.grid = (self.size // patch, self.size // patch)
+        flat = self._patches(x)  # (N * h * w, 3 p p)
+        rng = np.random.default_rng(seed)
+        self.centroids = flat[rng.choice(len(flat), K, replace=False)].copy()  # (K, 3 p p)
+        for _ in range(iterations):
+            nearest = self._nearest(flat)
+            for k in range(K):
+                members = flat[nearest == k]
+                self.centroids[k] = members.mean(0) if len(members) else flat[rng.integers(len(flat))]
+        self.K = K
+
+    def _patches(self, x):
+        B, C, S, _ = x.shape
+        h, p = S // self.patch, self.patch
+        return x.reshape(B, C, h, p, h, p).transpose(0, 2, 4, 1, 3, 5).reshape(B * h * h, C * p * p)
+
+    def _nearest(self, flat):
+        d = (flat ** 2).sum(1)[:, None] - 2 * flat @ self.centroids.T + (self.centroids ** 2).sum(1)[None]
+        return d.argmin(1)
+
+    def encode_codes(self, images) -> np.ndarray:
+        x = np.asarray(images, dtype=np.float32)
+        return self._nearest(self._patches(x)).reshape(len(x), *self.grid)
+
+    def decode_codes(self, codes) -> np.ndarray:
+        codes = np.asarray(codes)
+        B, h, p = len(codes), self.grid[0], self.patch
+        x = self.centroids[codes.reshape(-1)].reshape(B, h, h, 3, p, p)
+        return x.transpose(0, 3, 1, 4, 2, 5).reshape(B, 3, self.size, self.size)
+
+
 # --------------------------------------------------------------------------- training
 
 
@@ -411,7 +453,10 @@ def run_seed(seed, steps=None, n_eval=100, n_candidates=16, progress=True, folde
     from minivl.recipes.judge import default_judge
 
     dvae_path = dvae
-    dvae = load_dvae(dvae) if dvae else default_dvae(0, progress)
+    if dvae == "kmeans":  # the stand-in tokenizer, fitted on the seed's training renders
+        dvae = PatchCodebook(make_dalle_data(3000, seed)[0].images, seed=seed)
+    else:
+        dvae = load_dvae(dvae) if dvae else default_dvae(0, progress)
     r = train_prior(dvae, steps=steps, seed=seed, progress=progress, out=f"runs/dalle-seed{seed}", **overrides)
     load_after_training = _load()
     judge = default_judge(0, progress)
@@ -453,7 +498,8 @@ def main(argv=None):
     parser.add_argument("--n-eval", type=int, default=100, help="captions per evaluation set")
     parser.add_argument("--candidates", type=int, default=16)
     parser.add_argument("--masks", type=int, default=0, help="steps of the attention-mask experiment (0: skip)")
-    parser.add_argument("--dvae", default=None, help="a dVAE checkpoint (default: the cached default dVAE)")
+    parser.add_argument("--dvae", default=None, help="a dVAE checkpoint (default: the cached default dVAE), "
+                        "or 'kmeans' for the PatchCodebook stand-in")
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--dim", type=int, default=None)
     parser.add_argument("--depth", type=int, default=None)
@@ -484,7 +530,8 @@ def main(argv=None):
     if args.masks:
         from minivl.recipes.dvae import default_dvae, load_dvae
 
-        dvae = load_dvae(args.dvae) if args.dvae else default_dvae(0)
+        dvae = PatchCodebook(make_dalle_data(3000, 0)[0].images) if args.dvae == "kmeans" else \
+            load_dvae(args.dvae) if args.dvae else default_dvae(0)
         masks = mask_experiment(dvae, steps=args.masks, progress=not args.quiet, dim=64, depth=4)
         write("masks", "seed0", masks)
         print(json.dumps(masks, indent=1))
