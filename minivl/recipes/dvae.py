@@ -217,7 +217,7 @@ def load_dvae(path) -> DiscreteVAE:
 # ----------------------------------------------------------------------------- results
 
 
-def _figures(run, folder, tag):
+def _figures(run, folder, tag, name="dvae"):
     """Originals vs reconstructions, and what each of the first codes draws."""
     from minivl.models.dvae import to_uint8
     from minivl.viz import image_grid
@@ -230,7 +230,7 @@ def _figures(run, folder, tag):
     fig = image_grid(np.concatenate([originals, recon, held, recon_held]), ncols=8, panel_size=1.0)
     fig.suptitle("rows: test originals, their reconstructions (argmax codes); "
                  "held-out-pair originals, reconstructions", fontsize=8)
-    fig.savefig(folder / f"dvae_reconstructions{tag}.png", dpi=100)
+    fig.savefig(folder / f"{name}_reconstructions{tag}.png", dpi=100)
     # "what a code means": a grid filled with one code, for the most used codes
     codes = encode_all(model, evals["test"])
     top = np.argsort(-np.bincount(codes.ravel(), minlength=model.K))[:32]
@@ -238,7 +238,7 @@ def _figures(run, folder, tag):
         single = model.decode_codes(np.broadcast_to(top[:, None, None], (len(top), *model.grid)).copy())
     fig = image_grid(to_uint8(single), captions=[f"code {k}" for k in top], ncols=8, panel_size=1.0)
     fig.suptitle("the 32 most used codes, each decoded from a grid filled with it", fontsize=8)
-    fig.savefig(folder / f"dvae_codes{tag}.png", dpi=100)
+    fig.savefig(folder / f"{name}_codes{tag}.png", dpi=100)
 
 
 def main(argv=None):
@@ -250,6 +250,8 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--likelihood", choices=("logit_laplace", "mse"), default=None)
     parser.add_argument("--beta", type=float, default=None)
+    parser.add_argument("--hard", action="store_true", help="straight-through Gumbel-softmax codes")
+    parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--cache", action="store_true",
                         help="also save each seed's model as its cached default_dvae(seed)")
     args = parser.parse_args(argv)
@@ -257,10 +259,11 @@ def main(argv=None):
     out.parent.mkdir(parents=True, exist_ok=True)
     runs = {}
     for seed in args.seeds:
-        run = train_dvae(seed=seed, steps=args.steps, likelihood=args.likelihood, beta=args.beta)
+        run = train_dvae(seed=seed, steps=args.steps, likelihood=args.likelihood, beta=args.beta,
+                         hard=args.hard or None, lr=args.lr)
         runs[str(seed)] = {"metrics": run["metrics"], "history": run["history"].as_dict()}
-        _figures(run, out.parent, f"_seed{seed}")
-        if args.cache and (args.steps, args.likelihood, args.beta) == (None, None, None):
+        _figures(run, out.parent, f"_seed{seed}", out.stem)
+        if args.cache and (args.steps, args.likelihood, args.beta, args.lr, args.hard) == (None,) * 4 + (False,):
             save_checkpoint(run["model"], default_path(seed),
                             **{k: v for k, v in run["metrics"].items() if isinstance(v, (int, float, str))})
         print(json.dumps({k: v for k, v in run["metrics"].items()
