@@ -150,3 +150,18 @@ def test_cli_trains_a_vae_then_a_prior_that_finds_it(tmp_path, monkeypatch, caps
     assert "DALL-E prior (full attention)" in out and "held-out scenes" in out
     model, _, _ = load_prior(tmp_path / CHECKPOINT)
     assert model.config.image_vocab == 16  # the prior read the codes of the dVAE beside it
+
+
+def test_patch_codebook_stand_in_round_trips_its_own_codes():
+    from minivl.recipes.dalle import PatchCodebook
+
+    train, _ = make_dalle_data(n_train=60, n_eval=4, seed=2)
+    book = PatchCodebook(train.images, K=16, iterations=3)
+    assert book.grid == (8, 8) and book.K == 16
+    codes = np.random.default_rng(0).integers(0, 16, (3, 8, 8))
+    pixels = book.decode_codes(codes)  # (3, 3, 32, 32): each 4 x 4 patch is its centroid
+    assert pixels.shape == (3, 3, 32, 32)
+    np.testing.assert_allclose(pixels[1, :, 4:8, 8:12].reshape(-1), book.centroids[codes[1, 1, 2]])
+    distinct = len({c.tobytes() for c in book.centroids}) == 16
+    if distinct:  # nearest centroid of a centroid is itself
+        np.testing.assert_array_equal(book.encode_codes(pixels), codes)
