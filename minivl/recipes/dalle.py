@@ -498,6 +498,8 @@ def main(argv=None):
     parser.add_argument("--n-eval", type=int, default=100, help="captions per evaluation set")
     parser.add_argument("--candidates", type=int, default=16)
     parser.add_argument("--masks", type=int, default=0, help="steps of the attention-mask experiment (0: skip)")
+    parser.add_argument("--mask-timing", action="store_true",
+                        help="time one forward + backward per attention mask (prior of DEFAULTS' size, random codes)")
     parser.add_argument("--dvae", default=None, help="a dVAE checkpoint (default: the cached default dVAE), "
                         "or 'kmeans' for the PatchCodebook stand-in")
     parser.add_argument("--temperature", type=float, default=1.0)
@@ -527,6 +529,13 @@ def main(argv=None):
         write("runs", str(seed), run)
         print(json.dumps({k: {m: round(v, 3) for m, v in s.items() if "correct" in m}
                           for k, s in run["evaluation"].items()}))
+    if args.mask_timing:
+        model = DALLE(text_vocab=384, text_len=DEFAULTS["text_len"], image_vocab=512, grid_h=8, grid_w=8,
+                      dim=DEFAULTS["dim"], depth=DEFAULTS["depth"], num_heads=DEFAULTS["heads"])
+        rng = np.random.default_rng(0)
+        streams = model.stream(model.pad_text([rng.integers(0, 384, 10) for _ in range(32)]),
+                               rng.integers(0, 512, (32, 8, 8)))
+        write("mask_timing", "batch32", {"forward_backward": time_masks(model, streams), "load_average": _load()})
     if args.masks:
         from minivl.recipes.dvae import default_dvae, load_dvae
 
