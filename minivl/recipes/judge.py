@@ -142,13 +142,15 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--dvae", action="store_true",
                         help="also read the reconstructions of the cached default dVAE of each seed")
+    parser.add_argument("--n-test", type=int, default=1000,
+                        help="test and held-out-pair images per seed when a saved judge is re-read")
     args = parser.parse_args(argv)
     out = Path(args.out)
     runs = json.loads(out.read_text())["runs"] if out.exists() else {}
     for seed in args.seeds:
         path = default_path(seed)
         if str(seed) in runs and path.exists():  # trained before: keep its record, reload it
-            model, data = load_checkpoint(Judge, path).eval(), judge_data(DEFAULTS["n_train"], 1000, seed)
+            model, data = load_checkpoint(Judge, path).eval(), judge_data(DEFAULTS["n_train"], args.n_test, seed)
             record = runs[str(seed)]
         else:
             run = train_judge(seed=seed)
@@ -165,7 +167,8 @@ def main(argv=None):
                                  f"python -m minivl.recipes.dvae --seeds {seed} --cache first")
             dvae = load_dvae(dvae_path(seed))
             record["metrics"].update(run_eval(model, partial(evaluate, model, data, dvae)))
-            record["metrics"]["dvae"] = {"seed": seed, "steps": checkpoint_metadata(dvae_path(seed)).get("steps")}
+            record["metrics"]["dvae"] = {"seed": seed, "steps": checkpoint_metadata(dvae_path(seed)).get("steps"),
+                                         "images_per_set": len(data["test"][0])}
         runs[str(seed)] = record
         print(json.dumps(record["metrics"]))
     out.parent.mkdir(parents=True, exist_ok=True)
