@@ -163,7 +163,8 @@ print("soft", soft.data.round(3), " hard", hard.data, "\nsame gradient:", np.all
 # %% [markdown]
 # The dVAE itself. With the cached default (`python -m minivl.recipes.dvae --cache`)
 # the notebook loads it; otherwise it trains a few steps only, to show the
-# pieces (its reconstructions are then poor).
+# pieces. Either way the reconstructions are poor: at this scale the codebook
+# collapsed (see the figures below and `lectures/09-dalle.md`).
 
 # %%
 from minivl.recipes.dvae import code_usage, default_path, encode_all, load_dvae, reconstruct, train_dvae
@@ -185,7 +186,7 @@ one_code = dvae.decode_codes(np.broadcast_to(top[:, None, None], (8, *dvae.grid)
 image_grid(to_uint8(one_code), captions=[f"code {k}" for k in top], ncols=8, panel_size=1.2)
 
 # %%
-dvae_file = ROOT / "results/dvae.json"
+dvae_file = ROOT / "results/dvae_logit_laplace.json"  # the default recipe's run: its codebook collapsed
 if dvae_file.exists():
     for seed, r in json.loads(dvae_file.read_text())["runs"].items():
         m = r["metrics"]
@@ -265,5 +266,7 @@ image_grid(to_uint8(sampled), captions=captions[:4], ncols=4, panel_size=1.6)
 #
 # Images become short token sequences (stage 1); one transformer models
 # caption and image tokens together (stage 2); sampling many and reranking
-# picks good ones. At this scale the codebook decides everything: with the
-# paper's logit-Laplace the codes collapsed (`results/dvae_logit_laplace.json`).
+# picks good ones. At this scale the codebook decides everything, and minivl's
+# stage 1 does not work yet: its codebook collapsed to a handful of codes
+# (`results/dvae_logit_laplace.json`; `lectures/09-dalle.md` has the figures and
+# what to try next), so generations cannot be better than its reconstructions.
