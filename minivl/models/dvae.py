@@ -77,6 +77,20 @@ def kl_to_uniform(logits, axis=1):
     return (F.exp(log_q) * log_q).sum(axis=axis) + math.log(K)
 
 
+def usage_kl(logits):
+    """KL(q_bar || uniform over K) of the *average* code distribution of a batch,
+    q_bar = mean over images and cells of softmax(logits ``(B, K, h, w)``); a scalar.
+
+    Not part of the ELBO: the per-cell KL above lets every cell be confident, and
+    at this scale the encoder soon puts all cells on a handful of codes (the
+    codebook collapses). Penalising a peaked batch histogram keeps codes in use;
+    it is the "diversity loss" wav2vec 2.0 (Baevski et al. 2020, sec. 3.2)
+    adds to its Gumbel-softmax codebooks.
+    """
+    q = F.exp(F.log_softmax(logits, axis=1)).mean(axis=(0, 2, 3))  # (K,)
+    return (q * F.log(q + 1e-12)).sum() + math.log(logits.shape[1])
+
+
 # ----------------------------------------------------------------------------- blocks
 
 
@@ -152,6 +166,10 @@ class DiscreteVAE(nn.Module):
                 n = w
         self.enc_blocks = nn.ModuleList(enc)
         self.enc_out = nn.Conv2d(widths[-1], config.vocab_size, 1)
+        # no bias at init: a random per-code offset is larger than the input-dependent part of
+        # the logits, so every cell of every image would start on the same code
+        self.enc_out.bias.data[:] = 0.0
+        self.enc_out.weight.data *= 4.0  # logits that vary with the input (std ~0.3, not ~0.1)
         # the codebook: row k is the vector code k stands for
         self.codebook = Parameter(init.normal((config.vocab_size, config.codebook_dim), 1.0))
         # decoder: (B, D, h, w) -> (B, 2C, S, S)
@@ -162,6 +180,21 @@ class DiscreteVAE(nn.Module):
                 n = w
         self.dec_blocks = nn.ModuleList(dec)
         self.dec_out = nn.Conv2d(widths[0], 2 * C, 1)
+
+    def init_output_bias(self, mean_pixel):
+        """Start the decoder at the mean picture: mu's bias = the logit of the mean pixel
+        ``(C,)`` (mapped into [EPS, 1 - EPS] for logit-Laplace), log b's bias = 0. Without it
+        sigmoid(mu) starts near 0.5 on mostly black images, and the first steps drive mu so
+        far negative that the sigmoid saturates and the decoder stays black."""
+        m = np.clip(np.asarray(mean_pixel, np.float64).reshape(-1), 1e-3, 1 - 1e-3)
+        if m.shape != (self.config.in_channels,):
+            raise ValueError(f"mean_pixel must have {self.config.in_channels} values, got shape {m.shape}")
+        if self.config.likelihood == "logit_laplace":
+            m = map_pixels(m)
+        C = self.config.in_channels
+        self.dec_out.bias.data[:C] = np.log(m / (1 - m))
+        self.dec_out.bias.data[C:] = 0.0
+        return self
 
     # ------------------------------------------------------------------ shapes
 
@@ -223,6 +256,10 @@ class DiscreteVAE(nn.Module):
     def elbo_terms(self, images, tau=1.0, hard=False) -> tuple[Tensor, Tensor]:
         """Per image: ``-log p(x | z)`` (nats, summed over pixels and channels) and
         ``KL(q(z | x) || uniform)`` (nats, summed over cells); both ``(B,)`` Tensors."""
+        nll, kl, _ = self._terms(images, tau, hard)
+        return nll, kl
+
+    def _terms(self, images, tau, hard):
         x = self._check_images(images)
         logits = self.encode(x)  # (B, K, h, w)
         stats = self.decode(F.gumbel_softmax(logits, tau, hard=hard, axis=1))  # (B, 2C, S, S)
@@ -235,13 +272,15 @@ class DiscreteVAE(nn.Module):
             log_p = -0.5 * diff * diff
         nll = -log_p.sum(axis=(1, 2, 3))  # (B,)
         kl = kl_to_uniform(logits, axis=1).sum(axis=(1, 2))  # (B,)
-        return nll, kl
+        return nll, kl, logits
 
-    def loss(self, images, tau=1.0, beta=1.0, hard=False) -> Tensor:
-        """The negative ELBO per pixel-channel, ``(nll + beta * KL) / (C S S)``, batch mean."""
-        nll, kl = self.elbo_terms(images, tau, hard)
+    def loss(self, images, tau=1.0, beta=1.0, hard=False, diversity=0.0) -> Tensor:
+        """The negative ELBO per pixel-channel, ``(nll + beta * KL) / (C S S)``, batch mean,
+        plus ``diversity * usage_kl(logits)`` (0 by default: the plain ELBO)."""
+        nll, kl, logits = self._terms(images, tau, hard)
         dims = self.config.in_channels * self.config.image_size ** 2
-        return ((nll + beta * kl) * (1.0 / dims)).mean()
+        loss = ((nll + beta * kl) * (1.0 / dims)).mean()
+        return loss + diversity * usage_kl(logits) if diversity else loss
 
     # ------------------------------------------------------------------ the API of stage 2
 

@@ -43,14 +43,18 @@ from minivl.train import run_eval, train
 
 WORLD = dict(image_size=32, grid=2, min_objects=1, max_objects=4)  # the layout stage 1 and 2 share
 TAU_END = 1 / 16
-# NOT A WORKING RECIPE YET. With these settings the codebook collapses: 4 of 256 codes in use,
-# PSNR 16.0 dB, the decoder draws grey blobs where objects are (results/dvae_logit_laplace.json).
-# MSE with beta 0.05 (soft, and hard with lr 1e-3) was worse: by step 200 its reconstructions
-# were as far from the images as blank ones (runs stopped; no results file). These defaults
-# stay because their trained model is the cached default_dvae(0) the prior starts from.
-DEFAULTS = dict(steps=600, batch_size=32, lr=3e-3, beta=1.0, beta_warmup=200, anneal=0.6,
-                vocab_size=256, widths=(16, 32, 64), codebook_dim=64, blocks_per_group=1,
-                likelihood="logit_laplace", hard=False, n_train=20000)
+# The first defaults (logit-Laplace, beta 1, tau to 1/16 at 60% of the run) collapsed the codebook
+# (4 of 256 codes, PSNR 16.0 dB: results/dvae_logit_laplace.json). Causes found on small runs
+# (lectures/09-dalle.md, S25): the logit-Laplace density on the exactly black background (87% of
+# the pixels, all mapped to 0.1) is unbounded as b -> 0, so the loss kept falling by sharpening
+# the background while the objects stayed blurred; every cell started on the same code (the
+# random bias of the logits layer); sigmoid(mu) started at 0.5 on black images; a fast anneal
+# froze the first few codes. Now: MSE, zero logits bias, the decoder's bias at the mean pixel,
+# tau annealed over the whole run, and a small penalty on a peaked batch code histogram
+# (``diversity``, ``minivl/models/dvae.py::usage_kl``).
+DEFAULTS = dict(steps=400, batch_size=32, lr=3e-3, beta=0.01, beta_warmup=100, anneal=1.0,
+                diversity=0.002, vocab_size=256, widths=(16, 32, 64), codebook_dim=64,
+                blocks_per_group=1, likelihood="mse", hard=False, n_train=20000)
 
 
 def make_world(seed=0, **overrides) -> ShapesWorld:
@@ -134,7 +138,7 @@ def evaluate(model, evals) -> dict:
 
 
 def train_dvae(steps=None, batch_size=None, lr=None, beta=None, beta_warmup=None, anneal=None,
-               vocab_size=None, widths=None, codebook_dim=None, blocks_per_group=None,
+               diversity=None, vocab_size=None, widths=None, codebook_dim=None, blocks_per_group=None,
                likelihood=None, hard=None, n_train=None, n_test=500, eval_every=150, seed=0,
                progress=True, data=None) -> dict:
     """Train a DiscreteVAE on the shapes world; every argument left None takes ``DEFAULTS``.
@@ -145,8 +149,8 @@ def train_dvae(steps=None, batch_size=None, lr=None, beta=None, beta_warmup=None
     machine is shared, so seconds are inflated when it is above the core count).
     """
     given = dict(steps=steps, batch_size=batch_size, lr=lr, beta=beta, beta_warmup=beta_warmup,
-                 anneal=anneal, vocab_size=vocab_size, widths=widths, codebook_dim=codebook_dim,
-                 blocks_per_group=blocks_per_group, likelihood=likelihood, hard=hard,
+                 anneal=anneal, diversity=diversity, vocab_size=vocab_size, widths=widths,
+                 codebook_dim=codebook_dim, blocks_per_group=blocks_per_group, likelihood=likelihood, hard=hard,
                  n_train=n_train)
     cfg = {k: (DEFAULTS[k] if v is None else v) for k, v in given.items()}
     began = time.perf_counter()
@@ -155,6 +159,7 @@ def train_dvae(steps=None, batch_size=None, lr=None, beta=None, beta_warmup=None
     model = DiscreteVAE(image_size=WORLD["image_size"], vocab_size=cfg["vocab_size"],
                         widths=tuple(cfg["widths"]), codebook_dim=cfg["codebook_dim"],
                         blocks_per_group=cfg["blocks_per_group"], likelihood=cfg["likelihood"])
+    model.init_output_bias(pixels(evals["train"][:2000]).mean(axis=(0, 2, 3)))  # the mean pixel
     params = model.parameters()
     optimizer = AdamW([{"params": [p for p in params if p.ndim >= 2], "weight_decay": 1e-4},
                        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}],
@@ -167,7 +172,7 @@ def train_dvae(steps=None, batch_size=None, lr=None, beta=None, beta_warmup=None
         s = len(taus)  # steps taken so far
         taus.append(tau_at(s, n, cfg["anneal"]))
         betas.append(beta_at(s, cfg["beta"], cfg["beta_warmup"]))
-        return m.loss(batch, taus[-1], betas[-1], cfg["hard"])
+        return m.loss(batch, taus[-1], betas[-1], cfg["hard"], cfg["diversity"])
 
     data_seconds = time.perf_counter() - began
     start = {"step": 0, **run_eval(model, lambda: evaluate(model, evals))}
@@ -253,6 +258,10 @@ def main(argv=None):
     parser.add_argument("--beta", type=float, default=None)
     parser.add_argument("--hard", action="store_true", help="straight-through Gumbel-softmax codes")
     parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--diversity", type=float, default=None,
+                        help="weight of the batch code-histogram penalty (0: the plain ELBO)")
+    parser.add_argument("--anneal", type=float, default=None,
+                        help="fraction of the run over which tau decays from 1 to 1/16")
     parser.add_argument("--cache", action="store_true",
                         help="also save each seed's model as its cached default_dvae(seed)")
     args = parser.parse_args(argv)
@@ -261,10 +270,12 @@ def main(argv=None):
     runs = {}
     for seed in args.seeds:
         run = train_dvae(seed=seed, steps=args.steps, likelihood=args.likelihood, beta=args.beta,
-                         hard=args.hard or None, lr=args.lr)
+                         hard=args.hard or None, lr=args.lr, diversity=args.diversity,
+                         anneal=args.anneal)
         runs[str(seed)] = {"metrics": run["metrics"], "history": run["history"].as_dict()}
         _figures(run, out.parent, f"_seed{seed}", out.stem)
-        if args.cache and (args.steps, args.likelihood, args.beta, args.lr, args.hard) == (None,) * 4 + (False,):
+        tuned = (args.steps, args.likelihood, args.beta, args.lr, args.diversity, args.anneal)
+        if args.cache and tuned == (None,) * 6 and not args.hard:
             save_checkpoint(run["model"], default_path(seed),
                             **{k: v for k, v in run["metrics"].items() if isinstance(v, (int, float, str))})
         print(json.dumps({k: v for k, v in run["metrics"].items()
