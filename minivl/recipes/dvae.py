@@ -47,11 +47,12 @@ TAU_END = 1 / 16
 # (4 of 256 codes, PSNR 16.0 dB: results/dvae_logit_laplace.json). Causes found on small runs
 # (lectures/09-dalle.md, S25): the logit-Laplace density on the exactly black background (87% of
 # the pixels, all mapped to 0.1) is unbounded as b -> 0, so the loss kept falling by sharpening
-# the background while the objects stayed blurred; every cell started on the same code (the
-# random bias of the logits layer); sigmoid(mu) started at 0.5 on black images; a fast anneal
-# froze the first few codes. Now: MSE, zero logits bias, the decoder's bias at the mean pixel,
-# tau annealed over the whole run, and a small penalty on a peaked batch code histogram
-# (``diversity``, ``minivl/models/dvae.py::usage_kl``).
+# the background while the objects stayed blurred; with MSE, sigmoid(mu) started at 0.5 on
+# black images and the first steps saturated it at black; a fast anneal and nothing against a
+# peaked code histogram let the encoder settle on a few codes within ~50 steps. Now: MSE, the
+# decoder's bias at the mean pixel, tau annealed over the whole run, a small penalty on a peaked
+# batch code histogram (``diversity``, ``minivl/models/dvae.py::usage_kl``), and a zero bias on
+# the logits layer at init.
 DEFAULTS = dict(steps=400, batch_size=32, lr=3e-3, beta=0.01, beta_warmup=100, anneal=1.0,
                 diversity=0.002, vocab_size=256, widths=(16, 32, 64), codebook_dim=64,
                 blocks_per_group=1, likelihood="mse", hard=False, n_train=20000)
