@@ -9,7 +9,9 @@
 * schedules (paper, sec. 2.1 and A.2): the Gumbel-softmax temperature decays
   exponentially from 1 to 1/16 over the first ``anneal`` fraction of the run;
   beta (the KL weight) rises linearly from 0 to ``beta`` over ``beta_warmup``
-  steps; AdamW with warm-up and cosine decay.
+  steps; AdamW with warm-up and cosine decay. Not in the paper: a small penalty
+  on a peaked code histogram of each batch (``diversity``; ``usage_kl`` in the
+  model), without which the codebook collapsed at this scale (see DEFAULTS).
 * ``evaluate``: PSNR of the reconstructions from argmax codes (what the prior's
   tokens can show) on held-out images, the negative ELBO terms, and codebook
   usage: the perplexity of the code histogram and the number of dead codes.
