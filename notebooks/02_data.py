@@ -327,7 +327,7 @@ print("kinds in 300 samples:", dict(mix))
 #
 # scikit-learn ships 1,797 handwritten 8x8 digits, so minivl has one dataset it
 # did not generate. CLIP's zero-shot demo (S16) captions them "a photo of the
-# digit seven."; DALL-E's dVAE (S25), still to be built, will reconstruct them.
+# digit seven."; the VAE recap of DALL-E (S20, `notebooks/09_dalle.py`) encodes them.
 # Splits are seeded.
 
 # %%

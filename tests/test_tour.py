@@ -17,20 +17,21 @@ def test_tour_writes_a_complete_report(tmp_path, monkeypatch):
     monkeypatch.setattr(tour, "STEPS", {k: (3, 3) for k in tour.STEPS})
     assert main(["tour", "--quick", "--out", str(tmp_path), "--no-progress", "--use", "numpy"]) == 0
     text = (tmp_path / "report.md").read_text()
-    for title in ("tokenizer", "BERT", "GPT", "ViT", "ViLBERT", "CLIP", "LLaVA", "summary table", "Timings"):
+    for title in ("tokenizer", "BERT", "GPT", "ViT", "ViLBERT", "CLIP", "DALL-E", "LLaVA", "summary table",
+                  "Timings"):
         assert re.search(rf"^## .*{title}", text, re.M), title
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
     assert len(images) >= 8
     assert all((tmp_path / name).stat().st_size > 1000 for name in images)
     results = json.loads((tmp_path / "results.json").read_text())
     assert {"bert", "gpt", "vit_digits", "vit_shapes", "clip_shapes", "clip_digits", "vilbert_pretrain",
-            "vilbert_vqa", "vilbert_refexp", "llava"} <= set(results)
+            "vilbert_vqa", "vilbert_refexp", "dalle", "llava"} <= set(results)
     assert 0.0 <= results["vit_digits"]["test accuracy"] <= 1.0
 
 
 def test_tour_rejects_unknown_stages(tmp_path):
     with pytest.raises(SystemExit, match="--only"):
-        main(["tour", "--only", "bert,dalle", "--out", str(tmp_path)])
+        main(["tour", "--only", "bert,imagen", "--out", str(tmp_path)])
 
 
 def test_cli_version_and_info(capsys):

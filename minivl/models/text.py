@@ -65,17 +65,20 @@ class CausalTextEncoder(nn.Module):
         """One empty key/value cache per block."""
         return [{} for _ in self.encoder.blocks]
 
-    def forward(self, ids, key_padding_mask=None, caches=None):
+    def forward(self, ids, key_padding_mask=None, caches=None, attn_mask=None):
         """Hidden states ``(B, N, D)`` of ``ids (B, N)`` (an integer ndarray).
 
-        ``key_padding_mask (B, N)``: True for real tokens. Every layer's states
-        and attention weights can be recorded with ``nn.record``.
+        ``key_padding_mask (B, N)``: True for real tokens. ``attn_mask``: a
+        boolean ``(N, N_keys)`` mask (True = may attend), or one per block,
+        applied on top of the causal mask (the DALL-E prior's sparse patterns).
+        Every layer's states and attention weights can be recorded with ``nn.record``.
         """
         ids = check_ids(ids, self.embeddings.token.num_embeddings)
         key_padding_mask = check_like_ids(key_padding_mask, ids, "key_padding_mask", bool)
         start = self._start(ids.shape, caches)
         x = self.drop(self.embeddings(ids, start))  # (B, N, D)
-        x = self.encoder(x, key_padding_mask=key_padding_mask, causal=True, caches=caches)
+        x = self.encoder(x, key_padding_mask=key_padding_mask, causal=True, attn_mask=attn_mask,
+                         caches=caches)
         return self.ln_f(x)  # (B, N, D)
 
     def _start(self, shape, caches, what="ids"):

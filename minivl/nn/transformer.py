@@ -99,6 +99,10 @@ class Transformer(Module):
     Under ``nn.record`` (``recording`` on) it also keeps the list
     ``[input, after block 1, ..., after block depth]`` in ``last_hidden``
     (LLaVA reads the penultimate one, S29).
+
+    ``attn_mask`` is one mask for every block, or a list or tuple with one
+    mask (or None) per block: the DALL-E prior gives its layers different
+    sparse patterns (row, column, convolutional; S24).
     """
 
     def __init__(self, dim, depth, num_heads, **block_options):
@@ -107,9 +111,13 @@ class Transformer(Module):
         self.recording, self.last_hidden = False, None  # see nn.record
 
     def forward(self, x, key_padding_mask=None, causal=False, attn_mask=None, caches=None):
+        per_block = isinstance(attn_mask, (list, tuple))
+        if per_block and len(attn_mask) != len(self.blocks):
+            raise ValueError(f"attn_mask holds {len(attn_mask)} masks for {len(self.blocks)} blocks")
         hidden = [x]
         for i, block in enumerate(self.blocks):
-            x = block(x, key_padding_mask=key_padding_mask, causal=causal, attn_mask=attn_mask,
+            x = block(x, key_padding_mask=key_padding_mask, causal=causal,
+                      attn_mask=attn_mask[i] if per_block else attn_mask,
                       cache=None if caches is None else caches[i])
             hidden.append(x)
         if self.recording:

@@ -35,6 +35,8 @@ STEPS = {
     "llava_lm": (40, 100),
     "llava_stage1": (30, 100),
     "llava_stage2": (60, 250),
+    "dalle_dvae": (60, 1200),
+    "dalle_prior": (60, 1500),
 }
 # ViLBERT's scenes per i.i.d. part (train, val, test) for the transfer tasks: (quick, full). The
 # quick stage (60 steps each, 300 training scenes) took 1,272 s at load average 17-26 on 2 shared
@@ -266,6 +268,38 @@ def _terms_figure(terms):
     return fig
 
 
+def stage_dalle(report, quick, progress):
+    from minivl.recipes.dalle import decode, generate_codes, train_prior
+    from minivl.recipes.dvae import train_dvae
+    from minivl.viz.images import image_grid
+
+    report.section("DALL-E: a discrete VAE and a prior over caption and image tokens (S19-S28)",
+                   "Stage 1 turns each 32 x 32 image into an 8 x 8 grid of codes; stage 2 is one "
+                   "causal transformer over the padded caption, a start-of-image token and the codes, "
+                   "sampled with a key/value cache and decoded by the dVAE. "
+                   + ("Quick: a tiny dVAE and prior, far from the recipe's figures "
+                      "(results/dalle.json)." if quick else ""))
+    small = dict(vocab_size=64, widths=(8, 16, 32), codebook_dim=32, n_train=1000, batch_size=16) if quick else {}
+    dv = train_dvae(steps=STEPS["dalle_dvae"][0 if quick else 1], n_test=50, eval_every=10**9,
+                    progress=progress, **small)
+    tiny = dict(dim=32, depth=2, heads=2, n_train=1000, batch_size=16) if quick else {}
+    r = train_prior(dv["model"], steps=STEPS["dalle_prior"][0 if quick else 1], eval_every=10**9,
+                    progress=progress, **tiny)
+    m, d = r["metrics"], dv["metrics"]
+    report.table({"dVAE held-out PSNR (dB)": round(d["psnr_test"], 2), "code perplexity": round(d["perplexity"], 1),
+                  "prior image loss (held-out scenes)": round(m["held_out_scenes_image_loss"], 3),
+                  "prior text loss (held-out scenes)": round(m["held_out_scenes_text_loss"], 3),
+                  "dVAE seconds": round(d["train_seconds"], 1), "prior seconds": round(m["train_seconds"], 1),
+                  "prior parameters": m["parameters"]}, name="dalle")
+    captions = ["a red circle.", "a blue square is above a green ring.", "a large yellow cross.",
+                "a purple diamond and a cyan triangle."]
+    images = decode(dv["model"], generate_codes(r["model"], r["bpe"], captions, 4, seed=0))  # (4, 4, S, S, 3)
+    labels = [c if k == 0 else "" for c in captions for k in range(4)]
+    report.figure(image_grid(images.reshape(16, *images.shape[2:]), labels, ncols=4), "dalle_samples.png",
+                  "Four samples per caption (rows), no reranking")
+    return m
+
+
 def run_tour(out="runs/tour", quick=False, progress=True, only=None) -> Path:
     """Run every stage (or those named in ``only``) and write ``out/report.md``."""
     import minivl
@@ -296,6 +330,8 @@ def run_tour(out="runs/tour", quick=False, progress=True, only=None) -> Path:
     if want("vilbert"):
         timed("vilbert", stage_vilbert, corpus)
     clip = timed("clip", stage_clip) if want("clip") else None
+    if want("dalle"):
+        timed("dalle", stage_dalle)
     if want("llava"):
         timed("llava", stage_llava, clip["shapes_model"] if clip else None)
     stage_summary(report)
@@ -307,4 +343,4 @@ def run_tour(out="runs/tour", quick=False, progress=True, only=None) -> Path:
     return path
 
 
-STAGES = ("tokenizer", "bert", "gpt", "vit", "vilbert", "clip", "llava")
+STAGES = ("tokenizer", "bert", "gpt", "vit", "vilbert", "clip", "dalle", "llava")

@@ -1,0 +1,550 @@
+"""How the DALL-E prior is trained, sampled, reranked and judged (stage 2;
+lecture S22, S24, S26-S28; Ramesh et al. 2021).
+
+* tokens: captions from ``minivl.data.dalle_pairs`` through a byte-level BPE
+  learned on the training captions, padded by ``DALLE.pad_text``; image codes
+  are the argmax codes of the frozen dVAE (``minivl.recipes.dvae.default_dvae``);
+* ``train_prior``: AdamW + warm-up/cosine on the 1/8 text + 7/8 image loss,
+  teacher-forced validation losses on the held-out sets;
+* ``generate_images``: temperature / top-k sampling with the key/value cache,
+  decoded by the dVAE decoder;
+* ``rerank``: a CLIP trained on the same pairs at the same 32 px
+  (``train_reranker`` reuses ``minivl.recipes.clip``'s batches, loss and
+  optimizer; ``default_reranker`` caches it) orders each caption's candidates;
+* ``evaluate``: the judge (``minivl.recipes.judge``) reads every generated
+  image; a generation is correct when what it reads is exactly what the caption
+  says. Reported first sample vs CLIP-best of 16, and a shuffled-caption
+  baseline (each image judged against another caption: what ignoring the text
+  scores).
+
+``python -m minivl.recipes.dalle --out results/dalle.json --seeds 0 1`` writes
+the figures of the notes (and the mask experiment, and PNG grids beside it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from minivl.checkpoint import checkpoint_metadata, load_checkpoint, save_checkpoint
+from minivl.data.dalle_pairs import IMAGE_SIZE, make_dalle_data
+from minivl.models.clip import CLIP
+from minivl.models.dalle import DALLE
+from minivl.models.vision import preprocess
+from minivl.optim import AdamW, WarmupCosineLR
+from minivl.random import manual_seed
+from minivl.tensor import no_grad
+from minivl.tokenizers import BPETokenizer, train_bpe
+from minivl.tokenizers.clip import CLIPTokenizer
+from minivl.train import History, run_eval, train
+
+CHECKPOINT = "prior.safetensors"
+DEFAULTS = dict(steps=800, batch_size=32, lr=2e-3, warmup=100, dim=64, depth=4, heads=4,
+                attention="full", n_train=20000, text_len=16, vocab_size=512)
+RERANKER = dict(steps=500, batch_size=64, lr=2e-3, dim=64, depth=2, heads=4, embed_dim=64,
+                patch_size=16, vocab_size=512)
+
+
+# --------------------------------------------------------------------------- tokens
+
+
+def caption_words(text: str) -> list[str]:
+    return re.findall(r"[a-z]+", text.lower())
+
+
+def check_words(captions, known) -> None:
+    """ValueError naming every word of ``captions`` the prior never read in training."""
+    unknown = sorted({w for c in captions for w in caption_words(c) if w not in known})
+    if unknown:
+        raise ValueError(f"unknown word(s) {', '.join(map(repr, unknown))}: this prior was trained "
+                         f"on the words {', '.join(sorted(known))}")
+
+
+def text_ids(model: DALLE, bpe: BPETokenizer, captions) -> np.ndarray:
+    """Captions -> ``(N, L)`` padded ids; a ValueError for a caption longer than ``text_len``."""
+    tokens = [bpe.encode(c) for c in captions]
+    long = [c for c, t in zip(captions, tokens) if len(t) > model.config.text_len]
+    if long:
+        raise ValueError(f"caption {long[0]!r} is {len(bpe.encode(long[0]))} tokens, longer than the "
+                         f"prior's text_len={model.config.text_len}")
+    return model.pad_text(tokens)
+
+
+def encode_images(dvae, images, batch_size=250) -> np.ndarray:
+    from minivl.recipes.dvae import encode_all
+
+    return encode_all(dvae, images, batch_size)
+
+
+def check_pair(model: DALLE, dvae) -> None:
+    """ValueError unless the prior reads the codes this dVAE writes."""
+    c = model.config
+    if (c.grid_h, c.grid_w) != tuple(dvae.grid) or c.image_vocab != dvae.K:
+        raise ValueError(f"the prior was trained on a {c.grid_h}x{c.grid_w} grid of {c.image_vocab} codes, "
+                         f"the dVAE writes a {dvae.grid[0]}x{dvae.grid[1]} grid of {dvae.K}: "
+                         "use the dVAE the prior was trained with")
+
+
+class PatchCodebook:
+    """A stand-in image tokenizer with the dVAE's interface (``encode_codes``,
+    ``decode_codes``, ``K``, ``grid``): k-means over ``patch x patch`` pixel
+    patches (a VQ codebook fitted without gradients). Not DALL-E's stage 1;
+    used where no trained dVAE is at hand, to exercise stage 2 end to end."""
+
+    def __init__(self, images, K=512, patch=4, iterations=8, seed=0):
+        from minivl.models.dvae import pixels
+
+        x = pixels(images)  # (N, 3, S, S) in [0, 1]
+        self.patch, self.size = patch, x.shape[-1]
+        self.grid = (self.size // patch, self.size // patch)
+        flat = self._patches(x)  # (N * h * w, 3 p p)
+        rng = np.random.default_rng(seed)
+        self.centroids = flat[rng.choice(len(flat), K, replace=False)].copy()  # (K, 3 p p)
+        for _ in range(iterations):
+            nearest = self._nearest(flat)
+            for k in range(K):
+                members = flat[nearest == k]
+                self.centroids[k] = members.mean(0) if len(members) else flat[rng.integers(len(flat))]
+        self.K = K
+
+    def _patches(self, x):
+        B, C, S, _ = x.shape
+        h, p = S // self.patch, self.patch
+        return x.reshape(B, C, h, p, h, p).transpose(0, 2, 4, 1, 3, 5).reshape(B * h * h, C * p * p)
+
+    def _nearest(self, flat):
+        d = (flat ** 2).sum(1)[:, None] - 2 * flat @ self.centroids.T + (self.centroids ** 2).sum(1)[None]
+        return d.argmin(1)
+
+    def encode_codes(self, images) -> np.ndarray:
+        x = np.asarray(images, dtype=np.float32)
+        return self._nearest(self._patches(x)).reshape(len(x), *self.grid)
+
+    def decode_codes(self, codes) -> np.ndarray:
+        codes = np.asarray(codes)
+        B, h, p = len(codes), self.grid[0], self.patch
+        x = self.centroids[codes.reshape(-1)].reshape(B, h, h, 3, p, p)
+        return x.transpose(0, 3, 1, 4, 2, 5).reshape(B, 3, self.size, self.size)
+
+
+# --------------------------------------------------------------------------- training
+
+
+def batches(streams, batch_size, seed, start=0):
+    """Random rows of ``streams (N, L + 1 + n)`` forever; batch ``s`` depends only on ``(seed, s)``."""
+    step = start
+    while True:
+        step += 1
+        yield streams[np.random.default_rng([seed, step]).choice(len(streams), batch_size, replace=False)]
+
+
+def make_optimizer(model, lr, steps, warmup, weight_decay=0.01):
+    """AdamW (decay on matrices only) with warm-up and cosine decay to lr / 20."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
+              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    optimizer = AdamW(groups, lr=lr, betas=(0.9, 0.98))
+    return optimizer, WarmupCosineLR(optimizer, steps, min(warmup, steps - 1), min_lr=lr / 20)
+
+
+def validation(model, streams, batch_size=200) -> dict:
+    """Teacher-forced text and image cross-entropy on ``streams``."""
+    text, image = [], []
+    with no_grad():
+        for i in range(0, len(streams), batch_size):
+            t, m = model.losses(streams[i:i + batch_size])
+            text.append(t.item() * len(streams[i:i + batch_size]))
+            image.append(m.item() * len(streams[i:i + batch_size]))
+    return {"text_loss": sum(text) / len(streams), "image_loss": sum(image) / len(streams)}
+
+
+def train_prior(dvae=None, steps=None, batch_size=None, lr=None, warmup=None, dim=None, depth=None,
+                heads=None, attention=None, n_train=None, text_len=None, vocab_size=None,
+                eval_every=250, seed=0, progress=True, out=None, data=None) -> dict:
+    """Train a DALL-E prior on the codes of ``dvae`` (default: the cached default dVAE).
+
+    Every argument left None takes ``DEFAULTS``. Returns ``{"model", "bpe",
+    "words", "dvae", "history", "metrics", "data"}``; ``data`` is ``(train,
+    evals, streams)`` and may be passed in to reuse it. With ``out`` the prior
+    goes to ``out/prior.safetensors`` (and its BPE beside it).
+    """
+    o = {k: v if v is not None else DEFAULTS[k] for k, v in dict(
+        steps=steps, batch_size=batch_size, lr=lr, warmup=warmup, dim=dim, depth=depth, heads=heads,
+        attention=attention, n_train=n_train, text_len=text_len, vocab_size=vocab_size).items()}
+    began = time.perf_counter()
+    manual_seed(seed)
+    if dvae is None:
+        from minivl.recipes.dvae import default_dvae
+
+        dvae = default_dvae(seed=seed, progress=progress)
+    if data is None:
+        train_pairs, evals = make_dalle_data(o["n_train"], seed)
+        bpe = train_bpe("\n".join(train_pairs.captions), o["vocab_size"], progress=False)
+        codes = encode_images(dvae, train_pairs.images)  # (N, h, w)
+        eval_codes = {k: encode_images(dvae, v.images) for k, v in evals.items()}
+        data = (train_pairs, evals, bpe, codes, eval_codes)
+    train_pairs, evals, bpe, codes, eval_codes = data
+    words = sorted({w for c in train_pairs.captions for w in caption_words(c)})
+    model = DALLE(text_vocab=bpe.vocab_size, text_len=o["text_len"], image_vocab=dvae.K,
+                  grid_h=dvae.grid[0], grid_w=dvae.grid[1], dim=o["dim"], depth=o["depth"],
+                  num_heads=o["heads"], attention=o["attention"])
+    streams = model.stream(text_ids(model, bpe, train_pairs.captions), codes)
+    val = {k: model.stream(text_ids(model, bpe, v.captions), eval_codes[k]) for k, v in evals.items()}
+    data_seconds = time.perf_counter() - began
+
+    def evaluate():
+        return {f"{k}_{name}": v for k, s in val.items() for name, v in validation(model, s).items()}
+
+    optimizer, scheduler = make_optimizer(model, o["lr"], o["steps"], o["warmup"])
+    start = {"step": 0, **run_eval(model, evaluate)}
+    history: History = train(model, lambda m, b: m.loss(b), batches(streams, o["batch_size"], seed),
+                             optimizer, o["steps"], scheduler, clip_norm=1.0, evaluate=evaluate,
+                             eval_every=eval_every, progress=progress, desc=f"dalle prior ({o['attention']})")
+    history.after(0, start)
+    final = history.last_eval() if history.evals[-1]["step"] == o["steps"] else \
+        {"step": o["steps"], **run_eval(model, evaluate)}
+    metrics = {**final, **o, "seed": seed, "parameters": model.num_parameters(),
+               "train_seconds": history.seconds, "data_seconds": data_seconds,
+               "train_pairs": len(train_pairs), "text_vocab": bpe.vocab_size}
+    if out is not None:
+        save_prior(model, bpe, words, Path(out) / CHECKPOINT, **{k: v for k, v in metrics.items()
+                                                                  if isinstance(v, (int, float, str))})
+    return {"model": model, "bpe": bpe, "words": words, "dvae": dvae, "history": history,
+            "metrics": metrics, "data": data}
+
+
+def save_prior(model, bpe, words, path, **metadata):
+    path = Path(path)
+    save_checkpoint(model, path, words=json.dumps(words), **metadata)
+    bpe.save(path.with_name(path.stem + ".tokenizer.json"))
+
+
+def load_prior(path):
+    """``(model, bpe, words)`` of a prior saved by ``train_prior(out=...)``."""
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"no prior at {path}: train one with 'minivl dalle train-prior --out {path.parent}'")
+    model = load_checkpoint(DALLE, path).eval()
+    bpe = BPETokenizer.load(path.with_name(path.stem + ".tokenizer.json"))
+    if bpe.vocab_size != model.config.text_vocab:
+        raise ValueError(f"{path}: its tokenizer has {bpe.vocab_size} ids, the prior reads {model.config.text_vocab}")
+    return model, bpe, set(json.loads(checkpoint_metadata(path)["words"]))
+
+
+# --------------------------------------------------------------------------- sampling
+
+
+def generate_codes(model, bpe, captions, n=1, temperature=1.0, top_k=None, seed=0, batch_size=512,
+                   progress=False, words=None) -> np.ndarray:
+    """``n`` sampled code grids per caption: ``(len(captions), n, h, w)``."""
+    if words is not None:
+        check_words(captions, words)
+    text = np.repeat(text_ids(model, bpe, captions), n, axis=0)  # (C * n, L), candidates together
+    generator = np.random.default_rng(seed)
+    out = [model.generate(text[i:i + batch_size], temperature, top_k, generator=generator)
+           for i in tqdm(range(0, len(text), batch_size), desc="sampling", disable=not progress, leave=False)]
+    return np.concatenate(out).reshape(len(captions), n, model.config.grid_h, model.config.grid_w)
+
+
+def decode(dvae, codes, batch_size=250) -> np.ndarray:
+    """Code grids ``(..., h, w)`` -> uint8 images ``(..., S, S, 3)`` through the dVAE decoder."""
+    from minivl.models.dvae import to_uint8
+
+    flat = codes.reshape(-1, *codes.shape[-2:])
+    images = np.concatenate([to_uint8(dvae.decode_codes(flat[i:i + batch_size]))
+                             for i in range(0, len(flat), batch_size)])
+    return images.reshape(*codes.shape[:-2], *images.shape[1:])
+
+
+# --------------------------------------------------------------------------- CLIP reranking
+
+
+def train_reranker(pairs, seed=0, progress=True, **overrides) -> tuple[CLIP, CLIPTokenizer, dict]:
+    """A CLIP trained on the prior's own pairs at its image size, with the CLIP recipe's
+    batches, loss and optimizer (``minivl.recipes.clip``); settings ``RERANKER``."""
+    from minivl.recipes import clip as recipe
+
+    o = {**RERANKER, **overrides}
+    manual_seed(seed)
+    tokenizer = CLIPTokenizer.train(pairs.captions, o["vocab_size"], context_length=32)
+    model = CLIP(embed_dim=o["embed_dim"], image_size=IMAGE_SIZE, patch_size=o["patch_size"],
+                 vision_dim=o["dim"], vision_depth=o["depth"], vision_heads=o["heads"],
+                 vocab_size=tokenizer.vocab_size, context_length=32, text_dim=o["dim"],
+                 text_depth=o["depth"], text_heads=o["heads"])
+    ids, mask = tokenizer(pairs.captions)
+    optimizer, scheduler = recipe.make_optimizer(model, o["lr"], 0.1, o["steps"], 50)
+    history = train(model, lambda m, b: recipe.loss(m, b),
+                    recipe.batches(pairs.images, ids, mask, o["batch_size"], seed), optimizer, o["steps"],
+                    scheduler, clip_norm=1.0, progress=progress, desc="clip reranker",
+                    on_step=lambda s: model.clamp_logit_scale_())
+    return model.eval(), tokenizer, {"steps": o["steps"], "train_seconds": history.seconds,
+                                     "final_loss": history.loss[-1]}
+
+
+def default_reranker(seed=0, progress=True, pairs=None):
+    """The cached reranker of ``seed`` (trained once on ``make_dalle_data``'s pairs)."""
+    from minivl.recipes.dvae import cache_dir
+
+    key = json.dumps({**RERANKER, "n_train": DEFAULTS["n_train"], "seed": seed}, sort_keys=True)
+    path = cache_dir() / f"dalle-clip-{hashlib.sha1(key.encode()).hexdigest()[:10]}.safetensors"
+    if not path.exists():
+        pairs = pairs if pairs is not None else make_dalle_data(DEFAULTS["n_train"], seed)[0]
+        model, tokenizer, info = train_reranker(pairs, seed, progress)
+        save_checkpoint(model, path, **info)
+        tokenizer.save(path.with_name(path.stem + ".tokenizer.json"))
+    model = load_checkpoint(CLIP, path).eval()
+    return model, CLIPTokenizer.load(path.with_name(path.stem + ".tokenizer.json"))
+
+
+def clip_scores(clip, tokenizer, images, captions, batch_size=512) -> np.ndarray:
+    """``images (C, n, S, S, 3)`` uint8, one caption per row -> scaled cosine scores ``(C, n)``."""
+    C, n = images.shape[:2]
+    flat = images.reshape(C * n, *images.shape[2:])
+    with no_grad():
+        emb = np.concatenate([clip.encode_image(preprocess(flat[i:i + batch_size])).data
+                              for i in range(0, len(flat), batch_size)]).reshape(C, n, -1)
+        ids, mask = tokenizer(list(captions))
+        text = clip.encode_text(ids, mask).data  # (C, E)
+    return clip.scale * np.einsum("cne,ce->cn", emb, text)
+
+
+def rerank(clip, tokenizer, images, captions):
+    """Candidates best first: ``(order (C, n), scores (C, n))`` by CLIP score."""
+    scores = clip_scores(clip, tokenizer, images, captions)
+    order = np.argsort(-scores, axis=1, kind="stable")
+    return order, np.take_along_axis(scores, order, axis=1)
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def evaluate(model, bpe, dvae, evals, judge, reranker=None, n_candidates=16, n_eval=None, seed=0,
+             temperature=1.0, top_k=None, progress=False) -> dict:
+    """Judge the generations of each evaluation set's captions.
+
+    ``judge(images uint8 (N, S, S, 3), captions: list[Caption]) -> bool (N,)``:
+    whether each image shows exactly what its caption says. Per set: ``correct``
+    (first sample), ``correct_rerank`` (CLIP-best of ``n_candidates``, with
+    ``reranker = (clip, tokenizer)``), ``correct_any`` (some candidate is
+    correct: the ceiling of reranking), ``correct_shuffled`` (each first sample
+    judged against another caption of the set: a generator that ignored the
+    text), ``real`` (the judge on the real images) and the code perplexity.
+    """
+    from minivl.recipes.dvae import code_usage
+
+    out = {}
+    for name, pairs in evals.items():
+        pairs = pairs[:n_eval] if n_eval else pairs
+        codes = generate_codes(model, bpe, pairs.captions, n_candidates, temperature, top_k, seed,
+                               progress=progress)  # (C, n, h, w)
+        images = decode(dvae, codes)  # (C, n, S, S, 3)
+        C, n = codes.shape[:2]
+        ok = judge(images.reshape(C * n, *images.shape[2:]),
+                   [c for c in pairs.structured for _ in range(n)]).reshape(C, n)
+        shuffled = np.roll(np.arange(C), 1)
+        m = {"captions": C, "candidates": n, "correct": float(ok[:, 0].mean()),
+             "correct_mean_over_candidates": float(ok.mean()), "correct_any": float(ok.any(1).mean()),
+             "correct_shuffled": float(judge(images[:, 0], [pairs.structured[i] for i in shuffled]).mean()),
+             "real": float(judge(pairs.images, pairs.structured).mean()),
+             "code_perplexity": code_usage(codes, model.config.image_vocab)["perplexity"],
+             "data_code_perplexity": code_usage(encode_images(dvae, pairs.images),
+                                                model.config.image_vocab)["perplexity"]}
+        if reranker is not None:
+            order, _ = rerank(*reranker, images, pairs.captions)
+            m["correct_rerank"] = float(ok[np.arange(C), order[:, 0]].mean())
+        out[name] = m
+    return out
+
+
+def time_masks(model, streams, repeats=3) -> dict:
+    """Seconds for one forward + backward of ``streams`` under each attention kind.
+
+    "full" runs twice: through the fused kernel (no mask), and through the
+    composed path with a dense causal mask, the path every sparse mask takes
+    (minivl has no sparse kernel: a masked pair is computed, then dropped).
+    """
+    from minivl.models.dalle import attention_mask
+
+    c = model.config
+    ids = streams[:, :-1]
+    kinds = {"full (fused kernel)": None}
+    for kind in ("full", "row", "column", "conv"):
+        kinds[kind] = [attention_mask(kind, c.text_len, c.grid_h, c.grid_w, c.kernel)] * c.depth
+    out = {}
+    for name, masks in kinds.items():
+        seconds = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            h = model.transformer(ids, attn_mask=masks)
+            h.sum().backward()
+            seconds.append(time.perf_counter() - t0)
+        model.zero_grad()
+        allowed = 1.0 if masks is None else float(masks[0][c.text_len:].sum() /
+                                                  np.tril(np.ones_like(masks[0]))[c.text_len:].sum())
+        out[name] = {"seconds": float(np.median(seconds)), "image_pairs_attended": allowed}
+    return out
+
+
+def mask_experiment(dvae, steps=150, seed=0, progress=True, data=None, **overrides) -> dict:
+    """Train one small prior per attention pattern on the same batches; held-out losses,
+    seconds per training step, and the time of one forward + backward per mask."""
+    out, first = {}, None
+    for kind in ("full", "row", "column", "conv", "sparse"):
+        r = train_prior(dvae, steps=steps, attention=kind, seed=seed, progress=progress, data=data,
+                        eval_every=0, **overrides)
+        data, first = r["data"], first or r
+        m = r["metrics"]
+        out[kind] = {"held_out_scenes_image_loss": m["held_out_scenes_image_loss"],
+                     "held_out_scenes_text_loss": m["held_out_scenes_text_loss"],
+                     "seconds_per_step": m["train_seconds"] / steps}
+    streams = first["model"].stream(text_ids(first["model"], first["bpe"], data[0].captions[:32]), data[3][:32])
+    return {"training": out, "forward_backward_32": time_masks(first["model"], streams),
+            "steps": steps, "load_average": _load()}
+
+
+def mask_figure(text_len=4, grid_h=4, grid_w=4, kernel=3):
+    """The four attention patterns as pictures (rows: queries, columns: keys; white = attends),
+    for a small stream like the paper's figure 11 (6 caption tokens, a 4 x 4 grid there)."""
+    from matplotlib.figure import Figure
+
+    from minivl.models.dalle import attention_mask
+
+    fig = Figure(figsize=(11, 3.2))
+    for k, kind in enumerate(("full", "row", "column", "conv")):
+        ax = fig.add_subplot(1, 4, k + 1)
+        ax.imshow(attention_mask(kind, text_len, grid_h, grid_w, kernel), cmap="gray", interpolation="nearest")
+        ax.axhline(text_len - 0.5, color="tab:orange", lw=0.8)
+        ax.axvline(text_len + 0.5, color="tab:orange", lw=0.8)
+        ax.set(title=f"{kind}" + (f" ({kernel}x{kernel})" if kind == "conv" else ""), xticks=[], yticks=[],
+               xlabel="key position", ylabel="query position" if k == 0 else None)
+    fig.suptitle(f"{text_len} caption tokens, <soi>, a {grid_h}x{grid_w} grid of codes "
+                 "(orange: caption | image)", fontsize=9)
+    return fig
+
+
+def _load() -> float:
+    import os
+
+    return round(os.getloadavg()[0], 2)
+
+
+def _grid_figure(images, captions, scores, path):
+    from minivl.viz.images import image_grid
+
+    C, n = images.shape[:2]
+    labels = [f"{captions[c][:40]}\nCLIP {scores[c, k]:.1f}" if k == 0 else f"CLIP {scores[c, k]:.1f}"
+              for c in range(C) for k in range(n)]
+    image_grid(images.reshape(C * n, *images.shape[2:]), labels, ncols=n).savefig(path, dpi=90)
+
+
+def run_seed(seed, steps=None, n_eval=100, n_candidates=16, progress=True, folder=None, dvae=None,
+             temperature=1.0, **overrides) -> dict:
+    """One seed of the results file: train the prior (on the default dVAE), the reranker,
+    judge its generations; a PNG grid of reranked samples into ``folder``. ``dvae``: a
+    checkpoint path (default: the cached default dVAE). The prior is
+    saved in ``runs/dalle-seed{seed}`` (for ``minivl dalle generate --checkpoint``)."""
+    from minivl.recipes.dvae import default_dvae, load_dvae
+    from minivl.recipes.judge import default_judge
+
+    dvae_path = dvae
+    if dvae == "kmeans":  # the stand-in tokenizer, fitted on the seed's training renders
+        dvae = PatchCodebook(make_dalle_data(3000, seed)[0].images, seed=seed)
+    else:
+        dvae = load_dvae(dvae) if dvae else default_dvae(0, progress)
+    r = train_prior(dvae, steps=steps, seed=seed, progress=progress, out=f"runs/dalle-seed{seed}", **overrides)
+    load_after_training = _load()
+    judge = default_judge(0, progress)
+    train_pairs, evals = r["data"][:2]
+    t0 = time.perf_counter()
+    reranker = default_reranker(seed, progress, pairs=train_pairs)
+    reranker_seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    scores = evaluate(r["model"], r["bpe"], dvae, evals, judge.matches, reranker, n_candidates, n_eval,
+                      seed, temperature, progress=progress)
+    for name, pairs in evals.items():  # what the judge reads in the dVAE's reconstructions
+        recon = decode(dvae, encode_images(dvae, pairs.images[:n_eval])[:, None])[:, 0]
+        scores[name]["real_reconstructed"] = float(judge.matches(recon, pairs.structured[:n_eval]).mean())
+    if folder is not None:
+        pairs = evals["held_out_pairs"]
+        codes = generate_codes(r["model"], r["bpe"], pairs.captions[:6], 8, temperature, seed=seed)
+        images = decode(dvae, codes)
+        order, ranked = rerank(*reranker, images, pairs.captions[:6])
+        _grid_figure(np.take_along_axis(images, order[:, :, None, None, None], 1), pairs.captions[:6], ranked,
+                     Path(folder) / f"dalle_samples_seed{seed}.png")
+    history = r["history"]
+    return {"prior": r["metrics"], "evaluation": scores, "temperature": temperature,
+            "dvae": str(dvae_path) if dvae_path else "default_dvae(0)",
+            "load_average_after_training": load_after_training,
+            "load_average_after_evaluation": _load(), "evaluation_seconds": time.perf_counter() - t0,
+            "reranker_seconds": reranker_seconds,
+            "curve": {"steps": history.steps[::10], "loss": history.loss[::10], "evals": history.evals}}
+
+
+def main(argv=None):
+    import argparse
+    import os
+    import sys
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="results/dalle.json")
+    parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1])
+    parser.add_argument("--steps", type=int, default=None, help=f"prior steps (default {DEFAULTS['steps']})")
+    parser.add_argument("--n-eval", type=int, default=100, help="captions per evaluation set")
+    parser.add_argument("--candidates", type=int, default=16)
+    parser.add_argument("--masks", type=int, default=0, help="steps of the attention-mask experiment (0: skip)")
+    parser.add_argument("--mask-timing", action="store_true",
+                        help="time one forward + backward per attention mask (prior of DEFAULTS' size, random codes)")
+    parser.add_argument("--dvae", default=None, help="a dVAE checkpoint (default: the cached default dVAE), "
+                        "or 'kmeans' for the PatchCodebook stand-in")
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--dim", type=int, default=None)
+    parser.add_argument("--depth", type=int, default=None)
+    parser.add_argument("--backend", default="numba", help="kernel backend (default: numba)")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    import minivl
+
+    minivl.use(args.backend)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    command = "python -m minivl.recipes.dalle " + " ".join(sys.argv[1:] if argv is None else argv)
+
+    def write(section, key, value):  # re-read first: seeds run as separate invocations merge
+        payload = json.loads(out.read_text()) if out.exists() else {}
+        payload["machine"] = f"{os.cpu_count()} cores, shared; load averages recorded per run"
+        payload.setdefault(section, {})[key] = {"command": command, **value}
+        out.write_text(json.dumps(payload, indent=1))
+
+    mask_figure().savefig(out.parent / "dalle_masks.png", dpi=100)
+    for seed in args.seeds:
+        size = {k: v for k, v in (("dim", args.dim), ("depth", args.depth)) if v is not None}
+        run = run_seed(seed, args.steps, args.n_eval, args.candidates, not args.quiet, out.parent, args.dvae,
+                       temperature=args.temperature, **size)
+        write("runs", str(seed), run)
+        print(json.dumps({k: {m: round(v, 3) for m, v in s.items() if "correct" in m}
+                          for k, s in run["evaluation"].items()}))
+    if args.mask_timing:
+        model = DALLE(text_vocab=384, text_len=DEFAULTS["text_len"], image_vocab=512, grid_h=8, grid_w=8,
+                      dim=DEFAULTS["dim"], depth=DEFAULTS["depth"], num_heads=DEFAULTS["heads"])
+        rng = np.random.default_rng(0)
+        streams = model.stream(model.pad_text([rng.integers(0, 384, 10) for _ in range(32)]),
+                               rng.integers(0, 512, (32, 8, 8)))
+        write("mask_timing", "batch32", {"forward_backward": time_masks(model, streams), "load_average": _load()})
+    if args.masks:
+        from minivl.recipes.dvae import default_dvae, load_dvae
+
+        dvae = PatchCodebook(make_dalle_data(3000, 0)[0].images) if args.dvae == "kmeans" else \
+            load_dvae(args.dvae) if args.dvae else default_dvae(0)
+        masks = mask_experiment(dvae, steps=args.masks, progress=not args.quiet, dim=64, depth=4)
+        write("masks", "seed0", masks)
+        print(json.dumps(masks, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+"""The DALL-E recipe and command (``minivl/recipes/dalle.py``, ``minivl/commands/dalle.py``)
+on tiny settings: the data's held-out sets, training and saving a prior, cached sampling
+through a dVAE, CLIP reranking, the judge-based evaluation, and the CLI's errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from minivl.checkpoint import save_checkpoint
+from minivl.cli import main
+from minivl.data.captions import Caption, holds
+from minivl.data.dalle_pairs import caption_says, make_dalle_data
+from minivl.data.language import Description
+from minivl.data.shapes import Scene, ShapeObject
+from minivl.models.dvae import DiscreteVAE
+from minivl.recipes.dalle import (
+    CHECKPOINT,
+    check_words,
+    decode,
+    evaluate,
+    generate_codes,
+    load_prior,
+    rerank,
+    train_prior,
+    train_reranker,
+)
+
+TINY_PRIOR = dict(steps=3, batch_size=8, dim=16, depth=2, heads=2, n_train=200, vocab_size=450, text_len=24,
+                  eval_every=0, progress=False)
+
+
+@pytest.fixture(scope="module")
+def dvae():
+    return DiscreteVAE(image_size=32, vocab_size=16, widths=(4, 8, 8), codebook_dim=8).eval()
+
+
+@pytest.fixture(scope="module")
+def run(dvae, tmp_path_factory):
+    out = tmp_path_factory.mktemp("dalle")
+    return train_prior(dvae, attention="sparse", out=out, **TINY_PRIOR), out
+
+
+def test_held_out_sets_share_no_caption_with_training():
+    train, evals = make_dalle_data(n_train=500, n_eval=40, seed=3)
+    seen = set(train.captions)
+    assert not seen & set(evals["held_out_scenes"].captions)
+    assert not seen & set(evals["held_out_pairs"].captions)
+    held = {(o.colour, o.shape) for s in evals["held_out_pairs"].scenes for o in s.objects}
+    trained = {(o.colour, o.shape) for s in train.scenes for o in s.objects}
+    assert all(any((o.colour, o.shape) not in trained for o in s.objects) for s in evals["held_out_pairs"].scenes)
+    assert held - trained  # the compositional set does show never-trained pairs
+    for pairs in (train, *evals.values()):  # every caption names all of its scene
+        assert all(caption_says(c, s) for c, s in zip(pairs.structured, pairs.scenes))
+
+
+def test_caption_says_needs_every_object_named():
+    red_circle = ShapeObject(0, 0, 0, (0, 0, 6, 6))
+    blue_square = ShapeObject(1, 2, 1, (16, 0, 26, 10))
+    caption = Caption("list", (Description(shape=0, colour=0),))
+    assert caption_says(caption, Scene(32, (red_circle,)))
+    two = Scene(32, (red_circle, blue_square))
+    assert holds(caption, two) and not caption_says(caption, two)  # an extra object is not what it says
+
+
+def test_prior_trains_saves_and_samples_through_the_dvae(run, dvae):
+    r, out = run
+    m = r["metrics"]
+    assert m["steps"] == 3 and np.isfinite(m["held_out_scenes_image_loss"])
+    assert r["history"].evals[0]["step"] == 0 and len(r["history"].loss) == 3
+    model, bpe, words = load_prior(out / CHECKPOINT)
+    assert model.config == r["model"].config and "circle" in words
+    captions = ["a red circle.", "a blue square is above a green ring."]
+    a = generate_codes(model, bpe, captions, n=2, seed=5)
+    b = generate_codes(model, bpe, captions, n=2, seed=5)
+    np.testing.assert_array_equal(a, b)  # seeded
+    assert a.shape == (2, 2, *dvae.grid) and a.max() < dvae.K
+    images = decode(dvae, a)
+    assert images.shape == (2, 2, 32, 32, 3) and images.dtype == np.uint8
+    with pytest.raises(ValueError, match="unknown word.*'orange'"):
+        check_words(["an orange circle."], words)
+
+
+def test_reranking_puts_the_matching_image_first():
+    train, evals = make_dalle_data(n_train=300, n_eval=8, seed=1)
+    clip, tok, info = train_reranker(train, steps=2, batch_size=16, dim=16, depth=1, progress=False)
+    pairs = evals["held_out_scenes"]
+    candidates = np.stack([pairs.images[[i, (i + 1) % 8, (i + 2) % 8]] for i in range(8)])  # (8, 3, ...)
+    order, scores = rerank(clip, tok, candidates, pairs.captions)
+    assert order.shape == scores.shape == (8, 3) and (np.diff(scores, axis=1) <= 0).all()
+    # the order is the argsort of the scores computed one candidate at a time
+    from minivl.recipes.dalle import clip_scores
+
+    single = np.concatenate([clip_scores(clip, tok, candidates[:, k:k + 1], pairs.captions) for k in range(3)], 1)
+    np.testing.assert_array_equal(order, np.argsort(-single, axis=1, kind="stable"))
+
+
+def test_evaluation_counts_what_the_judge_accepts(run, dvae):
+    r, _ = run
+    _, evals = r["data"][:2]
+    calls = []
+
+    def judge(images, captions):  # accepts exactly the images whose top-left pixel is darker than 128
+        calls.append(len(images))
+        return images[:, 0, 0].mean(-1) < 128
+
+    m = evaluate(r["model"], r["bpe"], dvae, evals, judge, n_candidates=3, n_eval=4, seed=0)
+    codes = generate_codes(r["model"], r["bpe"], evals["held_out_pairs"].captions[:4], 3, seed=0)
+    ok = decode(dvae, codes)[:, :, 0, 0].mean(-1) < 128  # (4, 3)
+    got = m["held_out_pairs"]
+    assert got["correct"] == ok[:, 0].mean() and got["correct_any"] == ok.any(1).mean()
+    assert got["correct_mean_over_candidates"] == pytest.approx(ok.mean())
+    assert got["captions"] == 4 and got["candidates"] == 3 and got["code_perplexity"] >= 1
+
+
+def test_cli_generates_a_grid_and_names_its_errors(run, dvae, tmp_path, capsys):
+    _, out = run
+    dvae_path = tmp_path / "dvae.safetensors"
+    save_checkpoint(dvae, dvae_path)
+    png = tmp_path / "grid.png"
+    assert main(["dalle", "generate", "a red circle.", "--n", "2", "--checkpoint", str(out),
+                 "--dvae", str(dvae_path), "--out", str(png), "--quiet"]) == 0
+    assert png.stat().st_size > 0
+    with pytest.raises(SystemExit, match="unknown word.*'orange'"):
+        main(["dalle", "generate", "an orange circle.", "--checkpoint", str(out), "--dvae", str(dvae_path),
+              "--out", str(png), "--quiet"])
+    other = tmp_path / "other.safetensors"
+    save_checkpoint(DiscreteVAE(image_size=32, vocab_size=8, widths=(4, 8), codebook_dim=8), other)
+    with pytest.raises(SystemExit, match="grid of 16"):  # a dVAE of another codebook and grid
+        main(["dalle", "generate", "a red circle.", "--checkpoint", str(out), "--dvae", str(other),
+              "--out", str(png), "--quiet"])
+    with pytest.raises(SystemExit, match="no prior"):
+        main(["dalle", "generate", "a red circle.", "--checkpoint", str(tmp_path / "nowhere"),
+              "--dvae", str(dvae_path), "--quiet"])
+    with pytest.raises(SystemExit, match="DALLE"):  # a dVAE file given as the prior
+        main(["dalle", "generate", "a red circle.", "--checkpoint", str(dvae_path), "--dvae", str(dvae_path),
+              "--quiet"])
+
+
+def test_cli_trains_a_vae_then_a_prior_that_finds_it(tmp_path, monkeypatch, capsys):
+    from minivl.recipes import dvae as dvae_recipe
+
+    monkeypatch.setattr(dvae_recipe, "DEFAULTS", {**dvae_recipe.DEFAULTS, "widths": (4, 8, 8), "codebook_dim": 8,
+                                                  "vocab_size": 16, "n_train": 64, "batch_size": 8})
+    assert main(["dalle", "train-vae", "--steps", "2", "--out", str(tmp_path), "--quiet"]) == 0
+    assert (tmp_path / "dvae.safetensors").is_file()
+    assert main(["dalle", "train-prior", "--steps", "2", "--dim", "16", "--depth", "1", "--heads", "2",
+                 "--batch-size", "4", "--n-train", "300", "--out", str(tmp_path), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "DALL-E prior (full attention)" in out and "held-out scenes" in out
+    model, _, _ = load_prior(tmp_path / CHECKPOINT)
+    assert model.config.image_vocab == 16  # the prior read the codes of the dVAE beside it
+
+
+def test_patch_codebook_stand_in_round_trips_its_own_codes():
+    from minivl.recipes.dalle import PatchCodebook
+
+    train, _ = make_dalle_data(n_train=60, n_eval=4, seed=2)
+    book = PatchCodebook(train.images, K=16, iterations=3)
+    assert book.grid == (8, 8) and book.K == 16
+    _, unique = np.unique(book.centroids, axis=0, return_index=True)  # codes with distinct centroids
+    codes = np.random.default_rng(0).choice(unique, (3, 8, 8))
+    pixels = book.decode_codes(codes)  # (3, 3, 32, 32): each 4 x 4 patch is its centroid
+    assert pixels.shape == (3, 3, 32, 32)
+    for b, r, c in [(1, 1, 2), (1, 2, 1), (2, 7, 0), (0, 0, 5)]:
+        np.testing.assert_allclose(pixels[b, :, 4 * r:4 * r + 4, 4 * c:4 * c + 4].reshape(-1),
+                                   book.centroids[codes[b, r, c]])
+    np.testing.assert_array_equal(book.encode_codes(pixels), codes)  # nearest centroid of a centroid: itself
