@@ -45,7 +45,7 @@ from minivl.tensor import Tensor
 from minivl.viz import image_grid
 
 CI = os.environ.get("MINIVL_NOTEBOOK_CI") == "1"  # the test runner asks for a short run
-ROOT = Path.cwd() if (Path.cwd() / "results").exists() else Path.cwd().parent
+ROOT = Path(mv.__file__).resolve().parents[1]  # the repository (minivl is installed editable)
 mv.manual_seed(0)
 
 # %% [markdown]
@@ -163,8 +163,9 @@ print("soft", soft.data.round(3), " hard", hard.data, "\nsame gradient:", np.all
 # %% [markdown]
 # The dVAE itself. With the cached default (`python -m minivl.recipes.dvae --cache`)
 # the notebook loads it; otherwise it trains a few steps only, to show the
-# pieces. Either way the reconstructions are poor: at this scale the codebook
-# collapsed (see the figures below and `lectures/09-dalle.md`).
+# pieces. The default recipe keeps colours and positions but blurs shapes
+# (rings, crosses and corners come out as blobs): see the figures below and
+# `lectures/09-dalle.md`, which also tells how its first recipe collapsed.
 
 # %%
 from minivl.recipes.dvae import code_usage, default_path, encode_all, load_dvae, reconstruct, train_dvae
@@ -186,11 +187,15 @@ one_code = dvae.decode_codes(np.broadcast_to(top[:, None, None], (8, *dvae.grid)
 image_grid(to_uint8(one_code), captions=[f"code {k}" for k in top], ncols=8, panel_size=1.2)
 
 # %%
-dvae_file = ROOT / "results/dvae_logit_laplace.json"  # the default recipe's run: its codebook collapsed
-if dvae_file.exists():
+# the default recipe's runs; results/dvae_logit_laplace.json is the first recipe, whose codebook collapsed
+for name in ("dvae.json", "dvae_logit_laplace.json"):
+    dvae_file = ROOT / "results" / name
+    if not dvae_file.exists():
+        continue
+    print(name)
     for seed, r in json.loads(dvae_file.read_text())["runs"].items():
         m = r["metrics"]
-        print(f"seed {seed}: PSNR {m['psnr_test']:.2f} dB, perplexity {m['perplexity']:.1f}, "
+        print(f"  seed {seed}: PSNR {m['psnr_test']:.2f} dB, perplexity {m['perplexity']:.1f}, "
               f"dead codes {m['dead_codes']} of {m['vocab_size']}")
 
 # %% [markdown]
@@ -266,7 +271,7 @@ image_grid(to_uint8(sampled), captions=captions[:4], ncols=4, panel_size=1.6)
 #
 # Images become short token sequences (stage 1); one transformer models
 # caption and image tokens together (stage 2); sampling many and reranking
-# picks good ones. At this scale the codebook decides everything, and minivl's
-# stage 1 does not work yet: its codebook collapsed to a handful of codes
-# (`results/dvae_logit_laplace.json`; `lectures/09-dalle.md` has the figures and
-# what to try next), so generations cannot be better than its reconstructions.
+# picks good ones. At this scale the codebook decides everything: minivl's
+# stage 1 keeps colours and positions but not yet every shape (the judge reads
+# about one reconstruction in ten exactly, `results/judge.json`), so
+# generations cannot be better than its reconstructions.
