@@ -4,7 +4,7 @@ figures of their own committed runs (``results/*.json``).
 Each row names the model, what it reads, how it is built, what it is trained
 to do, what it can do, and one or two measured figures read from the results
 file that the named command wrote. A model whose results file is not there
-(ViLBERT and DALL-E are being built elsewhere) says "not yet run".
+says "not yet run".
 ``python -m minivl.recipes.summary`` prints the Markdown table; the tour
 appends it to its report.
 """
@@ -29,7 +29,10 @@ ROWS = [
      lambda r: f"test accuracy {r['vit_digits']['test accuracy']:.2f} digits, "
                f"{r['vit_shapes']['test accuracy']:.2f} shapes (quick tour)"),
     ("ViLBERT", "image regions + text", "two streams + co-attention", "masked multi-modal + alignment",
-     "VQA, retrieval, grounding", "vilbert.json", None),
+     "VQA, retrieval, grounding", "vilbert_pretrain.json",
+     lambda r: "held-out alignment {:.2f}, masked words {:.2f} after {} pretraining steps (seed {})".format(
+         r["runs"][0]["held_out"]["alignment_accuracy"], r["runs"][0]["held_out"]["masked_word_accuracy"],
+         r["runs"][0]["steps"], r["runs"][0]["seed"])),
     ("CLIP", "image, text", "two towers, one embedding space", "symmetric InfoNCE",
      "zero-shot classification, retrieval", "clip_shapes.json",
      lambda r: f"zero-shot top-1 {r['held_out_top1']:.2f} on held-out pairs, "
@@ -39,9 +42,12 @@ ROWS = [
      lambda r: "attribute match {:.2f}, BLEU-4 {:.2f} (greedy, fine-tuned GPT)".format(
          r["rows"]["finetuned_gpt"]["greedy_attribute_match"], r["rows"]["finetuned_gpt"]["greedy_bleu4"])),
     ("DALL-E", "text -> image", "dVAE + decoder over text+image tokens", "ELBO; next token",
-     "draw images from text", "dalle.json", None),
+     "draw images from text", "dvae.json",
+     lambda r: "stage 1: held-out PSNR {:.1f} dB, {} of {} codes used (seed 0); generations not yet judged".format(
+         r["runs"]["0"]["metrics"]["psnr_test"], r["runs"]["0"]["metrics"]["used_codes"],
+         r["runs"]["0"]["metrics"]["vocab_size"])),
     ("LLaVA", "image + instruction", "frozen CLIP + projector + GPT", "next token on answers only",
-     "answer, describe, reason, chat", "llava.json",
+     "answer, describe, reason, chat", "llava_study_2000steps.json",
      lambda r: "short answers {:.2f}, description F1 {:.2f}, reasoning {:.2f} (stage 2, mean of seeds)".format(
          r["mean"]["stage2"]["short_answer"], r["mean"]["stage2"]["describe_f1"],
          r["mean"]["stage2"]["reasoning"])),
