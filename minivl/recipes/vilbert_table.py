@@ -189,6 +189,9 @@ def merge(paths, out, command: str = "") -> dict:
     table = {**tables[0], "runs": [r for t in tables for r in t["runs"]], "merge_command": command,
              "commands": [t.get("command") for t in tables],
              "variants": sorted({r["variant"] for t in tables for r in t["runs"]}),
+             # every part's tasks and chance levels, not just the first part's
+             "tasks": list(dict.fromkeys(task for t in tables for task in t.get("tasks", []))),
+             "chance": {k: v for t in tables for k, v in t.get("chance", {}).items()},
              "seeds": sorted({s for t in tables for s in t["seeds"]}),
              "merged_from": [str(p) for p in paths], "seconds_each": [t.get("seconds") for t in tables],
              "load_average_start_each": [t["load_average_start"] for t in tables]}
