@@ -21,6 +21,7 @@ Any model with a dataclass ``config`` and a ``Config`` class attribute works
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict
 from pathlib import Path
 
@@ -99,3 +100,9 @@ def skip(batches, n):
     for _ in range(n):
         next(batches)
     return batches
+
+
+def cache_dir() -> Path:
+    """Where trained defaults (detector, BERT, dVAE, judge, rerankers) are kept:
+    ``$MINIVL_CACHE``, or ``~/.cache/minivl`` when it is unset or empty."""
+    return Path(os.environ.get("MINIVL_CACHE") or Path.home() / ".cache" / "minivl")

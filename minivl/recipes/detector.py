@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict
 from pathlib import Path
 
@@ -152,7 +151,9 @@ def settings() -> dict:
 
 def default_path() -> Path:
     """Where the default detector is cached: ``$MINIVL_CACHE`` or ``~/.cache/minivl``."""
-    folder = Path(os.environ.get("MINIVL_CACHE") or Path.home() / ".cache" / "minivl")
+    from minivl.checkpoint import cache_dir
+
+    folder = cache_dir()
     digest = hashlib.sha256(json.dumps(settings(), sort_keys=True).encode()).hexdigest()[:12]
     return folder / f"detector-{digest}.safetensors"
 

@@ -195,9 +195,7 @@ def train_dvae(steps=None, batch_size=None, lr=None, beta=None, beta_warmup=None
 # ----------------------------------------------------------------------------- the cached default
 
 
-def cache_dir() -> Path:
-    """Where trained defaults are kept: ``$MINIVL_CACHE`` or ``~/.cache/minivl``."""
-    return Path(os.environ.get("MINIVL_CACHE", Path.home() / ".cache" / "minivl"))
+from minivl.checkpoint import cache_dir  # noqa: E402  (re-exported: judge and dalle import it from here)
 
 
 def default_path(seed=0) -> Path:

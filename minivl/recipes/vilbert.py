@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -61,7 +60,9 @@ TERMS = ("masked_words", "masked_regions", "alignment")
 
 # --------------------------------------------------------------------------- text stream and tokenizer
 def _cache() -> Path:
-    return Path(os.environ.get("MINIVL_CACHE") or Path.home() / ".cache" / "minivl")
+    from minivl.checkpoint import cache_dir
+
+    return cache_dir()
 
 
 def default_bert(progress: bool = False) -> tuple[BERT, BPETokenizer]:

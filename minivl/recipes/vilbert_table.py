@@ -114,7 +114,9 @@ def run_table(tasks=TASKS, variants=VARIANTS, seeds=(0, 1), sizes=(2000, 300, 10
     for v in variants:
         if v not in VARIANTS:
             raise ValueError(f"unknown variant {v!r}; expected one of {VARIANTS}")
-    folder = Path(cache or os.environ.get("MINIVL_CACHE") or Path.home() / ".cache" / "minivl")
+    from minivl.checkpoint import cache_dir
+
+    folder = Path(cache) if cache else cache_dir()
     begin = time.perf_counter()
     bert, tokenizer = default_bert(progress)
     if detector is None:
