@@ -3,7 +3,7 @@
 #
 #   benchmarks/gpu.sh [OUT_DIR] [--dry-run]
 #
-# OUT_DIR defaults to $OUT, else benchmarks/results/gpu. Three parts, each under its own
+# OUT_DIR defaults to $OUT, else benchmarks/results/gpu. Four parts, each under its own
 # time limit; a part that fails is reported and the others still run:
 #
 #   1. tests    the `gpu`-marked tests (CUDA kernels against the reference on the device,
@@ -12,6 +12,8 @@
 #               SDPA (benchmarks/bench_kernels_gpu.py)                 -> OUT/kernels_gpu.{json,png}
 #   3. train    a training step of each model: minivl cuda vs torch cuda vs minivl cpu
 #               (benchmarks/bench_train_gpu.py)                        -> OUT/train_gpu.{json,png}
+#   4. tour     `minivl tour --quick --use cuda` over a few stages (GPU_SH_TOUR, default
+#               gpt,vit), the whole training path on the GPU            -> OUT/tour/
 #
 # and OUT/gpu_sh.json: which parts passed, their seconds, the card. Each part's output is in
 # OUT/<part>.log. Installs only what is missing and needed: CuPy for CUDA 13 (the `gpu` extra)
@@ -20,7 +22,8 @@
 # its arguments, and installs nothing.
 #
 # Environment: PYTHON (default python3), KERNELS_FULL=1 for the full kernel sizes (~3 min on
-# its own), GPU_SH_MODELS (default "clip gpt bert vit").
+# its own), GPU_SH_MODELS (default "clip gpt bert vit"), GPU_SH_TOUR (default "gpt,vit";
+# empty skips part 4).
 
 set -euo pipefail
 
@@ -29,7 +32,7 @@ OUT_DIR=""
 for arg in "$@"; do
     case "$arg" in
         --dry-run) DRY_RUN=1 ;;
-        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
         -*) echo "gpu.sh: unknown option $arg (try --help)" >&2; exit 2 ;;
         *) OUT_DIR="$arg" ;;
     esac
@@ -42,6 +45,7 @@ mkdir -p "$OUT_DIR"
 OUT_DIR="$(cd "$OUT_DIR" && pwd)"
 PY="${PYTHON:-python3}"
 MODELS="${GPU_SH_MODELS:-clip gpt bert vit}"
+TOUR="${GPU_SH_TOUR-gpt,vit}"
 LOG="$OUT_DIR/gpu_sh.log"
 : > "$LOG"
 STARTED=$SECONDS
@@ -77,8 +81,10 @@ have() { "$PY" -c "import $1" > /dev/null 2>&1; }
 
 if [[ $DRY_RUN -eq 0 ]]; then
     if ! have minivl || ! have numba; then
-        log "minivl is not importable: pip install -e . (its CPU dependencies)"
-        "$PY" -m pip install --quiet -e . 2>&1 | tail -n 5 | tee -a "$LOG" || log "pip install -e . failed"
+        log "minivl is not importable: pip install -e . (offline first, then with its CPU dependencies)"
+        "$PY" -m pip install --quiet --no-deps --no-build-isolation -e . 2>&1 | tail -n 5 | tee -a "$LOG" || true
+        have minivl && have numba \
+            || "$PY" -m pip install --quiet -e . 2>&1 | tail -n 5 | tee -a "$LOG" || log "pip install -e . failed"
     fi
     if ! have cupy; then
         log "CuPy missing: pip install cupy-cuda13x (the gpu extra, CUDA 13)"
@@ -101,6 +107,7 @@ if [[ $DRY_RUN -eq 1 ]]; then
     run_part kernels 60 "$PY" benchmarks/bench_kernels_gpu.py --dry-run --quick \
         --json "$OUT_DIR/kernels_gpu.json" --png "$OUT_DIR/kernels_gpu.png"
     run_part train 120 "$PY" benchmarks/bench_train_gpu.py --dry-run --out "$OUT_DIR" --models $MODELS
+    [[ -n "$TOUR" ]] && run_part tour 60 "$PY" -m minivl tour --help
 else
     run_part tests 100 "$PY" -m pytest -n 0 -q -m gpu -p no:cacheprovider --junitxml="$OUT_DIR/gpu_tests.xml" \
         tests/kernels/test_cuda_kernels.py tests/test_gpu_train.py
@@ -109,12 +116,16 @@ else
     run_part kernels 150 "$PY" benchmarks/bench_kernels_gpu.py "${KERNEL_ARGS[@]}" \
         --json "$OUT_DIR/kernels_gpu.json" --png "$OUT_DIR/kernels_gpu.png"
     run_part train 120 "$PY" benchmarks/bench_train_gpu.py --out "$OUT_DIR" --models $MODELS
+    [[ -n "$TOUR" ]] && run_part tour 120 "$PY" -m minivl tour --quick --use cuda --only "$TOUR" \
+        --out "$OUT_DIR/tour" --no-progress
 fi
 
 # ---------------------------------------------------------------- summary
 FAILED=0
 SUMMARY="{"
-for name in tests kernels train; do
+PARTS="tests kernels train"
+[[ -n "$TOUR" ]] && PARTS+=" tour"
+for name in $PARTS; do
     [[ "${PART_STATUS[$name]}" == "ok" ]] || FAILED=1
     SUMMARY+="\"$name\": {\"status\": \"${PART_STATUS[$name]}\", \"seconds\": ${PART_SECONDS[$name]}}, "
 done
