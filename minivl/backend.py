@@ -17,8 +17,10 @@ its input array, ``for_array(x).softmax_forward(x)``:
 
 * CuPy arrays always go to the ``cuda`` backend;
 * anything else goes to the active backend, chosen with ``minivl.use("numba")``
-  or the environment variable ``MINIVL_BACKEND``. Under ``emulate.on_cpu()``
-  the ``cuda`` backend runs the same ``.cu`` sources on NumPy arrays.
+  or the environment variable ``MINIVL_BACKEND``; when that is ``cuda``, a
+  NumPy array goes to ``numba`` instead (the CUDA kernels take device arrays).
+  Under ``emulate.on_cpu()`` the ``cuda`` backend runs the same ``.cu``
+  sources on NumPy arrays.
 
 This module imports no autograd: it sits between ``minivl.functional`` and the
 kernels, which know nothing of ``Tensor``.
@@ -134,10 +136,21 @@ def get(name: str | None = None) -> Backend:
 
 
 def for_array(x) -> Backend:
-    """The backend that serves ``x``: ``cuda`` for a CuPy array, else the active one."""
+    """The backend that serves ``x``: ``cuda`` for a CuPy array; for a NumPy array the active
+    one, except that under ``use("cuda")`` a host array (a model not yet moved, an evaluation
+    on the CPU) is served by ``numba``: the CUDA kernels take device arrays only. Under
+    ``emulate.on_cpu()`` NumPy arrays are the device's, and go to ``cuda``."""
     if not isinstance(x, np.ndarray) and hasattr(x, "__cuda_array_interface__"):
         return _load("cuda")
+    if _active == "cuda" and not _emulating():
+        return _load("numba")
     return _load(_active)
+
+
+def _emulating() -> bool:
+    from minivl.kernels.cuda import emulate
+
+    return emulate.active()
 
 
 def report() -> dict[str, str]:

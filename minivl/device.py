@@ -6,13 +6,16 @@ moving the model and each batch there::
 
     mv.use("cuda")                      # or MINIVL_BACKEND=cuda
     model.to("cuda")                    # parameters and buffers become CuPy arrays
-    images, ids = mv.to_device((images, ids), "cuda")
+    images, ids = mv.to_device((images, ids), "cuda")   # images move; ids stay NumPy
     loss = model.loss(images, ids); loss.backward(); opt.step()   # AdamW's state follows the parameters
     mv.save_checkpoint(model, path)     # state_dict() copies device arrays to the host
 
-Integer ids, labels and masks that stay NumPy are moved by the ops that take
-them (embedding, cross-entropy, gather, attention masks), so a batch of ids
-built on the host works either way; float inputs (images) must be moved.
+Integer ids, labels and boolean masks stay NumPy: every model checks them at
+the door as NumPy arrays (``minivl/models/inputs.py``), and the ops that take
+them (embedding, cross-entropy, gather, attention masks) move them, so
+``to_device`` leaves them on the host and moves only floating-point arrays
+(images, region features, targets). A host array under ``use("cuda")`` is
+served by the CPU kernels (``minivl.backend.for_array``).
 
 Under ``minivl.kernels.cuda.emulate.on_cpu()`` (no GPU: the ``.cu`` sources
 run as host C++ on NumPy arrays) ``"cuda"`` arrays are NumPy arrays, so the
@@ -61,15 +64,17 @@ def to_array(array, device):
         raise RuntimeError(
             "to_device('cuda'): no CUDA device here (CuPy missing or no GPU); use 'cpu', or run "
             "inside minivl.kernels.cuda.emulate.on_cpu() to emulate the CUDA kernels on the CPU")
-    from minivl import tensor
+    # (not ``from minivl import tensor``: that name is the package's ``minivl.tensor()`` function)
+    from minivl.tensor import mark_gpu_seen
 
-    tensor._GPU_SEEN = True  # from now on Function.apply moves host constants next to device inputs
+    mark_gpu_seen()  # from now on Function.apply moves host constants next to device inputs
     return cupy().asarray(array)
 
 
 def to_device(obj, device):
     """``obj`` with every array (NumPy/CuPy arrays, Tensors, and the lists, tuples and
-    dicts holding them) on ``device``; other values pass through. Tensors are moved in place."""
+    dicts holding them) on ``device``; other values pass through. Tensors are moved in place.
+    Integer and boolean NumPy arrays stay on the host (ids, labels, masks: see above)."""
     from minivl.tensor import Tensor
 
     if isinstance(obj, Tensor):
@@ -77,6 +82,8 @@ def to_device(obj, device):
         if obj.grad is not None:
             obj.grad = to_array(obj.grad, device)
         return obj
+    if isinstance(obj, np.ndarray) and device == "cuda" and obj.dtype.kind in "biu":
+        return obj  # ids, labels, masks: NumPy at the models' door (see the module docstring)
     if isinstance(obj, np.ndarray) or hasattr(obj, "__cuda_array_interface__"):
         return to_array(obj, device)
     if isinstance(obj, tuple) and hasattr(obj, "_fields"):  # a namedtuple

@@ -113,9 +113,15 @@ class Function:
         return Tensor(out)
 
 
-# Set by minivl.device the first time an array moves to a GPU; until then
-# Function.apply pays nothing for the device check below.
+# Set by minivl.device (mark_gpu_seen) the first time an array moves to a GPU; until
+# then Function.apply pays nothing for the device check below.
 _GPU_SEEN = False
+
+
+def mark_gpu_seen() -> None:
+    """From now on ``Function.apply`` copies host constants next to device inputs."""
+    global _GPU_SEEN
+    _GPU_SEEN = True
 
 
 def _on_one_device(tensors):

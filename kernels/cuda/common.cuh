@@ -32,6 +32,13 @@ __device__ __forceinline__ double math_erf(double x) { return erf(x); }
 __device__ __forceinline__ float math_tanh(float x) { return tanhf(x); }
 __device__ __forceinline__ double math_tanh(double x) { return tanh(x); }
 
+// A product that nvcc and NVRTC may not fuse into an FMA with the add that follows it
+// (they contract a * b + c by default). Use it where one product must round the same way
+// twice: layer norm's backward recomputes dy * gamma after averaging it, and a fused
+// fma(dy, gamma, -mean) would leave the rounding error of the first product behind.
+__device__ __forceinline__ float mul_rn(float a, float b) { return __fmul_rn(a, b); }
+__device__ __forceinline__ double mul_rn(double a, double b) { return __dmul_rn(a, b); }
+
 // ----------------------------------------------------------------- reductions
 
 // Butterfly sum: after log2(32) = 5 exchanges every lane holds the warp's total.

@@ -65,6 +65,8 @@ inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { return
 using std::max;
 using std::min;
 
+inline float __fmul_rn(float a, float b) { return a * b; }  // host C++ never contracts across statements
+inline double __dmul_rn(double a, double b) { return a * b; }
 inline float __int_as_float(int i) {
     float f;
     std::memcpy(&f, &i, sizeof f);

@@ -51,7 +51,7 @@ __global__ void layer_norm_backward_dx(const T* __restrict__ dy, const T* __rest
     T sum_g = T(0), sum_g_xhat = T(0);
 #pragma unroll 4
     for (int c = threadIdx.x; c < cols; c += blockDim.x) {
-        const T g = dy[offset + c] * gamma[c];
+        const T g = mul_rn(dy[offset + c], gamma[c]);  // rounded as in the loop below: no FMA
         sum_g += g;
         sum_g_xhat += g * (x[offset + c] - mu) * rs;
     }
@@ -61,7 +61,7 @@ __global__ void layer_norm_backward_dx(const T* __restrict__ dy, const T* __rest
 #pragma unroll 4
     for (int c = threadIdx.x; c < cols; c += blockDim.x) {
         const T xhat = (x[offset + c] - mu) * rs;
-        dx[offset + c] = rs * (dy[offset + c] * gamma[c] - mean_g - xhat * mean_g_xhat);
+        dx[offset + c] = rs * (mul_rn(dy[offset + c], gamma[c]) - mean_g - xhat * mean_g_xhat);
     }
 }
 
