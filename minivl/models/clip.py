@@ -160,13 +160,14 @@ class CLIP(nn.Module):
 
     def clamp_logit_scale_(self):
         """Clip the temperature parameter to ``[0, log 100]``; call after each optimizer step."""
-        np.clip(self.logit_scale.data, 0.0, self.config.max_logit_scale, out=self.logit_scale.data)
+        scale = self.logit_scale.data  # a NumPy or CuPy array: clip it in its own module
+        scale[...] = scale.clip(0.0, self.config.max_logit_scale)
         return self
 
     @property
     def scale(self) -> float:
         """The current multiplier ``exp(logit_scale)`` of the cosine similarities."""
-        return float(np.exp(self.logit_scale.data))
+        return math.exp(float(self.logit_scale.data))
 
     # ------------------------------------------------------------------ zero-shot (S16)
     def zero_shot_classifier(self, class_names, templates, tokenizer) -> np.ndarray:

@@ -282,7 +282,7 @@ class DALLE(nn.Module):
                         logits = self(ids, caches=caches)
                     else:
                         logits = self(ids[:, -1:], caches=caches)  # only the newest token
-                    row = logits.data[:, -1, self.image_start:]  # (B, K)
+                    row = logits.numpy()[:, -1, self.image_start:]  # (B, K)
                     drawn.append(row)
                     code = sample_next(row, temperature, top_k, generator=generator)
                     ids = np.concatenate([ids, (code + self.image_start)[:, None].astype(ids.dtype)], axis=1)

@@ -33,9 +33,10 @@ import numpy as np
 
 from minivl import functional as F
 from minivl import nn
+from minivl.device import asarray
 from minivl.nn import init
 from minivl.nn.module import Parameter
-from minivl.tensor import Tensor, no_grad
+from minivl.tensor import Tensor, array_module, no_grad
 
 LIKELIHOODS = ("logit_laplace", "mse")
 EPS = 0.1  # pixels are mapped into [EPS, 1 - EPS] before the logit-Laplace (paper, sec. A.3)
@@ -62,11 +63,12 @@ def logit_laplace_log_prob(x, mu, log_b):
     i.e. a Laplace on logit(x), carried to (0, 1) by the sigmoid; ``mu`` and
     ``log_b`` are Tensors of ``x``'s shape. Returns the elementwise log density.
     """
-    x = np.asarray(x.data if isinstance(x, Tensor) else x)
-    logit = Tensor(np.log(x) - np.log1p(-x))
+    x = asarray(x.data if isinstance(x, Tensor) else x)  # host or device, kept where it is
+    xp = array_module(x)
+    logit = Tensor(xp.log(x) - xp.log1p(-x))
     diff = logit - mu
     absolute = F.where(diff.data >= 0, diff, -diff)
-    const = Tensor((-math.log(2.0) - np.log(x) - np.log1p(-x)).astype(x.dtype))
+    const = Tensor((-math.log(2.0) - xp.log(x) - xp.log1p(-x)).astype(x.dtype))
     return const - log_b - absolute * F.exp(-log_b)
 
 
@@ -288,7 +290,7 @@ class DiscreteVAE(nn.Module):
     def encode_codes(self, images) -> np.ndarray:
         """The tokens of ``images``: argmax codes ``(B, h, w)`` int64."""
         with no_grad():
-            return np.asarray(self.encode(images).data).argmax(axis=1).astype(np.int64)
+            return self.encode(images).numpy().argmax(axis=1).astype(np.int64)
 
     def decode_codes(self, codes) -> np.ndarray:
         """Pixels ``(B, C, S, S)`` in [0, 1] of a grid of codes ``(B, h, w)``."""
@@ -308,7 +310,7 @@ class DiscreteVAE(nn.Module):
 
     def pixels_from_stats(self, stats) -> np.ndarray:
         """The decoder's picture: sigmoid(mu), mapped back from [EPS, 1 - EPS] for logit-Laplace."""
-        mu = np.asarray(stats.data)[:, : self.config.in_channels]
+        mu = stats.numpy()[:, : self.config.in_channels]
         p = 1.0 / (1.0 + np.exp(-mu))
         return unmap_pixels(p) if self.config.likelihood == "logit_laplace" else p
 

@@ -98,7 +98,7 @@ class GPT(nn.Module):
                         logits = self(ids[:, -max_len:], caches=caches)
                     else:
                         logits = self(ids[:, -1:], caches=caches)  # only the newest token
-                    next_id = sample_next(logits.data[:, -1], temperature, top_k, top_p, generator)
+                    next_id = sample_next(logits.numpy()[:, -1], temperature, top_k, top_p, generator)
                     ids = np.concatenate([ids, next_id[:, None].astype(ids.dtype)], axis=1)
                     if stop_id is not None:
                         done |= next_id == stop_id

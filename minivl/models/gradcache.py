@@ -34,7 +34,7 @@ import copy
 import numpy as np
 
 from minivl import random as mv_random
-from minivl.tensor import Tensor, no_grad
+from minivl.tensor import Tensor, array_module, no_grad
 
 
 class GradCacheStep:
@@ -97,7 +97,7 @@ def grad_cache_loss(loss_fn, towers, chunk_size) -> GradCacheStep:
                 embs.append(encode(*chunk).data)  # step 1: (rows, E), no graph kept
             chunks.append((chunk, state, rows))
         plans.append((encode, chunks))
-        leaves.append(Tensor(np.concatenate(embs), requires_grad=True))  # (n, E)
+        leaves.append(Tensor(array_module(embs[0]).concatenate(embs), requires_grad=True))  # (n, E)
     return GradCacheStep(loss_fn(*leaves), plans, leaves, _capture_rng())
 
 

@@ -34,6 +34,7 @@ from minivl import functional as F
 from minivl import nn
 from minivl.data.captions import Caption, holds
 from minivl.data.shapes import COLOURS, SHAPES, SIZES, Scene, ShapeObject, object_extent
+from minivl.device import asarray
 from minivl.tensor import Tensor, no_grad
 
 EMPTY = 0  # shape label 0 is "no object"; label s + 1 is SHAPES[s]
@@ -98,7 +99,7 @@ class Judge(nn.Module):
         return self.config.image_size // self.config.grid
 
     def forward(self, images) -> Tensor:
-        x = images.data if isinstance(images, Tensor) else np.asarray(images)
+        x = images.data if isinstance(images, Tensor) else asarray(images)  # host or device
         S, g = self.config.image_size, self.config.grid
         if x.ndim != 4 or x.shape[1:] != (3, S, S) or x.dtype.kind != "f":
             raise ValueError(f"images must be floats (B, 3, {S}, {S}) in [0, 1], got {x.dtype} {x.shape}; "
@@ -138,7 +139,7 @@ class Judge(nn.Module):
         parts = []
         with no_grad():
             for i in range(0, len(images), batch_size):
-                out = np.asarray(self(images[i:i + batch_size]).data)  # (b, g*g, 15)
+                out = self(images[i:i + batch_size]).numpy()  # (b, g*g, 15)
                 pieces = np.split(out, np.cumsum(HEADS)[:-1], axis=-1)
                 parts.append([p.argmax(-1) for p in pieces])
         self.train(was)
@@ -194,7 +195,7 @@ def _matches(read: Scene, target, judge: Judge) -> bool:
 
 
 def _as_floats(images, size) -> np.ndarray:
-    arr = images.data if isinstance(images, Tensor) else np.asarray(images)
+    arr = images.data if isinstance(images, Tensor) else asarray(images)
     if arr.dtype == np.uint8:
         if arr.ndim != 4 or arr.shape[-1] != 3:
             raise ValueError(f"uint8 images must be (B, S, S, 3), got {arr.shape}")

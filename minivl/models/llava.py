@@ -195,7 +195,7 @@ class LLaVA(nn.Module):
                 logits = self.forward_features(features, ids, caches)
                 done = np.zeros(len(ids), bool)
                 for _ in range(max_new_tokens):
-                    nxt = sample_next(logits.data[:, -1], 0.0)  # (B,), greedy
+                    nxt = sample_next(logits.numpy()[:, -1], 0.0)  # (B,), greedy
                     if stop_id is not None:
                         nxt = np.where(done, stop_id, nxt)
                     yield nxt

@@ -103,9 +103,9 @@ class VAE(nn.Module):
         """sigmoid(decode(mu)): the reconstruction at the posterior mean, ``(B, D)``."""
         with no_grad():
             mu, _ = self.encode(x)
-            return 1 / (1 + np.exp(-np.asarray(self.decode(mu).data)))
+            return 1 / (1 + np.exp(-self.decode(mu).numpy()))
 
     def generate(self, z) -> np.ndarray:
         """Pixel probabilities ``(B, D)`` decoded from latent points ``z (B, Z)``."""
         with no_grad():
-            return 1 / (1 + np.exp(-np.asarray(self.decode(z).data)))
+            return 1 / (1 + np.exp(-self.decode(z).numpy()))

@@ -229,8 +229,8 @@ class _TwoStreamModel(nn.Module):
         segment_ids = check_like_ids(segment_ids, ids, "segment_ids")
         if segment_ids is not None:
             check_ids(segment_ids, c.type_vocab_size, "segment_ids")
-        feats = feats if isinstance(feats, Tensor) else Tensor(np.asarray(feats, dtype=np.float32))
-        locs = locs if isinstance(locs, Tensor) else Tensor(np.asarray(locs, dtype=np.float32))
+        feats = feats if isinstance(feats, Tensor) else Tensor(feats, dtype=np.float32)  # host or device
+        locs = locs if isinstance(locs, Tensor) else Tensor(locs, dtype=np.float32)
         B = ids.shape[0]
         if feats.ndim != 3 or feats.shape[0] != B or feats.shape[2] != c.feat_dim:
             raise ValueError(f"feats must be (B={B}, 1+R, feat_dim={c.feat_dim}), got {feats.shape}")
