@@ -86,7 +86,7 @@ def scaled_dot_product_attention(
     """
     xp = array_module(q.data)
     kpm = None if key_padding_mask is None else xp.asarray(_raw(key_padding_mask), dtype=bool)
-    am = None if attn_mask is None else _raw(attn_mask)
+    am = None if attn_mask is None else xp.asarray(_raw(attn_mask))  # a host mask joins q on the GPU
     _check(q, k, v, kpm, am)
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
     if not return_weights and am is None and not (dropout_p and training):

@@ -121,11 +121,12 @@ def kl_div(log_q, p, axis=-1, reduction="batchmean"):
     ``reduction='batchmean'`` sums over ``axis`` and averages over the rest;
     'none' returns the per-row KL.
     """
-    p = p if isinstance(p, Tensor) else Tensor(np.asarray(p, dtype=log_q.dtype))
+    p = p if isinstance(p, Tensor) else Tensor(p, dtype=log_q.dtype)  # host or device
     if p.shape != log_q.shape:
         raise ValueError(f"kl_div: log_q {log_q.shape} and p {p.shape} must match")
     pd = p.data
-    log_p = Tensor(np.where(pd > 0, np.log(np.where(pd > 0, pd, 1)), 0).astype(pd.dtype))
+    xp = array_module(pd)
+    log_p = Tensor(xp.where(pd > 0, xp.log(xp.where(pd > 0, pd, 1)), 0).astype(pd.dtype))
     per_row = _sum(mul(p, sub(log_p, log_q)), axis=axis)
     if reduction == "none":
         return per_row

@@ -216,7 +216,7 @@ class DiscreteVAE(nn.Module):
     # ------------------------------------------------------------------ the two halves
 
     def _check_images(self, images) -> Tensor:
-        x = images if isinstance(images, Tensor) else Tensor(np.asarray(images))
+        x = images if isinstance(images, Tensor) else Tensor(images)  # host or device
         S, C = self.config.image_size, self.config.in_channels
         if x.ndim != 4 or x.shape[1:] != (C, S, S):
             raise ValueError(f"images must be (B, {C}, {S}, {S}) floats in [0, 1], got shape "
