@@ -74,7 +74,8 @@ def to_array(array, device):
 def to_device(obj, device):
     """``obj`` with every array (NumPy/CuPy arrays, Tensors, and the lists, tuples and
     dicts holding them) on ``device``; other values pass through. Tensors are moved in place.
-    Integer and boolean NumPy arrays stay on the host (ids, labels, masks: see above)."""
+    Only floating-point arrays move to the GPU: integer, boolean and string NumPy arrays
+    (ids, labels, masks, answers) stay on the host (see above)."""
     from minivl.tensor import Tensor
 
     if isinstance(obj, Tensor):
@@ -82,8 +83,8 @@ def to_device(obj, device):
         if obj.grad is not None:
             obj.grad = to_array(obj.grad, device)
         return obj
-    if isinstance(obj, np.ndarray) and device == "cuda" and obj.dtype.kind in "biu":
-        return obj  # ids, labels, masks: NumPy at the models' door (see the module docstring)
+    if isinstance(obj, np.ndarray) and device == "cuda" and obj.dtype.kind not in "fc":
+        return obj  # ids, labels, masks, strings: NumPy at the models' door (see the module docstring)
     if isinstance(obj, np.ndarray) or hasattr(obj, "__cuda_array_interface__"):
         return to_array(obj, device)
     if isinstance(obj, tuple) and hasattr(obj, "_fields"):  # a namedtuple

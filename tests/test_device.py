@@ -38,9 +38,10 @@ def fake_gpu(monkeypatch):
 def test_to_device_moves_floats_and_leaves_ids_labels_and_masks_on_the_host(fake_gpu):
     ids = np.arange(6).reshape(2, 3)
     mask = ids > 1
+    answers = np.array(["red", "circle"])  # CuPy has no string arrays
     images = np.zeros((2, 1, 4, 4), np.float32)
-    out_ids, out_mask, out_images = to_device((ids, mask, images), "cuda")
-    assert out_ids is ids and out_mask is mask  # the models check these as NumPy arrays
+    out = to_device((ids, mask, answers, images), "cuda")
+    assert out[0] is ids and out[1] is mask and out[2] is answers  # the models check these as NumPy arrays
     assert len(fake_gpu) == 1 and fake_gpu[0] is images
 
 

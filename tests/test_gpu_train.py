@@ -22,7 +22,10 @@ pytestmark = pytest.mark.gpu
 
 STEPS = 3
 TRANSFORMER_OPS = {"matmul", "attention_forward", "attention_backward", "layer_norm_forward"}
-KERNEL_OPS = {name: TRANSFORMER_OPS for name in tiny.NAMES} | {"dvae": {"matmul"}}  # the dVAE is all convolutions
+KERNEL_OPS = {name: TRANSFORMER_OPS for name in tiny.NAMES} | {
+    "dvae": {"matmul"},  # all convolutions
+    "dalle": {"matmul", "layer_norm_forward", "softmax_forward", "softmax_backward"},  # sparse masks: composed path
+}
 
 
 def _train(device, make, batch, loss_fn):

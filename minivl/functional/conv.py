@@ -24,9 +24,10 @@ def _windows(x, kh, kw, sh, sw):
     B, C, H, W = x.shape
     Ho, Wo = (H - kh) // sh + 1, (W - kw) // sw + 1
     s = x.strides
-    return np.lib.stride_tricks.as_strided(
-        x, (B, C, Ho, Wo, kh, kw), (s[0], s[1], s[2] * sh, s[3] * sw, s[2], s[3]), writeable=False
-    )
+    shape, strides = (B, C, Ho, Wo, kh, kw), (s[0], s[1], s[2] * sh, s[3] * sw, s[2], s[3])
+    if isinstance(x, np.ndarray):
+        return np.lib.stride_tricks.as_strided(x, shape, strides, writeable=False)
+    return array_module(x).lib.stride_tricks.as_strided(x, shape, strides)  # CuPy: no writeable flag
 
 
 class Unfold(Function):
@@ -36,8 +37,8 @@ class Unfold(Function):
     def forward(ctx, x, kernel, stride, padding):
         (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
         ctx.shape, ctx.params = x.shape, (kernel, stride, padding)
-        xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else x
-        win = _windows(xp, kh, kw, sh, sw)  # (B, C, Ho, Wo, kh, kw)
+        padded = array_module(x).pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else x
+        win = _windows(padded, kh, kw, sh, sw)  # (B, C, Ho, Wo, kh, kw)
         B, C, Ho, Wo = win.shape[:4]
         return win.transpose(0, 2, 3, 1, 4, 5).reshape(B, Ho, Wo, C * kh * kw)
 
@@ -47,7 +48,7 @@ class Unfold(Function):
         B, C, H, W = ctx.shape
         Ho, Wo = g.shape[1:3]
         g = g.reshape(B, Ho, Wo, C, kh, kw)
-        out = np.zeros((B, C, H + 2 * ph, W + 2 * pw), dtype=g.dtype)
+        out = array_module(g).zeros((B, C, H + 2 * ph, W + 2 * pw), dtype=g.dtype)
         # each kernel offset (i, j) touches a strided grid of input pixels: add them back
         for i in range(kh):
             for j in range(kw):
@@ -146,7 +147,7 @@ class MaxPool(Function):
         hit = hit / hit.sum(axis=(3, 5), keepdims=True)  # ties share the gradient
         gw = (hit * g[:, :, :, None, :, None]).astype(g.dtype)
         B, C, H, W = ctx.shape
-        out = np.zeros(ctx.shape, dtype=g.dtype)
+        out = array_module(g).zeros(ctx.shape, dtype=g.dtype)
         k = ctx.k
         out[:, :, : H - H % k, : W - W % k] = gw.reshape(B, C, (H // k) * k, (W // k) * k)
         return out
