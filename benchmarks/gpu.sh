@@ -116,7 +116,7 @@ else
     run_part kernels 150 "$PY" benchmarks/bench_kernels_gpu.py "${KERNEL_ARGS[@]}" \
         --json "$OUT_DIR/kernels_gpu.json" --png "$OUT_DIR/kernels_gpu.png"
     run_part train 120 "$PY" benchmarks/bench_train_gpu.py --out "$OUT_DIR" --models $MODELS
-    [[ -n "$TOUR" ]] && run_part tour 120 "$PY" -m minivl tour --quick --use cuda --only "$TOUR" \
+    [[ -n "$TOUR" ]] && run_part tour 150 "$PY" -m minivl tour --quick --use cuda --only "$TOUR" \
         --out "$OUT_DIR/tour" --no-progress
 fi
 

@@ -63,3 +63,37 @@ def test_a_host_array_under_the_cuda_backend_runs_on_the_cpu_kernels():
                 assert backend.for_array(np.ones(3)).name == "cuda"
     finally:
         mv.use(before)
+
+
+def test_dropout_draws_on_the_device_generator_for_device_arrays(monkeypatch):
+    """With an array module other than NumPy (CuPy on a GPU; here a stand-in that records
+    its draws), dropout takes its mask from ``minivl.random.device_rng``, reseeded by
+    ``manual_seed``, instead of drawing on the host."""
+    import minivl.functional.normalization as norm
+    from minivl import random as mv_random
+
+    draws = []
+
+    class DeviceRandomState:
+        def __init__(self, seed):
+            self.rs = np.random.RandomState(seed)
+
+        def random_sample(self, shape, dtype):
+            draws.append((shape, dtype))
+            return self.rs.random_sample(shape).astype(dtype)
+
+    stand_in = types.SimpleNamespace(random=types.SimpleNamespace(RandomState=DeviceRandomState),
+                                     asarray=np.asarray)
+    monkeypatch.setattr(norm, "array_module", lambda a: stand_in)
+
+    def masked():
+        mv.manual_seed(5)
+        host_before = mv_random.rng().bit_generator.state["state"]["state"]
+        y = norm.dropout(mv.tensor(np.ones((40, 50), np.float32)), p=0.5)
+        return y.data, host_before
+
+    y, _ = masked()
+    assert draws == [((40, 50), np.float32)]
+    assert set(np.unique(y)) == {0.0, 2.0} and 0.4 < (y > 0).mean() < 0.6
+    y_again, _ = masked()
+    np.testing.assert_array_equal(y_again, y)  # manual_seed resets the device generator too

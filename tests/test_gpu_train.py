@@ -65,3 +65,28 @@ def test_model_trains_on_the_gpu_to_the_numpy_losses(name, tmp_path):
     back = load_checkpoint(type(model), tmp_path / "model.safetensors")
     for (key, a), b in zip(model.state_dict().items(), back.state_dict().values()):
         np.testing.assert_array_equal(a, b, err_msg=key)
+
+
+def test_dropout_on_the_gpu_draws_its_mask_on_the_device():
+    """The mask is drawn by CuPy (no host draw, no copy): about a fraction p dropped, the
+    rest scaled by 1/(1-p), gradients through the same mask, and the same mask again
+    after the same manual_seed."""
+    import cupy
+
+    mv.use("cuda")
+
+    def run():
+        mv.manual_seed(3)
+        x = mv.tensor(cupy.ones((256, 512), dtype=cupy.float32), requires_grad=True)
+        y = mv.functional.dropout(x, p=0.25)
+        y.sum().backward()
+        return y.data, x.grad
+
+    y, grad = run()
+    assert isinstance(y, cupy.ndarray) and isinstance(grad, cupy.ndarray)
+    kept = y != 0
+    assert abs(float(kept.mean()) - 0.75) < 0.01
+    np.testing.assert_allclose(cupy.asnumpy(y[kept]), 1 / 0.75, rtol=1e-6)
+    np.testing.assert_array_equal(cupy.asnumpy(grad), cupy.asnumpy(y))  # d(sum)/dx is the mask itself
+    y_again, _ = run()
+    np.testing.assert_array_equal(cupy.asnumpy(y_again), cupy.asnumpy(y))

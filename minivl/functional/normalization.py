@@ -8,6 +8,7 @@ from minivl import backend
 from minivl.functional._util import check_float
 from minivl.functional.elementwise import mul, sqrt
 from minivl.functional.reduce import sum as _sum
+from minivl.random import device_rng
 from minivl.random import rng as _global_rng
 from minivl.tensor import Function, Tensor, array_module, is_grad_enabled
 
@@ -50,7 +51,12 @@ def dropout(x, p=0.5, training=True, generator=None):
         raise ValueError(f"dropout probability p must be in [0, 1), got {p}")
     if not training or p == 0.0:
         return x
-    g = generator or _global_rng()
-    keep = (g.random(x.shape) >= p).astype(x.dtype) * np.asarray(1.0 / (1.0 - p), x.dtype)
-    keep = array_module(x.data).asarray(keep)  # drawn on the host, moved to x's device
+    xp = array_module(x.data)
+    if generator is None and xp is not np:  # on the GPU: draw the mask there, no host draw or copy
+        u = device_rng(xp).random_sample(x.shape, dtype=np.float32)
+        keep = (u >= p).astype(x.dtype) * x.dtype.type(1.0 / (1.0 - p))
+    else:
+        g = generator or _global_rng()
+        keep = (g.random(x.shape) >= p).astype(x.dtype) * np.asarray(1.0 / (1.0 - p), x.dtype)
+        keep = xp.asarray(keep)  # drawn on the host (the generator's), moved to x's device
     return mul(x, Tensor(keep)) if is_grad_enabled() else Tensor(x.data * keep)
