@@ -272,6 +272,7 @@ image_grid(to_uint8(sampled), captions=captions[:4], ncols=4, panel_size=1.6)
 # Images become short token sequences (stage 1); one transformer models
 # caption and image tokens together (stage 2); sampling many and reranking
 # picks good ones. At this scale the codebook decides everything: minivl's
-# stage 1 keeps colours and positions but not yet every shape (the judge reads
-# about one reconstruction in ten exactly, `results/judge.json`), so
-# generations cannot be better than its reconstructions.
+# stage 1 keeps colours, sizes and positions but draws small shapes as blobs
+# (the judge reads about one reconstruction in four exactly,
+# `results/judge.json`), so generations cannot be better than its
+# reconstructions, and at this scale they are far worse (`results/dalle.json`).

@@ -3,7 +3,7 @@ figures of their own committed runs (``results/*.json``).
 
 Each row names the model, what it reads, how it is built, what it is trained
 to do, what it can do, and one or two measured figures read from the results
-file that the named command wrote. A model whose results file is not there
+file(s) that the named command wrote. A model whose (first) results file is not there
 says "not yet run".
 ``python -m minivl.recipes.summary`` prints the Markdown table; the tour
 appends it to its report.
@@ -42,10 +42,8 @@ ROWS = [
      lambda r: "attribute match {:.2f}, BLEU-4 {:.2f} (greedy, fine-tuned GPT)".format(
          r["rows"]["finetuned_gpt"]["greedy_attribute_match"], r["rows"]["finetuned_gpt"]["greedy_bleu4"])),
     ("DALL-E", "text -> image", "dVAE + decoder over text+image tokens", "ELBO; next token",
-     "draw images from text", "dvae.json",
-     lambda r: "stage 1: held-out PSNR {:.1f} dB, {} of {} codes used (seed 0); generations not yet judged".format(
-         r["runs"]["0"]["metrics"]["psnr_test"], r["runs"]["0"]["metrics"]["used_codes"],
-         r["runs"]["0"]["metrics"]["vocab_size"])),
+     "draw images from text", ("dvae.json", "dalle.json"),
+     lambda r: _dalle(*r)),
     ("LLaVA", "image + instruction", "frozen CLIP + projector + GPT", "next token on answers only",
      "answer, describe, reason, chat", "llava_study_2000steps.json",
      lambda r: "short answers {:.2f}, description F1 {:.2f}, reasoning {:.2f} (stage 2, mean of seeds)".format(
@@ -54,22 +52,39 @@ ROWS = [
 ]
 
 
+def _dalle(dvae, dalle) -> str:
+    """Stage 1's PSNR and codes in use; the judged generations of stage 2 when ``dalle.json`` has a run."""
+    m = dvae["runs"]["0"]["metrics"]
+    text = "stage 1: held-out PSNR {:.1f} dB, {} of {} codes used (seed 0)".format(
+        m["psnr_test"], m["used_codes"], m["vocab_size"])
+    runs = (dalle or {}).get("runs", {})
+    if "0" not in runs:
+        return text + "; generations not yet judged"
+    e = runs["0"]["evaluation"]
+    return text + ("; generations correct {:.2f} on held-out captions, {:.2f} on unseen colour-shape pairs "
+                   "({:.2f} / {:.2f} CLIP-reranked, seed 0)").format(
+        e["held_out_scenes"]["correct"], e["held_out_pairs"]["correct"],
+        e["held_out_scenes"]["correct_rerank"], e["held_out_pairs"]["correct_rerank"])
+
+
 def figures(name, results_dir=None) -> str:
     """The measured figures of one row, or why there are none."""
     results_dir = Path(results_dir or ROOT / "results")
     for row in ROWS:
         if row[0] == name:
-            path = results_dir / row[5]
-            if not path.exists():
+            files = row[5] if isinstance(row[5], tuple) else (row[5],)  # the first one is required
+            if not (results_dir / files[0]).exists():
                 return "not yet run"
-            data = json.loads(path.read_text())
-            data = data.get("results", data)  # files written by write_results wrap the figures
+            loaded = [json.loads((results_dir / f).read_text()) if (results_dir / f).exists() else None
+                      for f in files]
+            loaded = [d.get("results", d) if d else d for d in loaded]  # write_results wraps the figures
+            named = ", ".join(f"`results/{f}`" for f, d in zip(files, loaded) if d is not None)
             if row[6] is None:
-                return f"see `results/{row[5]}`"
+                return f"see {named}"
             try:
-                return row[6](data) + f" (`results/{row[5]}`)"
+                return row[6](loaded if len(files) > 1 else loaded[0]) + f" ({named})"
             except (KeyError, TypeError):
-                return f"see `results/{row[5]}`"
+                return f"see {named}"
     raise ValueError(f"no row named {name!r}")
 
 

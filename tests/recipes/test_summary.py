@@ -28,3 +28,16 @@ def test_the_lecture_quotes_the_table_as_the_results_files_give_it_today():
 
     notes = (Path(__file__).resolve().parents[2] / "lectures" / "10-llava.md").read_text()
     assert markdown_table() in notes, "rerun `python -m minivl.recipes.summary` and paste it into S38"
+
+
+def test_the_dalle_row_reads_stage_one_and_the_judged_generations(tmp_path):
+    (tmp_path / "dvae.json").write_text(json.dumps({"runs": {"0": {"metrics": {
+        "psnr_test": 24.26, "used_codes": 198, "vocab_size": 256}}}}))
+    assert figures("DALL-E", tmp_path) == ("stage 1: held-out PSNR 24.3 dB, 198 of 256 codes used (seed 0); "
+                                           "generations not yet judged (`results/dvae.json`)")
+    sets = {"held_out_scenes": {"correct": 0.5, "correct_rerank": 0.75},
+            "held_out_pairs": {"correct": 0.25, "correct_rerank": 0.13}}
+    (tmp_path / "dalle.json").write_text(json.dumps({"runs": {"0": {"evaluation": sets}}}))
+    assert figures("DALL-E", tmp_path).endswith(
+        "generations correct 0.50 on held-out captions, 0.25 on unseen colour-shape pairs (0.75 / 0.13 "
+        "CLIP-reranked, seed 0) (`results/dvae.json`, `results/dalle.json`)")
