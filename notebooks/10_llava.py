@@ -63,7 +63,7 @@ if CI:
     clip = train_clip("shapes", steps=40, n_train=2000, eval_every=10**9, n_zero_shot=60,
                       n_retrieval=60, progress=False)["model"]
 else:
-    clip = clip_tower()  # runs/llava/clip, trained once
+    clip = clip_tower()  # cached under $MINIVL_CACHE, trained once
 data = LLaVAData(n_train=200 if CI else 2000, n_test=40 if CI else 200, seed=0)
 gpt, lm_metrics = pretrain_lm(data.tokenizer, data.docs, 20 if CI else 100, progress=False)
 print(f"GPT pretrained on {len(data.docs):,} plain-text documents: val perplexity "
