@@ -26,7 +26,7 @@
 # - **S37** a chat, streamed token by token with the key/value cache.
 #
 # In CI the runs are cut to a few steps; the figures quoted in
-# `lectures/10-llava.md` come from `results/llava.json` (`minivl llava study`).
+# `lectures/10-llava.md` come from `results/llava_study.json` (`minivl llava study`).
 
 # %%
 # %matplotlib inline
@@ -145,10 +145,10 @@ print({k: round(v, 3) for k, v in m.items() if isinstance(v, float)})
 print(m["example"])
 
 # %%
-path = RESULTS / "llava.json"
+path = RESULTS / "llava_study.json"
 if path.exists():
     committed = json.loads(path.read_text())["results"]["mean"]
-    print("the committed study (results/llava.json), mean of seeds:")
+    print("the committed study (results/llava_study.json), mean of seeds:")
     for row, v in committed.items():
         print(f"  {row:>11}: short answers {v['short_answer']:.1%}, description F1 {v['describe_f1']:.2f}, "
               f"reasoning {v['reasoning']:.1%}")
