@@ -26,7 +26,7 @@
 # - **S37** a chat, streamed token by token with the key/value cache.
 #
 # In CI the runs are cut to a few steps; the figures quoted in
-# `lectures/10-llava.md` come from `results/llava.json` (`minivl llava study`).
+# `lectures/10-llava.md` come from `results/llava_study.json` (`minivl llava study`).
 
 # %%
 # %matplotlib inline
@@ -63,7 +63,7 @@ if CI:
     clip = train_clip("shapes", steps=40, n_train=2000, eval_every=10**9, n_zero_shot=60,
                       n_retrieval=60, progress=False)["model"]
 else:
-    clip = clip_tower()  # runs/llava/clip, trained once
+    clip = clip_tower()  # cached under $MINIVL_CACHE, trained once
 data = LLaVAData(n_train=200 if CI else 2000, n_test=40 if CI else 200, seed=0)
 gpt, lm_metrics = pretrain_lm(data.tokenizer, data.docs, 20 if CI else 100, progress=False)
 print(f"GPT pretrained on {len(data.docs):,} plain-text documents: val perplexity "
@@ -145,10 +145,10 @@ print({k: round(v, 3) for k, v in m.items() if isinstance(v, float)})
 print(m["example"])
 
 # %%
-path = RESULTS / "llava.json"
+path = RESULTS / "llava_study.json"
 if path.exists():
     committed = json.loads(path.read_text())["results"]["mean"]
-    print("the committed study (results/llava.json), mean of seeds:")
+    print("the committed study (results/llava_study.json), mean of seeds:")
     for row, v in committed.items():
         print(f"  {row:>11}: short answers {v['short_answer']:.1%}, description F1 {v['describe_f1']:.2f}, "
               f"reasoning {v['reasoning']:.1%}")

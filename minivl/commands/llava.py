@@ -37,9 +37,12 @@ def _study(args):
     if args.merge:
         import json
 
-        for path in args.merge:
-            runs += json.loads(Path(path).read_text())["results"]["runs"]
-        extra = {"merged_from": args.merge, "clip_checkpoint": _clip_record(args.clip)}
+        studies = [json.loads(Path(path).read_text()) for path in args.merge]
+        runs = [run for written in studies for run in written["results"]["runs"]]
+        # the options and commands of the runs themselves (this command's are only --merge and --out)
+        extra = {"merged_from": args.merge, "clip_checkpoint": _clip_record(args.clip),
+                 "study_commands": [s.get("command") for s in studies],
+                 "study_options": [s.get("options") for s in studies]}
         for run in runs:  # the steps of the CLIP actually read, not the recipe's default
             run["steps"]["clip"] = extra["clip_checkpoint"].get("steps", run["steps"]["clip"])
         out = write_results(args.out, "llava study", vars(args), {"runs": runs, **summary(runs), **extra})
@@ -54,7 +57,8 @@ def _study(args):
                 write_results(args.out, "llava study", vars(args), {"runs": runs + [r], **summary(runs + [r])})
 
         r = study(seed, n_train=args.n_train, lm_steps=args.lm_steps, stage1_steps=args.stage1_steps,
-                  stage2_steps=args.stage2_steps, batch_size=args.batch_size, clip_cache=args.clip,
+                  stage2_steps=args.stage2_steps, batch_size=args.batch_size, stage2_lr=args.stage2_lr,
+                  clip_cache=args.clip,
                   progress=not args.quiet, wait_for_clip=args.wait_for_clip, on_row=partial)
         partial(r)
         runs.append(r)
@@ -69,8 +73,9 @@ def _study(args):
 def _clip_record(folder) -> dict:
     """Which CLIP the study read: its file and the steps it was trained for."""
     from minivl.io import load
+    from minivl.recipes.llava import clip_folder
 
-    path = Path(folder) / "clip.safetensors"
+    path = Path(folder or clip_folder()) / "clip.safetensors"
     if not path.exists():
         return {}
     return {"file": str(path), "steps": int(load(path)["step"])}
@@ -124,33 +129,42 @@ def _chat(args):
     return 0
 
 
+CLIP_HELP = ("folder of a CLIP run ('minivl clip train --out'); default: the eye cached under "
+             "$MINIVL_CACHE (~/.cache/minivl), trained once when absent")
+
+
 def register(subparsers):
+    from minivl.recipes.llava import LR, STUDY
+
     p = subparsers.add_parser("llava", help="LLaVA: a frozen CLIP eye, a projector, a GPT; "
                                             "two-stage visual instruction tuning, chat (S29-S37)")
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     t = sub.add_parser("train", help="stage 1 (projector only) or stage 2 (projector + LM)")
     t.add_argument("--stage", type=int, choices=(1, 2), required=True)
-    t.add_argument("--steps", type=int, default=None, help="default: 100 (stage 1), 200 (stage 2)")
-    t.add_argument("--batch-size", type=int, default=16)
+    t.add_argument("--steps", type=int, default=None,
+                   help=f"default: {STUDY['stage1_steps']} (stage 1), {STUDY['stage2_steps']} (stage 2)")
+    t.add_argument("--batch-size", type=int, default=STUDY["batch_size"])
     t.add_argument("--projector", choices=("linear", "mlp"), default="linear",
                    help="linear: LLaVA v1; mlp: Linear-GELU-Linear, LLaVA-1.5 (stage 1 decides)")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--n-train", type=int, default=2000, help="training scenes")
-    t.add_argument("--lm-steps", type=int, default=150, help="GPT pretraining steps (stage 1, cached)")
-    t.add_argument("--clip", default="runs/llava/clip", help="folder of the cached CLIP (trained if absent)")
+    t.add_argument("--n-train", type=int, default=STUDY["n_train"], help="training scenes")
+    t.add_argument("--lm-steps", type=int, default=STUDY["lm_steps"],
+                   help="GPT pretraining steps (stage 1, cached)")
+    t.add_argument("--clip", default=None, help=CLIP_HELP)
     t.add_argument("--out", default="runs/llava", help="folder for gpt/stage1/stage2.safetensors")
     t.add_argument("--resume", default=None, help="a stageN.safetensors to continue to --steps")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=_train)
     s = sub.add_parser("study", help="the S36 table: LM alone, stage 1, stage 2, stage 2 v1.5, per seed")
     s.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    s.add_argument("--n-train", type=int, default=2000)
-    s.add_argument("--lm-steps", type=int, default=100)
-    s.add_argument("--stage1-steps", type=int, default=100)
-    s.add_argument("--stage2-steps", type=int, default=200)
-    s.add_argument("--batch-size", type=int, default=16)
-    s.add_argument("--clip", default="runs/llava/clip")
-    s.add_argument("--out", default="results/llava.json")
+    s.add_argument("--n-train", type=int, default=STUDY["n_train"])
+    s.add_argument("--lm-steps", type=int, default=STUDY["lm_steps"])
+    s.add_argument("--stage1-steps", type=int, default=STUDY["stage1_steps"])
+    s.add_argument("--stage2-steps", type=int, default=STUDY["stage2_steps"])
+    s.add_argument("--stage2-lr", type=float, default=None, help=f"default: {LR[2]}")
+    s.add_argument("--batch-size", type=int, default=STUDY["batch_size"])
+    s.add_argument("--clip", default=None, help=CLIP_HELP)
+    s.add_argument("--out", default="results/llava_study.json")
     s.add_argument("--wait-for-clip", type=int, default=0,
                    help="seconds to wait for another process writing the CLIP cache")
     s.add_argument("--merge", nargs="+", default=None,
@@ -160,7 +174,7 @@ def register(subparsers):
     e = sub.add_parser("eval", help="score one checkpoint on held-out scenes (S36)")
     e.add_argument("--checkpoint", default="runs/llava/stage2.safetensors")
     e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--n-train", type=int, default=2000, help="as in training (rebuilds the tokenizer)")
+    e.add_argument("--n-train", type=int, default=STUDY["n_train"], help="as in training (rebuilds the tokenizer)")
     e.add_argument("--n-per-type", type=int, default=30)
     e.add_argument("--n-describe", type=int, default=30)
     e.add_argument("--n-reason", type=int, default=30)

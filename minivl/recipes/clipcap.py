@@ -126,7 +126,8 @@ if __name__ == "__main__":
 
     p = argparse.ArgumentParser(description="ClipCap on the shapes world (S18)")
     p.add_argument("--out", default="results/clipcap.json")
-    p.add_argument("--clip", default="runs/llava/clip", help="the cached CLIP (trained if absent)")
+    p.add_argument("--clip", default=None,
+                   help="a CLIP run's folder; default: LLaVA's eye cached under $MINIVL_CACHE")
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--lm-steps", type=int, default=150)
     p.add_argument("--seed", type=int, default=0)

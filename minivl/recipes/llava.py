@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from minivl.checkpoint import load_training_state, save_training_state
+from minivl.checkpoint import cache_dir, load_training_state, save_training_state
 from minivl.data.corpus import TextCorpus
 from minivl.data.instructions import make_instruction
 from minivl.data.llava_data import (
@@ -54,27 +54,40 @@ from minivl.random import manual_seed
 from minivl.train import History, train
 
 MAX_LEN = 128
-CLIP_STEPS = 400  # the cached eye of results/llava.json (a shared 2-core machine)
+LR = {1: 3e-3, 2: 3e-3}  # peak learning rate of each stage (warm-up, then cosine to a tenth)
+# the study's defaults: about 20 minutes per seed on one core (lectures/10-llava.md, S36)
+STUDY = dict(n_train=2000, lm_steps=500, stage1_steps=200, stage2_steps=3500, batch_size=16)
+CLIP_STEPS = 3000  # minivl clip train's default: zero-shot 0.98, retrieval R@1 0.97 (results/llava_clip.json)
 
 
 # --------------------------------------------------------------------------- parts (S29)
 
 
-def clip_tower(cache="runs/llava/clip", steps=CLIP_STEPS, progress=True, wait=0):
-    """minivl's CLIP trained on the shapes world (grid layout), from ``cache`` when there.
+def clip_folder(steps=CLIP_STEPS) -> Path:
+    """Where the trained default eye is cached: ``$MINIVL_CACHE/llava-clip-grid-<steps>``."""
+    return cache_dir() / f"llava-clip-grid-{steps}"
 
+
+def clip_tower(cache=None, steps=CLIP_STEPS, progress=True, wait=0):
+    """minivl's CLIP trained on the shapes world (grid layout), from its cache when there.
+
+    ``cache``: a folder holding ``clip.safetensors`` (``minivl clip train --out``);
+    None: the default eye under ``minivl.checkpoint.cache_dir()``, trained once
+    (``steps`` steps, a few minutes on one core) when absent.
     ``wait``: seconds to wait for another process that is writing the cache.
     """
     from minivl.recipes.clip import load_run, train_clip
 
-    path = Path(cache) / "clip.safetensors"
+    folder = Path(cache) if cache else clip_folder(steps)
+    path = folder / "clip.safetensors"
     began = time.perf_counter()
     while wait and not path.exists() and time.perf_counter() - began < wait:
         time.sleep(10)
     time.sleep(5 if wait and path.exists() else 0)  # let the writer finish the tokenizer file
     if path.exists():
         return load_run(path)[0]
-    return train_clip(task="shapes", steps=steps, out=cache, eval_every=10**9, progress=progress)["model"]
+    return train_clip(task="shapes", layout="grid", steps=steps, out=folder, eval_every=10**9,
+                      progress=progress)["model"]
 
 
 def pretrain_lm(tokenizer, docs, steps=300, seed=0, dim=64, depth=2, heads=4, batch_size=16,
@@ -153,7 +166,7 @@ def train_stage(model, data: LLaVAData, stage, steps, batch_size=32, lr=None, se
                 out=None, resume=None, stop_after=None, progress=True, desc=None) -> History:
     """Train ``model`` for stage ``stage`` (``image=False``: the text-only baseline, LM alone)."""
     freeze_for_stage(model, stage)
-    lr = lr or (3e-3 if stage == 1 else 1e-3)
+    lr = lr or LR[stage]
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = AdamW(params, lr=lr, weight_decay=0.0)
     scheduler = WarmupCosineLR(optimizer, steps, min(30, steps - 1), min_lr=lr / 10)
@@ -254,9 +267,10 @@ def build(data: LLaVAData, clip, gpt, projector="linear") -> LLaVA:
     return LLaVA.from_parts(clip, gpt, data.tokenizer.special_tokens[IMAGE], projector)
 
 
-def study(seed=0, n_train=2000, n_test=200, lm_steps=100, stage1_steps=100, stage2_steps=200,
-          batch_size=16, clip_cache="runs/llava/clip", clip_steps=CLIP_STEPS, progress=True,
-          out=None, eval_sizes=(30, 30, 30), wait_for_clip=0, on_row=None) -> dict:
+def study(seed=0, n_train=STUDY["n_train"], n_test=200, lm_steps=STUDY["lm_steps"],
+          stage1_steps=STUDY["stage1_steps"], stage2_steps=STUDY["stage2_steps"],
+          batch_size=STUDY["batch_size"], stage2_lr=None, clip_cache=None, clip_steps=CLIP_STEPS,
+          progress=True, out=None, eval_sizes=(60, 60, 60), wait_for_clip=0, on_row=None) -> dict:
     """The four rows of S36 for one seed: LM alone, stage 1, stage 2, stage 2 (v1.5).
 
     ``on_row(partial)`` is called after every row with the result so far.
@@ -273,13 +287,14 @@ def study(seed=0, n_train=2000, n_test=200, lm_steps=100, stage1_steps=100, stag
 
     t = time.perf_counter()
     blind = build(data, clip, gpt)
-    train_stage(blind, data, 2, stage2_steps, image=False, desc="llava text only", **kw)
+    train_stage(blind, data, 2, stage2_steps, lr=stage2_lr, image=False, desc="llava text only", **kw)
     rows["lm_alone"] = evaluate(blind, data, image=False, **ev)
     seconds["lm_alone"] = time.perf_counter() - t
     report = lambda: {"seed": seed, "rows": rows, "lm_pretraining": lm_metrics, "seconds": seconds,
                       "statistics": data.statistics(), "total_seconds": time.perf_counter() - began,
                       "steps": {"lm": lm_steps, "stage1": stage1_steps, "stage2": stage2_steps,
-                                "batch_size": batch_size, "clip": clip_steps},
+                                "batch_size": batch_size, "clip": clip_steps,
+                                "lr": {"stage1": LR[1], "stage2": stage2_lr or LR[2]}},
                       "data": {"train_scenes": n_train, "test_scenes": n_test,
                                "eval_sizes": list(eval_sizes)}}
     if on_row:
@@ -294,7 +309,7 @@ def study(seed=0, n_train=2000, n_test=200, lm_steps=100, stage1_steps=100, stag
             rows["stage1"]["final_loss"] = float(np.mean(h1.loss[-20:]))
             if on_row:
                 on_row(report())
-        h2 = train_stage(model, data, 2, stage2_steps, desc=f"{name} stage 2",
+        h2 = train_stage(model, data, 2, stage2_steps, lr=stage2_lr, desc=f"{name} stage 2",
                          out=out if projector == "linear" else None, **kw)
         rows[name] = evaluate(model, data, **ev)
         rows[name]["final_loss"] = float(np.mean(h2.loss[-20:]))
@@ -307,8 +322,9 @@ def study(seed=0, n_train=2000, n_test=200, lm_steps=100, stage1_steps=100, stag
 # --------------------------------------------------------------------------- the command's runs
 
 
-def run_stage(stage, out="runs/llava", steps=None, batch_size=16, projector="linear", seed=0,
-              n_train=2000, lm_steps=150, clip_cache="runs/llava/clip", resume=None, progress=True):
+def run_stage(stage, out="runs/llava", steps=None, batch_size=STUDY["batch_size"], projector="linear",
+              seed=0, n_train=STUDY["n_train"], lm_steps=STUDY["lm_steps"], clip_cache=None, resume=None,
+              progress=True):
     """``minivl llava train --stage N``: stage 1 from CLIP + a pretrained GPT (cached in ``out``),
     stage 2 from ``out/stage1.safetensors``; returns ``(model, data, history)``."""
     from minivl.checkpoint import load_checkpoint, save_checkpoint
@@ -338,7 +354,7 @@ def run_stage(stage, out="runs/llava", steps=None, batch_size=16, projector="lin
     if resume and stage == 1:
         model = load_checkpoint(LLaVA, resume)
     data.compute_features(model)
-    steps = steps or (100 if stage == 1 else 200)
+    steps = steps or STUDY[f"stage{stage}_steps"]
     history = train_stage(model, data, stage, steps, batch_size, seed=seed, out=out, resume=resume,
                           progress=progress)
     return model, data, history

@@ -45,7 +45,7 @@ ROWS = [
      "draw images from text", ("dvae.json", "dalle.json"),
      lambda r: _dalle(*r)),
     ("LLaVA", "image + instruction", "frozen CLIP + projector + GPT", "next token on answers only",
-     "answer, describe, reason, chat", "llava_study_2000steps.json",
+     "answer, describe, reason, chat", "llava_study.json",
      lambda r: "short answers {:.2f}, description F1 {:.2f}, reasoning {:.2f} (stage 2, mean of seeds)".format(
          r["mean"]["stage2"]["short_answer"], r["mean"]["stage2"]["describe_f1"],
          r["mean"]["stage2"]["reasoning"])),

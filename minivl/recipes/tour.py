@@ -191,7 +191,7 @@ def stage_llava(report, quick, progress, clip=None):
                    "projector into a GPT pretrained on the project's text; stage 1 trains the "
                    "projector on captions, stage 2 the projector and the GPT on the rule-based "
                    "teacher's conversations, descriptions and reasoning. Held-out scenes; the full "
-                   "study with its text-only baseline is `minivl llava study` (`results/llava.json`).")
+                   "study with its text-only baseline is `minivl llava study` (`results/llava_study.json`).")
     report.table({"LM pretraining val perplexity": round(lm["val_perplexity"], 2),
                   "stage 1 final loss": round(float(sum(h1.loss[-5:]) / len(h1.loss[-5:])), 3),
                   "stage 2 final loss": round(float(sum(h2.loss[-5:]) / len(h2.loss[-5:])), 3),

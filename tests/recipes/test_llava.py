@@ -135,3 +135,26 @@ def test_chat_clear_errors(parts, tmp_path, capsys):
     save_checkpoint(gpt, tmp_path / "gpt.safetensors")
     assert main(["llava", "chat", "--checkpoint", str(tmp_path / "gpt.safetensors"), "--scene-seed", "0"]) == 2
     assert "not LLaVA" in capsys.readouterr().err
+
+
+def test_default_eye_is_read_from_the_cache_not_retrained(parts, tmp_path, monkeypatch):
+    """The trained default eye lives under $MINIVL_CACHE (minivl.checkpoint.cache_dir) and is read back."""
+    import minivl.recipes.clip as clip_recipe
+    from minivl.recipes.llava import clip_folder, clip_tower
+    from minivl.tokenizers.clip import CLIPTokenizer
+
+    _, clip, _ = parts
+    monkeypatch.setenv("MINIVL_CACHE", str(tmp_path / "cache"))
+    folder = clip_folder(7)
+    assert folder.parent == tmp_path / "cache" and "7" in folder.name
+    save_checkpoint(clip, folder / "clip.safetensors")
+    CLIPTokenizer.train(["a red circle", "a blue square"], 300, 8).save(folder / "clip.tokenizer.json")
+    monkeypatch.setattr(clip_recipe, "train_clip", lambda *a, **k: pytest.fail("the cached eye was retrained"))
+    eye = clip_tower(steps=7, progress=False)
+    want = clip.state_dict()
+    assert all(np.array_equal(a, want[k]) for k, a in eye.state_dict().items())
+    # a folder given explicitly (--clip PATH) is read from there
+    other = tmp_path / "elsewhere"
+    save_checkpoint(clip, other / "clip.safetensors")
+    CLIPTokenizer.train(["a red circle"], 300, 8).save(other / "clip.tokenizer.json")
+    assert np.array_equal(clip_tower(other, progress=False).logit_scale.numpy(), clip.logit_scale.numpy())

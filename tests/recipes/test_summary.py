@@ -8,7 +8,7 @@ from minivl.recipes.summary import ROWS, figures, markdown_table
 
 
 def test_rows_read_their_results_files(tmp_path):
-    (tmp_path / "llava_study_2000steps.json").write_text(json.dumps({"results": {"mean": {"stage2": {
+    (tmp_path / "llava_study.json").write_text(json.dumps({"results": {"mean": {"stage2": {
         "short_answer": 0.876, "describe_f1": 0.5, "reasoning": 0.25}}}}))
     assert figures("LLaVA", tmp_path).startswith("short answers 0.88, description F1 0.50, reasoning 0.25")
     assert figures("DALL-E", tmp_path) == "not yet run"
