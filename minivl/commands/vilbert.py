@@ -90,8 +90,11 @@ def _finetune(args):
     world = ShapesWorld(image_size=regions.image_size, seed=args.seed)
     data = make_task(args.task, world, tokenizer, regions, sizes=(args.n_train, 300, 1000), seed=args.seed,
                      max_len=encoder.config.max_len)
-    r = finetune(args.task, encoder, data, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                 seed=args.seed, progress=not args.quiet)
+    from minivl.recipes.vilbert_table import SCHEDULE
+
+    steps, batch_size = SCHEDULE[args.task]
+    r = finetune(args.task, encoder, data, steps=args.steps or steps, batch_size=args.batch_size or batch_size,
+                 lr=args.lr, seed=args.seed, progress=not args.quiet)
     print(f"{args.task} with {args.kind} from {folder}: test {r['metrics'].get('test')} "
           f"({time.perf_counter() - began:.0f} s in all)")
     if args.results:
@@ -124,8 +127,8 @@ def register(subparsers):
     f.add_argument("--task", required=True, choices=("vqa", "refexp", "retrieval", "vcr", "nlvr", "foil"))
     f.add_argument("--kind", choices=sorted(MODELS), default="vilbert")
     f.add_argument("--checkpoint", default=CHECKPOINT, help="a folder written by 'vilbert pretrain'")
-    f.add_argument("--steps", type=int, default=300)
-    f.add_argument("--batch-size", type=int, default=32)
+    f.add_argument("--steps", type=int, default=None, help="default: the table's SCHEDULE for the task")
+    f.add_argument("--batch-size", type=int, default=None, help="default: the table's SCHEDULE for the task")
     f.add_argument("--lr", type=float, default=1e-3)
     f.add_argument("--n-train", type=int, default=2000, help="training scenes")
     f.add_argument("--seed", type=int, default=0)
