@@ -40,7 +40,8 @@ def _one_pretraining(kind, seed, args):
     out = Path(args.out) / f"seed{seed}" if len(args.seeds) > 1 else Path(args.out)
     r = pretrain_vilbert(kind, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=seed,
                          n_train=args.n_train, n_val=args.n_val, eval_every=args.eval_every,
-                         regions=_regions(args.detector), progress=not args.quiet and args.workers == 1, out=out)
+                         regions=_regions(args.detector), progress=not args.quiet and args.workers == 1, out=out,
+                         weights=None if args.alignment_weight is None else {"alignment": args.alignment_weight})
     m, h = r["metrics"], r["metrics"]["held_out"]
     print(f"{kind} seed {seed}: {m['parameters']:,} parameters, {m['steps']} steps in "
           f"{m['train_seconds']:.0f} s (load average {load[0]:.1f}); held-out alignment "
@@ -89,8 +90,11 @@ def _finetune(args):
     world = ShapesWorld(image_size=regions.image_size, seed=args.seed)
     data = make_task(args.task, world, tokenizer, regions, sizes=(args.n_train, 300, 1000), seed=args.seed,
                      max_len=encoder.config.max_len)
-    r = finetune(args.task, encoder, data, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                 seed=args.seed, progress=not args.quiet)
+    from minivl.recipes.vilbert_table import SCHEDULE
+
+    steps, batch_size = SCHEDULE[args.task]
+    r = finetune(args.task, encoder, data, steps=args.steps or steps, batch_size=args.batch_size or batch_size,
+                 lr=args.lr, seed=args.seed, progress=not args.quiet)
     print(f"{args.task} with {args.kind} from {folder}: test {r['metrics'].get('test')} "
           f"({time.perf_counter() - began:.0f} s in all)")
     if args.results:
@@ -104,10 +108,12 @@ def register(subparsers):
     t = sub.add_parser("pretrain", help="masked multi-modal modelling + alignment on captioned scenes")
     t.add_argument("--kinds", nargs="+", choices=sorted(MODELS), default=["vilbert"],
                    help="models to pretrain (baselines get ViLBERT's parameter count)")
-    t.add_argument("--steps", type=int, default=1200)
+    t.add_argument("--steps", type=int, default=3000)
     t.add_argument("--batch-size", type=int, default=64)
     t.add_argument("--lr", type=float, default=2e-3)
     t.add_argument("--seeds", type=int, nargs="+", default=[0])
+    t.add_argument("--alignment-weight", type=float, default=None,
+                   help="weight of the alignment term (default: TERM_WEIGHTS, 5; the masked terms weigh 1)")
     t.add_argument("--n-train", type=int, default=4000, help="training scenes (two captions each)")
     t.add_argument("--n-val", type=int, default=500, help="held-out scenes")
     t.add_argument("--eval-every", type=int, default=250)
@@ -121,8 +127,8 @@ def register(subparsers):
     f.add_argument("--task", required=True, choices=("vqa", "refexp", "retrieval", "vcr", "nlvr", "foil"))
     f.add_argument("--kind", choices=sorted(MODELS), default="vilbert")
     f.add_argument("--checkpoint", default=CHECKPOINT, help="a folder written by 'vilbert pretrain'")
-    f.add_argument("--steps", type=int, default=300)
-    f.add_argument("--batch-size", type=int, default=32)
+    f.add_argument("--steps", type=int, default=None, help="default: the table's SCHEDULE for the task")
+    f.add_argument("--batch-size", type=int, default=None, help="default: the table's SCHEDULE for the task")
     f.add_argument("--lr", type=float, default=1e-3)
     f.add_argument("--n-train", type=int, default=2000, help="training scenes")
     f.add_argument("--seed", type=int, default=0)

@@ -28,6 +28,20 @@ elsewhere). Boxes come from the ground truth, optionally jittered by
   scenes. The features still come from the trained detector.
 
 Row 0 ([IMG]) and padded rows of ``det_probs`` are zeros.
+
+Feature scale: the detector's pooled features are post-ReLU means, all
+positive, large and far from centred (on the default detector: mean 7.5,
+standard deviation 12.7, up to 22 in some dimensions, two dimensions always
+0), so every region's embedding shares one big common direction and the
+class differences are a small part of it. The encoder therefore
+*standardises* them, per dimension, with a mean and a standard deviation
+fixed once from ``REFERENCE_SCENES`` reference scenes of the shapes world
+(``standardise=False`` gives the raw features). Faster R-CNN features
+are fed raw in the paper; this is the usual input scaling any linear
+embedding wants, and it made the masked-region term learn (held-out KL
+after 400 pretraining steps 2.93 raw, 2.71 standardised; see
+``lectures/08-vilbert.md``). Padding stays exactly zero; [IMG] is the mean of
+the standardised region features.
 """
 
 from __future__ import annotations
@@ -48,6 +62,7 @@ from minivl.tensor import Tensor, no_grad
 N_REGION_CLASSES = N_CLASSES  # 36 (shape, colour) pairs
 IMG_LOCATION = np.array([0, 0, 1, 1, 1], dtype=np.float32)  # the [IMG] token covers the whole image
 SOURCES = ("trained", "simulated")
+REFERENCE_SCENES = 512  # scenes the feature statistics are measured on (fixed seed)
 
 
 def region_class(shape, colour) -> int:
@@ -136,21 +151,43 @@ class RegionEncoder:
 
     ``target`` chooses the KL target ``det_probs``: "trained" (the detector's
     softmax) or "simulated" (``minivl/data/detector.py``; needs scenes).
+    ``standardise``: features become ``(feature - mean) / std`` per dimension,
+    the statistics measured once on fixed reference scenes (``feature_stats``).
     """
 
-    def __init__(self, detector: Detector, target: str = "trained", batch_size: int = 256):
+    def __init__(self, detector: Detector, target: str = "trained", batch_size: int = 256,
+                 standardise: bool = True):
         if target not in SOURCES:
             raise ValueError(f"target must be one of {SOURCES}, got {target!r}")
         self.detector = detector.eval()
         self.target, self.batch_size = target, batch_size
+        self.mean = self.std = None
+        if standardise:
+            self.mean, self.std = self.feature_stats()
+
+    def feature_stats(self, n: int = REFERENCE_SCENES) -> tuple[np.ndarray, np.ndarray]:
+        """Per-dimension mean and standard deviation ``(D,), (D,)`` of the detector's raw
+        region features over ``n`` fixed reference scenes (ground-truth boxes); a
+        dimension that never varies gets std 1, so it stays 0 after centring."""
+        from minivl.data.world import ShapesWorld
+
+        S = self.image_size
+        scenes = ShapesWorld(image_size=S, max_objects=3, seed=0).iid_scenes(
+            n, "train", rng=np.random.default_rng(12345))
+        boxes = _pad([s.boxes.astype(np.float32) for s in scenes], 3, 0, np.float32)  # (n, 3, 4)
+        valid = _pad([np.ones(len(s), bool) for s in scenes], 3, False, bool)
+        feats, _ = self._run_detector(preprocess(render(scenes)), boxes, valid)
+        real = feats[valid].astype(np.float64)  # (regions, D)
+        std = real.std(0)
+        return real.mean(0).astype(np.float32), np.where(std > 1e-6, std, 1.0).astype(np.float32)
 
     @classmethod
-    def load_default(cls, target: str = "trained", progress: bool = False) -> RegionEncoder:
+    def load_default(cls, target: str = "trained", progress: bool = False, standardise: bool = True) -> RegionEncoder:
         """The default detector of ``minivl/recipes/detector.py``: loaded from its cache
         file, or trained (about a minute) and cached on first use."""
         from minivl.recipes.detector import default_detector  # a recipe: imported only when asked
 
-        return cls(default_detector(progress=progress), target)
+        return cls(default_detector(progress=progress), target, standardise=standardise)
 
     @property
     def dim(self) -> int:
@@ -203,6 +240,8 @@ class RegionEncoder:
         labels = _pad(per_labels, R, -1, np.int64)  # (B, R)
 
         feats, probs = self._run_detector(images, boxes, valid)  # (B, R, D), (B, R, C)
+        if self.mean is not None:  # standardised, padding kept at zero
+            feats = ((feats - self.mean) / self.std * valid[..., None]).astype(np.float32)
         if self.target == "simulated":
             probs = _pad(detector_distributions(scenes, rng or np.random.default_rng(0)), R, 0, np.float32)
         counts = np.maximum(valid.sum(1, keepdims=True), 1)  # (B, 1)

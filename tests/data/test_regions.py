@@ -83,8 +83,27 @@ def test_features_and_distributions_are_the_detectors(encoder, scenes):
     with no_grad():
         feats = encoder.detector.region_features(preprocess(render(scenes)), batch.boxes, valid)
         probs = F.softmax(encoder.detector.classifier(feats), axis=-1).numpy()
-    np.testing.assert_allclose(batch.feats[:, 1:], feats.numpy(), rtol=1e-5, atol=1e-6)
+    standardised = (feats.numpy() - encoder.mean) / encoder.std * valid[..., None]
+    np.testing.assert_allclose(batch.feats[:, 1:], standardised, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(batch.det_probs[:, 1:][valid], probs[valid], rtol=1e-5, atol=1e-7)
+
+
+def test_features_are_standardised(encoder):
+    """Raw detector features are all positive and far from centred; the encoder's are,
+    per dimension, mean ~0 and std ~1 on fresh scenes (the statistics came from other,
+    fixed reference scenes), padding stays zero, and ``standardise=False`` gives the raw ones."""
+    fresh = ShapesWorld(image_size=S, max_objects=3, seed=11).scenes(300)
+    batch = encoder.encode_scenes(fresh)
+    real = batch.feats[:, 1:][batch.mask[:, 1:]]  # (regions, D)
+    varying = encoder.std != 1.0
+    assert varying.any()
+    np.testing.assert_allclose(real.mean(0), 0, atol=0.25)
+    np.testing.assert_allclose(real[:, varying].std(0), 1, atol=0.25)
+    assert not batch.feats[:, 1:][~batch.mask[:, 1:]].any()
+    raw = RegionEncoder(encoder.detector, standardise=False).encode_scenes(fresh)
+    assert raw.feats.min() >= 0 and raw.feats[:, 1:][raw.mask[:, 1:]].mean() > 0.1
+    np.testing.assert_allclose(batch.feats[:, 1:][batch.mask[:, 1:]],
+                               (raw.feats[:, 1:][raw.mask[:, 1:]] - encoder.mean) / encoder.std, rtol=1e-4, atol=1e-5)
 
 
 def test_simulated_target_is_the_hand_made_detector(encoder, scenes):

@@ -29,6 +29,7 @@ from minivl.recipes.vilbert import (
     masked_region_loss,
     pretrain_vilbert,
     pretraining_batch,
+    pretraining_loss,
     pretraining_losses,
 )
 
@@ -179,6 +180,18 @@ def test_loss_terms_match_hand_computations(data, tokenizer):
     r = logits["regions"].numpy().astype(np.float64)
     want = _kl(r, batch["det_probs"].astype(np.float64))[batch["region_chosen"]].mean()
     assert terms["masked_regions"].item() == pytest.approx(want, rel=1e-4)
+
+
+def test_the_loss_weights_the_alignment_term_five_times():
+    """The terms are summed with weights 1, 1, 5 (alignment): summed alike, the masked
+    terms drowned the alignment signal (see TERM_WEIGHTS); other weights can be asked for."""
+    terms = {"masked_words": mv.tensor(0.7), "masked_regions": mv.tensor(2.0), "alignment": mv.tensor(0.3)}
+    assert pretraining_loss(terms).item() == pytest.approx(0.7 + 2.0 + 5 * 0.3)
+    assert pretraining_loss(terms, {"alignment": 1.0}).item() == pytest.approx(3.0)
+    assert pretraining_loss(terms, {"masked_regions": 0.0}).item() == pytest.approx(0.7 + 1.5)
+    for bad in ({"alignment": -1.0}, {"captions": 1.0}):
+        with pytest.raises(ValueError, match="weights"):
+            pretraining_loss(terms, bad)
 
 
 @pytest.mark.slow
