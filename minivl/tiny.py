@@ -89,16 +89,24 @@ def _clip(rng):
                 (images, ids, mask), lambda m, images, ids, mask: m.loss(images, ids, mask))
 
 
+def vilbert_config():
+    """The tiny ViLBERT: vocabulary 40, region features of 10, two co-attention layers, 6 region classes
+    (``tests/models/test_vilbert.py`` tests the model at this size too)."""
+    from minivl.models.vilbert import ViLBERTConfig
+
+    return ViLBERTConfig(vocab_size=40, max_len=12, text_dim=16, text_depth=2, text_heads=2, text_mlp_dim=32,
+                         feat_dim=10, visual_dim=12, visual_depth=2, visual_heads=2, visual_mlp_dim=24,
+                         co_dim=8, co_heads=2, co_attention_at=((1, 0), (2, 1)), pool_dim=8,
+                         n_region_classes=6, dropout=0.0)
+
+
 def _vilbert(rng):
     """All three pretraining terms (S07-S09) through two co-attention layers."""
-    from minivl.models.vilbert import ViLBERT, ViLBERTConfig
+    from minivl.models.vilbert import ViLBERT
     from minivl.recipes.vilbert import masked_region_loss
 
-    V, FEAT, B, T, R = 40, 10, 3, 6, 4
-    config = ViLBERTConfig(vocab_size=V, max_len=12, text_dim=16, text_depth=2, text_heads=2, text_mlp_dim=32,
-                           feat_dim=FEAT, visual_dim=12, visual_depth=2, visual_heads=2, visual_mlp_dim=24,
-                           co_dim=8, co_heads=2, co_attention_at=((1, 0), (2, 1)), pool_dim=8,
-                           n_region_classes=6, dropout=0.0)
+    config = vilbert_config()
+    V, FEAT, B, T, R = config.vocab_size, config.feat_dim, 3, 6, 4
     ids = rng.integers(0, V, (B, T))
     text_mask = np.ones((B, T), bool)
     text_mask[0, 4:] = False

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import minivl as mv
-from minivl import nn
+from minivl import nn, tiny
 from minivl.checkpoint import load_checkpoint, save_checkpoint
 from minivl.models.bert import BERT
 from minivl.models.vilbert import (
@@ -19,18 +19,14 @@ from minivl.models.vilbert import (
     LateFusion,
     SingleStream,
     ViLBERT,
-    ViLBERTConfig,
     count_parameters,
     matched_config,
 )
 from minivl.optim import AdamW
 from minivl.testing import gradcheck
 
-V, FEAT = 40, 10
-TINY = ViLBERTConfig(vocab_size=V, max_len=12, text_dim=16, text_depth=2, text_heads=2, text_mlp_dim=32,
-                     feat_dim=FEAT, visual_dim=12, visual_depth=2, visual_heads=2, visual_mlp_dim=24,
-                     co_dim=8, co_heads=2, co_attention_at=((1, 0), (2, 1)), pool_dim=8, n_region_classes=6,
-                     dropout=0.0)
+TINY = tiny.vilbert_config()  # the same tiny model the backend tests train
+V, FEAT = TINY.vocab_size, TINY.feat_dim
 
 
 def inputs(seed=0, B=3, T=6, R=4):
