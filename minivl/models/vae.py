@@ -27,6 +27,11 @@ from minivl.random import rng as _global_rng
 from minivl.tensor import Tensor, no_grad
 
 
+def _sigmoid(x) -> np.ndarray:
+    """1 / (1 + exp(-x)) without overflow for large negative x (exp(-logaddexp(0, -x)))."""
+    return np.exp(-np.logaddexp(0.0, -x))
+
+
 def gaussian_kl(mu, log_var) -> Tensor:
     """KL(N(mu, diag exp(log_var)) || N(0, I)) per row, summed over the last axis: ``(B,)``."""
     return 0.5 * (mu * mu + F.exp(log_var) - 1.0 - log_var).sum(axis=-1)
@@ -103,9 +108,9 @@ class VAE(nn.Module):
         """sigmoid(decode(mu)): the reconstruction at the posterior mean, ``(B, D)``."""
         with no_grad():
             mu, _ = self.encode(x)
-            return 1 / (1 + np.exp(-self.decode(mu).numpy()))
+            return _sigmoid(self.decode(mu).numpy())
 
     def generate(self, z) -> np.ndarray:
         """Pixel probabilities ``(B, D)`` decoded from latent points ``z (B, Z)``."""
         with no_grad():
-            return 1 / (1 + np.exp(-self.decode(z).numpy()))
+            return _sigmoid(self.decode(z).numpy())

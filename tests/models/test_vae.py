@@ -70,3 +70,16 @@ def test_shapes_errors_and_checkpoint(tmp_path):
     save_checkpoint(model, tmp_path / "vae.safetensors")
     back = load_checkpoint(VAE, tmp_path / "vae.safetensors")
     np.testing.assert_array_equal(back.reconstruct(x), model.reconstruct(x))
+
+
+def test_generate_is_the_sigmoid_of_the_decoder_even_far_out():
+    import warnings
+
+    model = VAE(input_dim=4, hidden=3, latent_dim=2)
+    z = np.array([[0.3, -0.2], [1e4, -1e4]], np.float32)  # the second drives logits to +-1e3
+    logits = model.decode(z).numpy().astype(np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow in exp
+        out = model.generate(z)
+    np.testing.assert_allclose(out[0], 1 / (1 + np.exp(-logits[0])), rtol=1e-6)
+    assert np.all(np.isfinite(out)) and np.all((out >= 0) & (out <= 1))
