@@ -77,6 +77,22 @@ def resize(images: np.ndarray, size: int, interpolation: str = "nearest") -> np.
     raise ValueError(f"unknown interpolation {interpolation!r}; expected one of {INTERPOLATIONS}")
 
 
+def resize_matrix(n_in: int, n_out: int, interpolation: str = "bilinear") -> np.ndarray:
+    """The ``(n_out, n_in)`` float32 matrix ``R`` with ``resize(x, n_out) == R @ x @ R.T`` for
+    square ``(n_in, n_in)`` images: resizing is linear, so a model can upscale inside its
+    graph (the CLIP-guided edit decodes 8 x 8 digits for a CLIP trained at 16 px)."""
+    R = np.zeros((n_out, n_in), np.float64)
+    if interpolation == "nearest":
+        R[np.arange(n_out), np.arange(n_out) * n_in // n_out] = 1.0
+    elif interpolation == "bilinear":
+        left, right, w = _source_positions(n_in, n_out)
+        np.add.at(R, (np.arange(n_out), left), 1 - w)
+        np.add.at(R, (np.arange(n_out), right), w)
+    else:
+        raise ValueError(f"unknown interpolation {interpolation!r}; expected one of {INTERPOLATIONS}")
+    return R.astype(np.float32)
+
+
 def load_digits(
     split: str = "all",
     size: int = 8,
