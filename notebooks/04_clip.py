@@ -386,6 +386,36 @@ image_grid(np.concatenate([start, edited]), captions=["start: yellow circle", "a
 # natural image.
 
 # %% [markdown]
+# ### With a generator: StyleCLIP's latent optimisation
+#
+# StyleCLIP moves the generator's *input*, `w`, not the pixels: it minimises
+# `1 - cos(CLIP(G(w)), prompt) + lambda * ||w - w_start||^2`, so every step
+# lands on something the generator can draw, and lambda keeps the edit close
+# to the picture it started from. Here the generator is the S20 VAE's decoder
+# (a 2-D latent, so the whole edit can be drawn as an arrow in the latent
+# plane) and the CLIP one trained on the digits; a separate MLP, trained on
+# real digits and never on the VAE's, judges whether the edit happened
+# (`minivl/recipes/clip_edit.py`; the same loop edits the DALL-E dVAE's code
+# logits in part 3).
+
+# %%
+from minivl.recipes.clip_edit import digits_figure, digits_study
+
+edit = digits_study(seed=0, n=30 if CI else None, steps=40 if CI else None, progress=False,
+                    vae_steps=300 if CI else None, clip_steps=60 if CI else None)
+for row, r in edit["rows"].items():
+    print(f"{row:52s} judge reads the prompt's digit {r['happened']:.0%}, its own {r['kept_label']:.0%}, "
+          f"pixels moved (rms) {r['pixel_rms']:.2f}")
+digits_figure(edit)
+
+# %% [markdown]
+# The larger lambda, the closer the edit stays and the less often it reaches
+# the prompt's digit. "Text only" runs the same prompts from the centre of the
+# latent plane: it reaches the digit about as often but keeps nothing of the
+# picture it was asked to edit (`results/clip_edit.json`, figures in
+# `lectures/04-clip.md`).
+
+# %% [markdown]
 # ### ClipCap: CLIP's image embedding as a prefix for a GPT
 #
 # A mapping network turns the image embedding of the CLIP trained above into
