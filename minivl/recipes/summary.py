@@ -41,6 +41,14 @@ ROWS = [
      "caption images", "clipcap.json",
      lambda r: "attribute match {:.2f}, BLEU-4 {:.2f} (greedy, fine-tuned GPT)".format(
          r["rows"]["finetuned_gpt"]["greedy_attribute_match"], r["rows"]["finetuned_gpt"]["greedy_bleu4"])),
+    ("CLIP-guided edit", "image + prompt", "frozen generator (VAE, dVAE) + frozen CLIP",
+     "CLIP cosine + closeness to the start, over the latent", "edit a picture with words",
+     "clip_edit.json",
+     lambda r: "digits read as the prompt's after the edit {:.2f}; shapes recoloured {:.2f}, other objects "
+               "kept {:.2f} (seed 0)".format(
+         r["runs"]["0"]["digits"]["rows"]["edit, lambda 0.1"]["happened"],
+         r["runs"]["0"]["shapes"]["rows"]["edit, lambda 0.01"]["happened"],
+         r["runs"]["0"]["shapes"]["rows"]["edit, lambda 0.01"]["kept"])),
     ("DALL-E", "text -> image", "dVAE + decoder over text+image tokens", "ELBO; next token",
      "draw images from text", ("dvae.json", "dalle.json"),
      lambda r: _dalle(*r)),
