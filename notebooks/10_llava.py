@@ -109,6 +109,23 @@ for item in data.items[:3]:
 print(json.dumps(data.statistics(), indent=1))
 
 # %% [markdown]
+# LLaVA's prompt to GPT-4 held a few hand-written *seed examples* per kind:
+# each a symbolic view (captions, boxes as fractions of the side) and the
+# response wanted. Here is that chat for our first training scene; our rules
+# stand in for GPT-4's answer, and a test holds every seed to the rules'
+# wording (`minivl/data/llava_seeds.py`).
+
+# %%
+from minivl.data.captions import sample_caption
+from minivl.data.llava_seeds import teacher_messages
+
+rng = np.random.default_rng(0)
+scene = data.train_scenes[0]
+captions = [sample_caption(scene, rng, (kind,)).text for kind in ("list", "count")]
+for m in teacher_messages(scene, captions, "detail"):
+    print(f"--- {m['role']}\n{m['content']}")
+
+# %% [markdown]
 # ## S34 · Stage 1: feature alignment
 #
 # Only the projector trains, on `<image>` + caption pairs. The language model
