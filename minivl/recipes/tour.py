@@ -11,6 +11,7 @@ reach the targets quoted in each model's notes.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -20,6 +21,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from minivl.report import Report  # noqa: E402
+from minivl.threads import blas_threads  # noqa: E402
 
 # steps per stage: (quick, full)
 STEPS = {
@@ -304,18 +306,21 @@ def run_tour(out="runs/tour", quick=False, progress=True, only=None) -> Path:
     """Run every stage (or those named in ``only``) and write ``out/report.md``."""
     import minivl
 
-    began = time.perf_counter()
+    began, cpu_began = time.perf_counter(), time.process_time()
     report = Report(out, title="minivl tour" + (" (quick)" if quick else ""))
     report.text(f"minivl {minivl.__version__}, backend `{minivl.backend.current()}`. "
                 "Every model below trained on this machine's CPU, from scratch, on the project's own data.")
     want = lambda name: only is None or name in only
     timings = {}
 
+    cpu_timings = {}
+
     def timed(name, fn, *args):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         print(f"== {name}", flush=True)
         result = fn(report, quick, progress, *args)
         timings[name] = round(time.perf_counter() - t0, 1)
+        cpu_timings[name] = round(time.process_time() - c0, 1)  # every thread of this process
         report.write()  # a partial report survives an interrupted tour
         return result
 
@@ -335,9 +340,14 @@ def run_tour(out="runs/tour", quick=False, progress=True, only=None) -> Path:
     if want("llava"):
         timed("llava", stage_llava, clip["shapes_model"] if clip else None)
     stage_summary(report)
-    report.section("Timings")
+    report.section("Timings", "Wall-clock seconds per stage, and the CPU seconds this process used "
+                   "(all its threads): on a busy machine the wall time grows, the CPU time much less.")
     report.table({**{f"{k} (s)": v for k, v in timings.items()},
-                  "total (s)": round(time.perf_counter() - began, 1)}, name="timings")
+                  "total (s)": round(time.perf_counter() - began, 1),
+                  **{f"{k} CPU (s)": v for k, v in cpu_timings.items()},
+                  "total CPU (s)": round(time.process_time() - cpu_began, 1),
+                  "BLAS threads": blas_threads(), "load average (1 min) at the end": round(os.getloadavg()[0], 2)},
+                 name="timings")
     path = report.write()
     print(f"report: {path}")
     return path
