@@ -428,9 +428,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    runs = {}
+    # a run of some parts or seeds keeps what the file already holds for the others
+    old = json.loads(out.read_text()) if out.exists() else {}
+    runs = old.get("runs", {})
     for seed in args.seeds:
-        runs[str(seed)] = {}
+        runs.setdefault(str(seed), {})
         for part, study_fn, figure in (("digits", digits_study, digits_figure),
                                        ("shapes", shapes_study, shapes_figure)):
             if part not in args.parts:
@@ -441,9 +443,10 @@ def main(argv=None):
             runs[str(seed)][part] = {**_strip(study), "seconds": time.perf_counter() - began,
                                      "load_average": os.getloadavg()[0]}
             print(part, seed, json.dumps(runs[str(seed)][part]["rows"], indent=1))
-    command = "python -m minivl.recipes.clip_edit " + " ".join(argv if argv is not None else [])
-    out.write_text(json.dumps({"command": command.strip(), "written": time.strftime("%Y-%m-%d %H:%M UTC",
-                                                                                    time.gmtime()),
+    command = ("python -m minivl.recipes.clip_edit " + " ".join(argv if argv is not None else [])).strip()
+    commands = [c for c in old.get("commands", [old["command"]] if "command" in old else []) if c != command]
+    out.write_text(json.dumps({"command": command, "commands": commands + [command],
+                               "written": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                                "runs": runs}, indent=1))
 
 

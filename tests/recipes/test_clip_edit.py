@@ -164,3 +164,17 @@ def test_digits_parts_are_trained_then_frozen():
     assert parts["prompts"].shape == (10, parts["clip"].config.embed_dim)
     np.testing.assert_allclose(np.linalg.norm(parts["prompts"], axis=1), 1.0, rtol=1e-5)
     assert 0.0 <= parts["judge_accuracy"] <= 1.0
+
+
+def test_main_keeps_the_parts_it_did_not_run(tmp_path, monkeypatch):
+    out = tmp_path / "edit.json"
+    out.write_text('{"command": "first", "runs": {"0": {"shapes": {"rows": {"kept": 1}}}}}')
+    monkeypatch.setattr(ce, "digits_study", lambda **kw: {"rows": {"seed": kw["seed"]}, "_runs": {}})
+    monkeypatch.setattr(ce, "digits_figure", lambda study: type("F", (), {"savefig": lambda *a, **k: None})())
+    ce.main(["--out", str(out), "--seeds", "0", "1", "--parts", "digits", "--no-progress"])
+    import json
+
+    got = json.loads(out.read_text())
+    assert got["runs"]["0"]["shapes"] == {"rows": {"kept": 1}}  # untouched
+    assert got["runs"]["0"]["digits"]["rows"] == {"seed": 0} and got["runs"]["1"]["digits"]["rows"] == {"seed": 1}
+    assert got["commands"][0] == "first" and "--parts digits" in got["commands"][-1]
