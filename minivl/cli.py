@@ -21,10 +21,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"minivl {minivl.__version__}")
     parser.add_argument("--backend", choices=["numpy", "numba", "cuda"], default=None,
                         help="kernel backend (default: $MINIVL_BACKEND or numpy)")
-    parser.add_argument("--blas-threads", type=int, default=None, metavar="N",
-                        help="threads for BLAS matrix products (default: $MINIVL_BLAS_THREADS, or "
-                             "whatever OPENBLAS_NUM_THREADS / OMP_NUM_THREADS say when set, else 1: "
-                             "the lecture's small matrices run faster on one; see minivl/threads.py)")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="threads for BLAS products and the Numba kernels (default: "
+                             "$MINIVL_THREADS, else 1 for each pool whose own variable "
+                             "(OPENBLAS_NUM_THREADS / OMP_NUM_THREADS, NUMBA_NUM_THREADS) is unset: "
+                             "the lecture's small models run faster on one; see minivl/threads.py)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for mod in sorted(pkgutil.iter_modules(minivl.commands.__path__), key=lambda m: m.name):
         if not mod.name.startswith("_"):
@@ -35,10 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from minivl.threads import default_blas_threads, limit_blas_threads
+    from minivl.threads import default_threads, limit_threads
 
     try:
-        limit_blas_threads(args.blas_threads if args.blas_threads is not None else default_blas_threads())
+        n = args.threads
+        limit_threads(**({"blas": n, "numba": n} if n is not None else default_threads()))
     except ValueError as err:
         parser.error(str(err))
     if args.backend:

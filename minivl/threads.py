@@ -1,41 +1,48 @@
-"""How many threads BLAS (OpenBLAS, under NumPy's matmul) may use.
+"""How many threads BLAS (OpenBLAS, under NumPy's matmul) and the Numba kernels may use.
 
 The lecture's models multiply small matrices (64 to 256 wide, a few thousand
-rows). For those, OpenBLAS's worker threads cost more to wake and to join on
-every call than they save, and on a machine where other work competes for the
-cores they wait for each other: the quick tour's ViLBERT stage took 45.6 s
-with OpenBLAS's default two threads on a quiet 2-core machine
-(``results/tour_quick.json`` before this module) and 16 s with one thread on
-the same machine at load 10. So ``minivl``'s commands run BLAS on one thread
-unless told otherwise: ``--blas-threads N``, ``$MINIVL_BLAS_THREADS``, or the
-usual ``OPENBLAS_NUM_THREADS`` / ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS``
-(any of them set means "the user decided"; minivl leaves BLAS alone). The
-Numba kernels have their own threads (``NUMBA_NUM_THREADS``), untouched here.
+rows) and run small fused kernels. For those, worker threads cost more to wake
+and to join on every call than they save, and when anything else uses the
+cores they wait for each other. Measured on the 2-core development machine:
 
-Benchmarks choose their thread counts themselves (``benchmarks/bench_train.py
---threads``).
+* the quick tour's ViLBERT stage (30 + 30 + 30 steps) took 15.3 + 13.4 + 12.0 s
+  at the default two threads on a quiet machine (``results/tour_quick.json``),
+  2.4 + 2.2 + 1.5 s at one BLAS and one Numba thread at load 10
+  (``results/tour_quick_vilbert_1thread.json``), same accuracies;
+* the same stage at one BLAS thread but two Numba threads, at load 12, took 57 +
+  64 + 50 s (``results/tour_quick_partial_numba2.json``): Numba's threads suffer
+  as much as OpenBLAS's.
+
+So ``minivl``'s commands run both on one thread unless told otherwise:
+``--threads N``, ``$MINIVL_THREADS``, or the usual variables, which mean "the
+user decided" and are left alone: ``OPENBLAS_NUM_THREADS`` /
+``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` for BLAS, ``NUMBA_NUM_THREADS`` for
+Numba. Benchmarks choose their thread counts themselves
+(``benchmarks/bench_train.py --threads``).
 """
 
 from __future__ import annotations
 
 import os
 
-USER_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+BLAS_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+NUMBA_VARIABLES = ("NUMBA_NUM_THREADS",)
 
 
-def default_blas_threads(environ=None) -> int | None:
-    """The BLAS thread count minivl's commands use: ``$MINIVL_BLAS_THREADS`` when set, None
-    (leave BLAS as it is) when one of ``USER_VARIABLES`` is set, else 1."""
+def default_threads(environ=None) -> dict:
+    """``{"blas": n or None, "numba": n or None}`` for minivl's commands: ``$MINIVL_THREADS``
+    for both when set; otherwise None (leave it) for a pool whose own variable the user set,
+    else 1."""
     env = os.environ if environ is None else environ
-    value = env.get("MINIVL_BLAS_THREADS")
+    value = env.get("MINIVL_THREADS")
     if value:
-        return parse_threads(value, "MINIVL_BLAS_THREADS")
-    if any(env.get(k) for k in USER_VARIABLES):
-        return None
-    return 1
+        n = parse_threads(value, "MINIVL_THREADS")
+        return {"blas": n, "numba": n}
+    return {"blas": None if any(env.get(k) for k in BLAS_VARIABLES) else 1,
+            "numba": None if any(env.get(k) for k in NUMBA_VARIABLES) else 1}
 
 
-def parse_threads(value, name="blas threads") -> int:
+def parse_threads(value, name="threads") -> int:
     """A positive thread count from ``value``; a ValueError naming ``name`` otherwise."""
     try:
         n = int(value)
@@ -46,22 +53,30 @@ def parse_threads(value, name="blas threads") -> int:
     return n
 
 
-def limit_blas_threads(n: int | None):
-    """Cap every BLAS pool of this process at ``n`` threads (None: leave them). Returns the
-    ``threadpoolctl`` limiter (it can restore the old counts) or None."""
-    if n is None:
-        return None
-    from threadpoolctl import threadpool_limits
+def limit_threads(blas: int | None = None, numba: int | None = None):
+    """Cap the BLAS pools and the Numba kernels of this process (None: leave that one).
+    Numba cannot go above the ``NUMBA_NUM_THREADS`` it started with; the cap is clipped
+    to it. Returns the ``threadpoolctl`` limiter of BLAS (it can restore) or None."""
+    limiter = None
+    if blas is not None:
+        from threadpoolctl import threadpool_limits
 
-    return threadpool_limits(parse_threads(n), user_api="blas")
+        limiter = threadpool_limits(parse_threads(blas, "blas threads"), user_api="blas")
+    if numba is not None:
+        import numba as nb
+
+        nb.set_num_threads(min(parse_threads(numba, "numba threads"), nb.config.NUMBA_NUM_THREADS))
+    return limiter
 
 
-def blas_threads() -> int | None:
-    """The largest thread count among this process's BLAS pools (None when none is loaded)."""
+def current_threads() -> dict:
+    """``{"blas": largest BLAS pool (None if none loaded), "numba": Numba's thread count}``."""
+    import numba as nb
     from threadpoolctl import threadpool_info
 
     counts = [p["num_threads"] for p in threadpool_info() if p.get("user_api") == "blas"]
-    return max(counts) if counts else None
+    return {"blas": max(counts) if counts else None, "numba": nb.get_num_threads()}
 
 
-__all__ = ["USER_VARIABLES", "blas_threads", "default_blas_threads", "limit_blas_threads", "parse_threads"]
+__all__ = ["BLAS_VARIABLES", "NUMBA_VARIABLES", "current_threads", "default_threads", "limit_threads",
+           "parse_threads"]

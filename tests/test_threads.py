@@ -1,20 +1,21 @@
-"""BLAS thread control for minivl's commands (minivl/threads.py, the --blas-threads option)."""
+"""Thread control for minivl's commands (minivl/threads.py, the global --threads option)."""
 
+import numba
 import numpy as np  # noqa: F401  (loads OpenBLAS, so threadpoolctl sees a BLAS pool)
 import pytest
 
 from minivl.cli import main
-from minivl.threads import blas_threads, default_blas_threads, limit_blas_threads, parse_threads
+from minivl.threads import current_threads, default_threads, limit_threads, parse_threads
 
 
-def test_default_is_one_thread_unless_the_user_decided():
-    assert default_blas_threads({}) == 1
-    assert default_blas_threads({"OPENBLAS_NUM_THREADS": "2"}) is None  # theirs: leave BLAS alone
-    assert default_blas_threads({"OMP_NUM_THREADS": "4"}) is None
-    assert default_blas_threads({"MINIVL_BLAS_THREADS": "3", "OMP_NUM_THREADS": "4"}) == 3
-    assert default_blas_threads({"OPENBLAS_NUM_THREADS": ""}) == 1  # set but empty: not a decision
-    with pytest.raises(ValueError, match="MINIVL_BLAS_THREADS"):
-        default_blas_threads({"MINIVL_BLAS_THREADS": "many"})
+def test_default_is_one_thread_per_pool_unless_the_user_decided():
+    assert default_threads({}) == {"blas": 1, "numba": 1}
+    assert default_threads({"OPENBLAS_NUM_THREADS": "2"}) == {"blas": None, "numba": 1}
+    assert default_threads({"OMP_NUM_THREADS": "4", "NUMBA_NUM_THREADS": "2"}) == {"blas": None, "numba": None}
+    assert default_threads({"MINIVL_THREADS": "3", "OMP_NUM_THREADS": "4"}) == {"blas": 3, "numba": 3}
+    assert default_threads({"OPENBLAS_NUM_THREADS": ""}) == {"blas": 1, "numba": 1}  # empty: no decision
+    with pytest.raises(ValueError, match="MINIVL_THREADS"):
+        default_threads({"MINIVL_THREADS": "many"})
 
 
 @pytest.mark.parametrize("bad", [0, -1, "x", None])
@@ -24,20 +25,25 @@ def test_parse_threads_refuses_what_is_not_a_positive_count(bad):
         parse_threads(bad)
 
 
-def test_limit_sets_and_restores_the_blas_pools():
-    if blas_threads() is None:
-        pytest.skip("no BLAS pool visible to threadpoolctl")
-    before = blas_threads()
-    limiter = limit_blas_threads(1)
+def test_limit_sets_both_pools_and_restores_blas():
+    before = current_threads()
+    limiter = limit_threads(blas=1, numba=1)
     try:
-        assert blas_threads() == 1
+        now = current_threads()
+        assert now["numba"] == 1
+        assert now["blas"] in (None, 1)  # None: no BLAS pool visible to threadpoolctl
     finally:
-        limiter.restore_original_limits()
-    assert blas_threads() == before
-    assert limit_blas_threads(None) is None
+        if limiter is not None:
+            limiter.restore_original_limits()
+        numba.set_num_threads(before["numba"])
+    assert current_threads() == before
+    limit_threads(numba=10**6)  # clipped to what Numba started with, not an error
+    assert current_threads()["numba"] == numba.config.NUMBA_NUM_THREADS
+    numba.set_num_threads(before["numba"])
+    assert limit_threads() is None
 
 
 def test_cli_refuses_a_bad_count(capsys):
     with pytest.raises(SystemExit):
-        main(["--blas-threads", "0", "info"])
+        main(["--threads", "0", "info"])
     assert "positive integer" in capsys.readouterr().err

@@ -21,7 +21,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from minivl.report import Report  # noqa: E402
-from minivl.threads import blas_threads  # noqa: E402
+from minivl.threads import current_threads  # noqa: E402
 
 # steps per stage: (quick, full)
 STEPS = {
@@ -346,7 +346,8 @@ def run_tour(out="runs/tour", quick=False, progress=True, only=None) -> Path:
                   "total (s)": round(time.perf_counter() - began, 1),
                   **{f"{k} CPU (s)": v for k, v in cpu_timings.items()},
                   "total CPU (s)": round(time.process_time() - cpu_began, 1),
-                  "BLAS threads": blas_threads(), "load average (1 min) at the end": round(os.getloadavg()[0], 2)},
+                  **{f"{k} threads": v for k, v in current_threads().items()},
+                  "load average (1 min) at the end": round(os.getloadavg()[0], 2)},
                  name="timings")
     path = report.write()
     print(f"report: {path}")
