@@ -27,6 +27,9 @@ def test_tour_writes_a_complete_report(tmp_path, monkeypatch):
     assert {"bert", "gpt", "vit_digits", "vit_shapes", "clip_shapes", "clip_digits", "vilbert_pretrain",
             "vilbert_vqa", "vilbert_refexp", "dalle", "llava"} <= set(results)
     assert 0.0 <= results["vit_digits"]["test accuracy"] <= 1.0
+    timings = results["timings"]
+    assert {"bert (s)", "bert CPU (s)", "total CPU (s)", "blas threads", "numba threads"} <= set(timings)
+    assert 0 < timings["total CPU (s)"]
 
 
 def test_tour_rejects_unknown_stages(tmp_path):
