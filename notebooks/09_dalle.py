@@ -187,8 +187,9 @@ one_code = dvae.decode_codes(np.broadcast_to(top[:, None, None], (8, *dvae.grid)
 image_grid(to_uint8(one_code), captions=[f"code {k}" for k in top], ncols=8, panel_size=1.2)
 
 # %%
-# the default recipe's runs; results/dvae_logit_laplace.json is the first recipe, whose codebook collapsed
-for name in ("dvae.json", "dvae_logit_laplace.json"):
+# the default recipe's runs (a 16 x 16 grid); results/dvae_8x8.json the earlier 8 x 8 default, whose small
+# shapes came back as blobs; results/dvae_logit_laplace.json the first recipe, whose codebook collapsed
+for name in ("dvae.json", "dvae_8x8.json", "dvae_logit_laplace.json"):
     dvae_file = ROOT / "results" / name
     if not dvae_file.exists():
         continue
@@ -230,7 +231,7 @@ fig = Figure(figsize=(12, 1.2))
 ax = fig.subplots()
 kind = np.where(stream < prior.pad_start, 0, np.where(stream < prior.soi, 1, np.where(stream == prior.soi, 2, 3)))
 ax.imshow(kind[None], cmap="tab10", vmin=0, vmax=9, aspect="auto")
-ax.set(yticks=[], xlabel="position: caption | pads | <soi> | 64 image codes",
+ax.set(yticks=[], xlabel=f"position: caption | pads | <soi> | {prior.n_image} image codes",
        title=repr(captions[0]))
 print(stream)
 fig  # noqa: B018 (a cell shows its last value)
