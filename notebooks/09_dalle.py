@@ -163,9 +163,10 @@ print("soft", soft.data.round(3), " hard", hard.data, "\nsame gradient:", np.all
 # %% [markdown]
 # The dVAE itself. With the cached default (`python -m minivl.recipes.dvae --cache`)
 # the notebook loads it; otherwise it trains a few steps only, to show the
-# pieces. The default recipe keeps colours and positions but blurs shapes
-# (rings, crosses and corners come out as blobs): see the figures below and
-# `lectures/09-dalle.md`, which also tells how its first recipe collapsed.
+# pieces. The default recipe (a 16 x 16 grid of codes) keeps colours, positions
+# and most outlines, but small rings still fill in; the earlier 8 x 8 grid drew
+# every small shape as a blob: see the figures below and `lectures/09-dalle.md`,
+# which also tells how its first recipe collapsed.
 
 # %%
 from minivl.recipes.dvae import code_usage, default_path, encode_all, load_dvae, reconstruct, train_dvae
@@ -273,7 +274,8 @@ image_grid(to_uint8(sampled), captions=captions[:4], ncols=4, panel_size=1.6)
 # Images become short token sequences (stage 1); one transformer models
 # caption and image tokens together (stage 2); sampling many and reranking
 # picks good ones. At this scale the codebook decides everything: minivl's
-# stage 1 keeps colours, sizes and positions but draws small shapes as blobs
-# (the judge reads about one reconstruction in four exactly,
-# `results/judge.json`), so generations cannot be better than its
+# 8 x 8 stage 1 drew small shapes as blobs (the judge read about one
+# reconstruction in four exactly, `results/judge_dvae8x8.json`); the 16 x 16
+# default draws most of them (70-80%, `results/judge.json`) at four times the
+# prior's sequence length. Generations cannot be better than the
 # reconstructions, and at this scale they are far worse (`results/dalle.json`).
