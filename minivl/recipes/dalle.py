@@ -450,14 +450,14 @@ def _grid_figure(images, captions, scores, path):
 
 
 def run_seed(seed, steps=None, n_eval=100, n_candidates=16, progress=True, folder=None, dvae=None,
-             temperature=1.0, top_k=None, prior=None, name="dalle", **overrides) -> dict:
+             temperature=1.0, top_k=None, prior=None, stem="dalle", **overrides) -> dict:
     """One seed of the results file: train the prior (on the default dVAE), the reranker,
     judge its generations; a PNG grid of reranked samples into ``folder``. ``dvae``: a
     checkpoint path (default: the cached default dVAE). The prior is
     saved in ``runs/dalle-seed{seed}`` (for ``minivl dalle generate --checkpoint``).
     ``prior``: the path of a prior saved that way, judged again (e.g. at another
     temperature or top-k) instead of training one; its training record is kept. The PNG is
-    ``{name}_samples_seed{seed}.png`` (``name``: the results file's stem)."""
+    ``{stem}_samples_seed{seed}.png`` (``stem``: the results file's stem)."""
     from minivl.recipes.dvae import default_dvae, load_dvae
     from minivl.recipes.judge import default_judge
 
@@ -489,7 +489,7 @@ def run_seed(seed, steps=None, n_eval=100, n_candidates=16, progress=True, folde
         images = decode(dvae, codes)
         order, ranked = rerank(*reranker, images, pairs.captions[:6])
         _grid_figure(np.take_along_axis(images, order[:, :, None, None, None], 1), pairs.captions[:6], ranked,
-                     Path(folder) / f"{name}_samples_seed{seed}.png")
+                     Path(folder) / f"{stem}_samples_seed{seed}.png")
     history = r["history"]
     return {"prior": r["metrics"], "evaluation": scores, "temperature": temperature, "top_k": top_k,
             "dvae": str(dvae_path) if dvae_path else "default_dvae(0)",
@@ -560,7 +560,7 @@ def main(argv=None):
     for seed in args.seeds:
         size = {k: v for k, v in (("dim", args.dim), ("depth", args.depth)) if v is not None}
         run = run_seed(seed, args.steps, args.n_eval, args.candidates, not args.quiet, out.parent, args.dvae,
-                       temperature=args.temperature, top_k=args.top_k, prior=args.prior, name=out.stem, **size)
+                       temperature=args.temperature, top_k=args.top_k, prior=args.prior, stem=out.stem, **size)
         write("runs", str(seed), run)
         print(json.dumps({k: {m: round(v, 3) for m, v in s.items() if "correct" in m}
                           for k, s in run["evaluation"].items()}))
