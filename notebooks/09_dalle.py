@@ -163,9 +163,10 @@ print("soft", soft.data.round(3), " hard", hard.data, "\nsame gradient:", np.all
 # %% [markdown]
 # The dVAE itself. With the cached default (`python -m minivl.recipes.dvae --cache`)
 # the notebook loads it; otherwise it trains a few steps only, to show the
-# pieces. The default recipe keeps colours and positions but blurs shapes
-# (rings, crosses and corners come out as blobs): see the figures below and
-# `lectures/09-dalle.md`, which also tells how its first recipe collapsed.
+# pieces. The default recipe (a 16 x 16 grid of codes) keeps colours, positions
+# and most outlines, but small rings still fill in; the earlier 8 x 8 grid drew
+# every small shape as a blob: see the figures below and `lectures/09-dalle.md`,
+# which also tells how its first recipe collapsed.
 
 # %%
 from minivl.recipes.dvae import code_usage, default_path, encode_all, load_dvae, reconstruct, train_dvae
@@ -187,8 +188,9 @@ one_code = dvae.decode_codes(np.broadcast_to(top[:, None, None], (8, *dvae.grid)
 image_grid(to_uint8(one_code), captions=[f"code {k}" for k in top], ncols=8, panel_size=1.2)
 
 # %%
-# the default recipe's runs; results/dvae_logit_laplace.json is the first recipe, whose codebook collapsed
-for name in ("dvae.json", "dvae_logit_laplace.json"):
+# the default recipe's runs (a 16 x 16 grid); results/dvae_8x8.json the earlier 8 x 8 default, whose small
+# shapes came back as blobs; results/dvae_logit_laplace.json the first recipe, whose codebook collapsed
+for name in ("dvae.json", "dvae_8x8.json", "dvae_logit_laplace.json"):
     dvae_file = ROOT / "results" / name
     if not dvae_file.exists():
         continue
@@ -230,7 +232,7 @@ fig = Figure(figsize=(12, 1.2))
 ax = fig.subplots()
 kind = np.where(stream < prior.pad_start, 0, np.where(stream < prior.soi, 1, np.where(stream == prior.soi, 2, 3)))
 ax.imshow(kind[None], cmap="tab10", vmin=0, vmax=9, aspect="auto")
-ax.set(yticks=[], xlabel="position: caption | pads | <soi> | 64 image codes",
+ax.set(yticks=[], xlabel=f"position: caption | pads | <soi> | {prior.n_image} image codes",
        title=repr(captions[0]))
 print(stream)
 fig  # noqa: B018 (a cell shows its last value)
@@ -272,7 +274,8 @@ image_grid(to_uint8(sampled), captions=captions[:4], ncols=4, panel_size=1.6)
 # Images become short token sequences (stage 1); one transformer models
 # caption and image tokens together (stage 2); sampling many and reranking
 # picks good ones. At this scale the codebook decides everything: minivl's
-# stage 1 keeps colours, sizes and positions but draws small shapes as blobs
-# (the judge reads about one reconstruction in four exactly,
-# `results/judge.json`), so generations cannot be better than its
+# 8 x 8 stage 1 drew small shapes as blobs (the judge read about one
+# reconstruction in four exactly, `results/judge_dvae8x8.json`); the 16 x 16
+# default draws most of them (70-80%, `results/judge.json`) at four times the
+# prior's sequence length. Generations cannot be better than the
 # reconstructions, and at this scale they are far worse (`results/dalle.json`).

@@ -45,9 +45,13 @@ from minivl.tokenizers.clip import CLIPTokenizer
 from minivl.train import History, run_eval, train
 
 CHECKPOINT = "prior.safetensors"
-# 3000 steps (519 s on two shared cores, load 3.0: results/dalle.json); at 800 fewer generations were
-# judged correct (results/dalle_800steps.json)
-DEFAULTS = dict(steps=3000, batch_size=32, lr=2e-3, warmup=100, dim=64, depth=4, heads=4,
+# On the 8 x 8 codes of the earlier dVAE: 3000 steps (519 s on two shared cores, load 3.0:
+# results/dalle_8x8.json); 800 steps judged about as well (results/dalle_800steps.json). The default
+# dVAE now writes a 16 x 16 grid (256 image tokens, not 64): a training step costs about 4x (one
+# forward + backward at batch 32: results/dalle_mask_timing.json), so 600 steps: what this session's
+# crowded machine (load 8-10 on 2 cores) could train and judge for two seeds in the time left; not
+# a tuned choice (about 7 minutes on quiet cores, by the 4x of the 8 x 8 prior's 0.17 s per step).
+DEFAULTS = dict(steps=600, batch_size=32, lr=2e-3, warmup=100, dim=64, depth=4, heads=4,
                 attention="full", n_train=20000, text_len=16, vocab_size=512)
 RERANKER = dict(steps=500, batch_size=64, lr=2e-3, dim=64, depth=2, heads=4, embed_dim=64,
                 patch_size=16, vocab_size=512)
@@ -446,11 +450,14 @@ def _grid_figure(images, captions, scores, path):
 
 
 def run_seed(seed, steps=None, n_eval=100, n_candidates=16, progress=True, folder=None, dvae=None,
-             temperature=1.0, **overrides) -> dict:
+             temperature=1.0, top_k=None, prior=None, stem="dalle", **overrides) -> dict:
     """One seed of the results file: train the prior (on the default dVAE), the reranker,
     judge its generations; a PNG grid of reranked samples into ``folder``. ``dvae``: a
     checkpoint path (default: the cached default dVAE). The prior is
-    saved in ``runs/dalle-seed{seed}`` (for ``minivl dalle generate --checkpoint``)."""
+    saved in ``runs/dalle-seed{seed}`` (for ``minivl dalle generate --checkpoint``).
+    ``prior``: the path of a prior saved that way, judged again (e.g. at another
+    temperature or top-k) instead of training one; its training record is kept. The PNG is
+    ``{stem}_samples_seed{seed}.png`` (``stem``: the results file's stem)."""
     from minivl.recipes.dvae import default_dvae, load_dvae
     from minivl.recipes.judge import default_judge
 
@@ -459,7 +466,11 @@ def run_seed(seed, steps=None, n_eval=100, n_candidates=16, progress=True, folde
         dvae = PatchCodebook(make_dalle_data(3000, seed)[0].images, seed=seed)
     else:
         dvae = load_dvae(dvae) if dvae else default_dvae(0, progress)
-    r = train_prior(dvae, steps=steps, seed=seed, progress=progress, out=f"runs/dalle-seed{seed}", **overrides)
+    if prior is None:
+        r = train_prior(dvae, steps=steps, seed=seed, progress=progress, out=f"runs/dalle-seed{seed}",
+                        **overrides)
+    else:
+        r = reload_prior(prior, dvae, seed)
     load_after_training = _load()
     judge = default_judge(0, progress)
     train_pairs, evals = r["data"][:2]
@@ -468,24 +479,43 @@ def run_seed(seed, steps=None, n_eval=100, n_candidates=16, progress=True, folde
     reranker_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
     scores = evaluate(r["model"], r["bpe"], dvae, evals, judge.matches, reranker, n_candidates, n_eval,
-                      seed, temperature, progress=progress)
+                      seed, temperature, top_k, progress=progress)
     for name, pairs in evals.items():  # what the judge reads in the dVAE's reconstructions
         recon = decode(dvae, encode_images(dvae, pairs.images[:n_eval])[:, None])[:, 0]
         scores[name]["real_reconstructed"] = float(judge.matches(recon, pairs.structured[:n_eval]).mean())
     if folder is not None:
         pairs = evals["held_out_pairs"]
-        codes = generate_codes(r["model"], r["bpe"], pairs.captions[:6], 8, temperature, seed=seed)
+        codes = generate_codes(r["model"], r["bpe"], pairs.captions[:6], 8, temperature, top_k, seed=seed)
         images = decode(dvae, codes)
         order, ranked = rerank(*reranker, images, pairs.captions[:6])
         _grid_figure(np.take_along_axis(images, order[:, :, None, None, None], 1), pairs.captions[:6], ranked,
-                     Path(folder) / f"dalle_samples_seed{seed}.png")
+                     Path(folder) / f"{stem}_samples_seed{seed}.png")
     history = r["history"]
-    return {"prior": r["metrics"], "evaluation": scores, "temperature": temperature,
+    return {"prior": r["metrics"], "evaluation": scores, "temperature": temperature, "top_k": top_k,
             "dvae": str(dvae_path) if dvae_path else "default_dvae(0)",
             "load_average_after_training": load_after_training,
             "load_average_after_evaluation": _load(), "evaluation_seconds": time.perf_counter() - t0,
             "reranker_seconds": reranker_seconds,
             "curve": {"steps": history.steps[::10], "loss": history.loss[::10], "evals": history.evals}}
+
+
+class _Record:
+    """The training record of a saved prior (``history`` of ``run_seed``'s results)."""
+
+    def __init__(self, steps, loss, evals):
+        self.steps, self.loss, self.evals = steps, loss, evals
+
+
+def reload_prior(path, dvae, seed) -> dict:
+    """``train_prior``'s result for a prior saved by ``train_prior(out=...)``: the model, its
+    BPE and the evaluation pairs of ``seed``; metrics from the checkpoint's metadata."""
+    model, bpe, words = load_prior(path)
+    check_pair(model, dvae)
+    meta = checkpoint_metadata(path)
+    train_pairs, evals = make_dalle_data(int(meta.get("n_train", DEFAULTS["n_train"])), seed)
+    metrics = {**{k: v for k, v in meta.items() if k != "words"}, "reloaded_from": str(path)}
+    return {"model": model, "bpe": bpe, "words": words, "dvae": dvae, "metrics": metrics,
+            "history": _Record([], [], []), "data": (train_pairs, evals)}
 
 
 def main(argv=None):
@@ -505,6 +535,9 @@ def main(argv=None):
     parser.add_argument("--dvae", default=None, help="a dVAE checkpoint (default: the cached default dVAE), "
                         "or 'kmeans' for the PatchCodebook stand-in")
     parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--top-k", type=int, default=None, help="sample among the k likeliest codes only")
+    parser.add_argument("--prior", default=None, help="judge this saved prior (runs/dalle-seedN/prior.safetensors) "
+                        "again instead of training one; with one seed")
     parser.add_argument("--dim", type=int, default=None)
     parser.add_argument("--depth", type=int, default=None)
     parser.add_argument("--backend", default="numba", help="kernel backend (default: numba)")
@@ -527,17 +560,19 @@ def main(argv=None):
     for seed in args.seeds:
         size = {k: v for k, v in (("dim", args.dim), ("depth", args.depth)) if v is not None}
         run = run_seed(seed, args.steps, args.n_eval, args.candidates, not args.quiet, out.parent, args.dvae,
-                       temperature=args.temperature, **size)
+                       temperature=args.temperature, top_k=args.top_k, prior=args.prior, stem=out.stem, **size)
         write("runs", str(seed), run)
         print(json.dumps({k: {m: round(v, 3) for m, v in s.items() if "correct" in m}
                           for k, s in run["evaluation"].items()}))
-    if args.mask_timing:
-        model = DALLE(text_vocab=384, text_len=DEFAULTS["text_len"], image_vocab=512, grid_h=8, grid_w=8,
-                      dim=DEFAULTS["dim"], depth=DEFAULTS["depth"], num_heads=DEFAULTS["heads"])
-        rng = np.random.default_rng(0)
-        streams = model.stream(model.pad_text([rng.integers(0, 384, 10) for _ in range(32)]),
-                               rng.integers(0, 512, (32, 8, 8)))
-        write("mask_timing", "batch32", {"forward_backward": time_masks(model, streams), "load_average": _load()})
+    if args.mask_timing:  # the 8 x 8 grid of the earlier dVAE and the 16 x 16 of the default one
+        for g, key in ((8, "batch32"), (16, "batch32_16x16")):
+            model = DALLE(text_vocab=384, text_len=DEFAULTS["text_len"], image_vocab=512, grid_h=g, grid_w=g,
+                          dim=DEFAULTS["dim"], depth=DEFAULTS["depth"], num_heads=DEFAULTS["heads"])
+            rng = np.random.default_rng(0)
+            streams = model.stream(model.pad_text([rng.integers(0, 384, 10) for _ in range(32)]),
+                                   rng.integers(0, 512, (32, g, g)))
+            write("mask_timing", key, {"forward_backward": time_masks(model, streams), "grid": [g, g],
+                                       "load_average": _load()})
     if args.masks:
         from minivl.recipes.dvae import default_dvae, load_dvae
 

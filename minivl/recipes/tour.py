@@ -280,7 +280,8 @@ def stage_dalle(report, quick, progress):
     from minivl.viz.images import image_grid
 
     report.section("DALL-E: a discrete VAE and a prior over caption and image tokens (S19-S28)",
-                   "Stage 1 turns each 32 x 32 image into an 8 x 8 grid of codes; stage 2 is one "
+                   "Stage 1 turns each 32 x 32 image into a grid of codes (16 x 16 by default, 8 x 8 "
+                   "with --quick); stage 2 is one "
                    "causal transformer over the padded caption, a start-of-image token and the codes, "
                    "sampled with a key/value cache and decoded by the dVAE. "
                    + ("Quick: a tiny dVAE and prior, far from the recipe's figures "

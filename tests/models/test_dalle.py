@@ -34,7 +34,7 @@ def reference_mask(kind, L, h, w, kernel=3):
 
 
 @pytest.mark.parametrize("kind", ["full", "row", "column", "conv"])
-@pytest.mark.parametrize("L, h, w", [(2, 2, 3), (3, 3, 3), (1, 4, 2)])
+@pytest.mark.parametrize("L, h, w", [(2, 2, 3), (3, 3, 3), (1, 4, 2), (3, 16, 16)])  # 16 x 16: the default grid
 def test_masks_match_the_cell_by_cell_masks(kind, L, h, w):
     np.testing.assert_array_equal(attention_mask(kind, L, h, w), reference_mask(kind, L, h, w))
 
@@ -139,6 +139,19 @@ def test_cached_sampling_equals_uncached(attention, temperature, top_k):
     np.testing.assert_array_equal(a, b)
     np.testing.assert_allclose(la, lb, rtol=1e-4, atol=1e-5)
     # and the logits each code was drawn from are the teacher-forced logits of the finished stream
+    full = m(m.stream(text, a)[:, :-1]).data[:, m.config.text_len:, m.image_start:]
+    np.testing.assert_allclose(la, full, rtol=1e-4, atol=1e-5)
+
+
+def test_cached_sampling_equals_uncached_on_a_16x16_grid():
+    """The default dVAE writes a 16 x 16 grid: 256 image positions; "sparse" at depth 6 runs
+    row, column and conv masks of width 16 (the shorter grids above test "full")."""
+    m = DALLE(**{**TINY, "grid_h": 16, "grid_w": 16, "depth": 6}, attention="sparse")
+    text, _, _ = _streams(m, seed=4, B=2)
+    a, la = m.generate(text, 1.0, None, use_cache=True, generator=np.random.default_rng(1), return_logits=True)
+    b = m.generate(text, 1.0, None, use_cache=False, generator=np.random.default_rng(1))
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == (2, 16, 16)
     full = m(m.stream(text, a)[:, :-1]).data[:, m.config.text_len:, m.image_start:]
     np.testing.assert_allclose(la, full, rtol=1e-4, atol=1e-5)
 

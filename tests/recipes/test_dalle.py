@@ -21,6 +21,7 @@ from minivl.recipes.dalle import (
     evaluate,
     generate_codes,
     load_prior,
+    reload_prior,
     rerank,
     train_prior,
     train_reranker,
@@ -135,6 +136,19 @@ def test_cli_generates_a_grid_and_names_its_errors(run, dvae, tmp_path, capsys):
     with pytest.raises(SystemExit, match="DALLE"):  # a dVAE file given as the prior
         main(["dalle", "generate", "a red circle.", "--checkpoint", str(dvae_path), "--dvae", str(dvae_path),
               "--quiet"])
+
+
+def test_a_saved_prior_is_judged_again_as_it_was_trained(run, dvae):
+    r, out = run
+    back = reload_prior(out / CHECKPOINT, dvae, seed=0)
+    text = ["a red circle.", "a blue square is above a green ring."]
+    a = generate_codes(r["model"], r["bpe"], text, 2, seed=5)
+    b = generate_codes(back["model"], back["bpe"], text, 2, seed=5)
+    np.testing.assert_array_equal(a, b)  # same weights, same BPE: same samples
+    assert back["data"][1]["held_out_pairs"].captions == r["data"][1]["held_out_pairs"].captions
+    assert int(back["metrics"]["steps"]) == TINY_PRIOR["steps"] and back["metrics"]["reloaded_from"]
+    with pytest.raises(ValueError, match="grid"):
+        reload_prior(out / CHECKPOINT, DiscreteVAE(image_size=32, vocab_size=16, widths=(4, 8), codebook_dim=8), 0)
 
 
 def test_cli_trains_a_vae_then_a_prior_that_finds_it(tmp_path, monkeypatch, capsys):
