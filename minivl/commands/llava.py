@@ -18,7 +18,7 @@ def _train(args):
     began = time.perf_counter()
     model, data, h = run_stage(args.stage, args.out, args.steps, args.batch_size, args.projector,
                                args.seed, args.n_train, args.lm_steps, args.clip, args.resume,
-                               not args.quiet)
+                               not args.quiet, args.conversations)
     trained = model.num_parameters(trainable_only=True)
     print(f"LLaVA stage {args.stage}: {trained:,} of {model.num_parameters():,} parameters trained; "
           f"{len(h.loss)} steps, loss {h.loss[0]:.3f} -> {np.mean(h.loss[-10:]):.3f}"
@@ -58,7 +58,7 @@ def _study(args):
 
         r = study(seed, n_train=args.n_train, lm_steps=args.lm_steps, stage1_steps=args.stage1_steps,
                   stage2_steps=args.stage2_steps, batch_size=args.batch_size, stage2_lr=args.stage2_lr,
-                  clip_cache=args.clip,
+                  clip_cache=args.clip, conversations=args.conversations,
                   progress=not args.quiet, wait_for_clip=args.wait_for_clip, on_row=partial)
         partial(r)
         runs.append(r)
@@ -102,10 +102,10 @@ def _eval(args):
 
     load_avg = [round(x, 2) for x in os.getloadavg()]
     model = load_checkpoint(LLaVA, args.checkpoint)
-    data = LLaVAData(args.n_train, 200, args.seed)
+    data = LLaVAData(args.n_train, 200, args.seed, conversations=args.conversations)
     if data.tokenizer.vocab_size != model.config.vocab_size:
-        raise SystemExit(f"{args.checkpoint} does not match the tokenizer of "
-                         f"--seed {args.seed} --n-train {args.n_train}")
+        raise SystemExit(f"{args.checkpoint} does not match the tokenizer of --seed {args.seed} "
+                         f"--n-train {args.n_train} --conversations {args.conversations}")
     data.compute_features(model)
     m = evaluate(model, data, n_per_type=args.n_per_type, n_describe=args.n_describe,
                  n_reason=args.n_reason, seed=args.seed)
@@ -129,6 +129,7 @@ def _chat(args):
     return 0
 
 
+CONV_HELP = "conversation samples per training scene (the weight of short answers in the mix)"
 CLIP_HELP = ("folder of a CLIP run ('minivl clip train --out'); default: the eye cached under "
              "$MINIVL_CACHE (~/.cache/minivl), trained once when absent")
 
@@ -150,6 +151,7 @@ def register(subparsers):
     t.add_argument("--n-train", type=int, default=STUDY["n_train"], help="training scenes")
     t.add_argument("--lm-steps", type=int, default=STUDY["lm_steps"],
                    help="GPT pretraining steps (stage 1, cached)")
+    t.add_argument("--conversations", type=int, default=STUDY["conversations"], help=CONV_HELP)
     t.add_argument("--clip", default=None, help=CLIP_HELP)
     t.add_argument("--out", default="runs/llava", help="folder for gpt/stage1/stage2.safetensors")
     t.add_argument("--resume", default=None, help="a stageN.safetensors to continue to --steps")
@@ -162,6 +164,7 @@ def register(subparsers):
     s.add_argument("--stage1-steps", type=int, default=STUDY["stage1_steps"])
     s.add_argument("--stage2-steps", type=int, default=STUDY["stage2_steps"])
     s.add_argument("--stage2-lr", type=float, default=None, help=f"default: {LR[2]}")
+    s.add_argument("--conversations", type=int, default=STUDY["conversations"], help=CONV_HELP)
     s.add_argument("--batch-size", type=int, default=STUDY["batch_size"])
     s.add_argument("--clip", default=None, help=CLIP_HELP)
     s.add_argument("--out", default="results/llava_study.json")
@@ -175,6 +178,7 @@ def register(subparsers):
     e.add_argument("--checkpoint", default="runs/llava/stage2.safetensors")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--n-train", type=int, default=STUDY["n_train"], help="as in training (rebuilds the tokenizer)")
+    e.add_argument("--conversations", type=int, default=STUDY["conversations"], help="as in training")
     e.add_argument("--n-per-type", type=int, default=30)
     e.add_argument("--n-describe", type=int, default=30)
     e.add_argument("--n-reason", type=int, default=30)
