@@ -117,6 +117,33 @@ def _eval(args):
     return 0
 
 
+def _probe(args):
+    """What the frozen eye's patch tokens carry, and what a blind guess scores (a diagnosis)."""
+    import os
+
+    from minivl.models.gpt import GPT
+    from minivl.recipes.llava import LLaVAData, build, clip_tower
+    from minivl.recipes.llava_probe import answer_balance, probe_eye
+
+    load = [round(x, 2) for x in os.getloadavg()]
+    clip = clip_tower(args.clip, progress=False)
+    runs = {}
+    for seed in args.seeds:
+        data = LLaVAData(args.n_train, 200, seed)  # the study's scenes (its held-out ones too)
+        gpt = GPT(vocab_size=data.tokenizer.vocab_size, max_len=128, dim=16, depth=1, num_heads=2)
+        data.compute_features(build(data, clip, gpt))  # the eye only: the GPT is never used
+        runs[seed] = {"probes": probe_eye(data.train_features, data.train_scenes, data.test_features,
+                                          data.test_scenes),
+                      "answer_balance": answer_balance(data.test_scenes, args.n_per_type, seed)}
+        print(f"seed {seed}:", {k: round(v, 3) for k, v in runs[seed]["probes"].items()})
+        print("  majority answer share:", {t: round(v["majority_share"], 2)
+                                           for t, v in runs[seed]["answer_balance"].items()})
+    results = {"runs": runs, "clip_checkpoint": _clip_record(args.clip), "load_average_at_start": load,
+               "load_average_at_end": [round(x, 2) for x in os.getloadavg()]}
+    print(f"results: {write_results(args.out, 'llava probe', vars(args), results)}")
+    return 0
+
+
 def _chat(args):
     from minivl.recipes.llava_chat import chat_session
 
@@ -184,6 +211,13 @@ def register(subparsers):
     e.add_argument("--n-reason", type=int, default=30)
     e.add_argument("--out", default=None)
     e.set_defaults(func=_eval)
+    pr = sub.add_parser("probe", help="linear probes on the frozen eye's patch tokens; answer balance")
+    pr.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    pr.add_argument("--n-train", type=int, default=STUDY["n_train"])
+    pr.add_argument("--n-per-type", type=int, default=60, help="as the study's evaluation")
+    pr.add_argument("--clip", default=None, help=CLIP_HELP)
+    pr.add_argument("--out", default="results/llava_probe.json")
+    pr.set_defaults(func=_probe)
     c = sub.add_parser("chat", help="talk about one picture: streaming, /reset, /quit")
     c.add_argument("--checkpoint", default="runs/llava/stage2.safetensors")
     src = c.add_mutually_exclusive_group(required=True)
