@@ -38,7 +38,7 @@ def _study(args):
         import json
 
         studies = [json.loads(Path(path).read_text()) for path in args.merge]
-        runs = [run for written in studies for run in written["results"]["runs"]]
+        runs = join_seeds([run for written in studies for run in written["results"]["runs"]])
         # the options and commands of the runs themselves (this command's are only --merge and --out)
         extra = {"merged_from": args.merge, "clip_checkpoint": _clip_record(args.clip),
                  "study_commands": [s.get("command") for s in studies],
@@ -58,7 +58,7 @@ def _study(args):
 
         r = study(seed, n_train=args.n_train, lm_steps=args.lm_steps, stage1_steps=args.stage1_steps,
                   stage2_steps=args.stage2_steps, batch_size=args.batch_size, stage2_lr=args.stage2_lr,
-                  clip_cache=args.clip, conversations=args.conversations,
+                  clip_cache=args.clip, conversations=args.conversations, rows=tuple(args.rows),
                   progress=not args.quiet, wait_for_clip=args.wait_for_clip, on_row=partial)
         partial(r)
         runs.append(r)
@@ -68,6 +68,31 @@ def _study(args):
     if args.out:
         print(f"results: {args.out}")
     return 0
+
+
+def join_seeds(runs) -> list[dict]:
+    """One run per seed: the rows of a seed run in several processes (``--rows``) joined.
+
+    The first part's other fields are kept; each part's rows, seconds and load
+    averages are listed under ``parts``. A row measured twice is an error.
+    """
+    joined = {}
+    for run in runs:
+        part = {"rows": sorted(run["rows"]), "total_seconds": run.get("total_seconds"),
+                "load_average_at_start": run.get("load_average_at_start"),
+                "load_average_now": run.get("load_average_now")}
+        if run["seed"] not in joined:
+            joined[run["seed"]] = {**run, "rows": dict(run["rows"]), "seconds": dict(run["seconds"]),
+                                   "parts": [part]}
+            continue
+        into = joined[run["seed"]]
+        twice = set(into["rows"]) & set(run["rows"])
+        if twice:
+            raise SystemExit(f"seed {run['seed']}: rows {sorted(twice)} are in more than one file")
+        into["rows"].update(run["rows"])
+        into["seconds"].update(run["seconds"])
+        into["parts"].append(part)
+    return list(joined.values())
 
 
 def _clip_record(folder) -> dict:
@@ -162,7 +187,7 @@ CLIP_HELP = ("folder of a CLIP run ('minivl clip train --out'); default: the eye
 
 
 def register(subparsers):
-    from minivl.recipes.llava import LR, STUDY
+    from minivl.recipes.llava import LR, STUDY, STUDY_ROWS
 
     p = subparsers.add_parser("llava", help="LLaVA: a frozen CLIP eye, a projector, a GPT; "
                                             "two-stage visual instruction tuning, chat (S29-S37)")
@@ -192,6 +217,8 @@ def register(subparsers):
     s.add_argument("--stage2-steps", type=int, default=STUDY["stage2_steps"])
     s.add_argument("--stage2-lr", type=float, default=None, help=f"default: {LR[2]}")
     s.add_argument("--conversations", type=int, default=STUDY["conversations"], help=CONV_HELP)
+    s.add_argument("--rows", nargs="+", choices=STUDY_ROWS, default=list(STUDY_ROWS),
+                   help="which rows to run (the rest can run in another process; --merge joins them)")
     s.add_argument("--batch-size", type=int, default=STUDY["batch_size"])
     s.add_argument("--clip", default=None, help=CLIP_HELP)
     s.add_argument("--out", default="results/llava_study.json")
