@@ -64,7 +64,7 @@ if CI:
                       n_retrieval=60, progress=False)["model"]
 else:
     clip = clip_tower()  # cached under $MINIVL_CACHE, trained once
-# four conversation samples per scene, as the study (short answers weigh more in the mix)
+# conversation samples per scene as in the study (STUDY; `--conversations` changes it)
 data = LLaVAData(n_train=200 if CI else 2000, n_test=40 if CI else 200, seed=0,
                  conversations=STUDY["conversations"])
 gpt, lm_metrics = pretrain_lm(data.tokenizer, data.docs, 20 if CI else 100, progress=False)

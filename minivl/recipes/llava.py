@@ -57,7 +57,7 @@ MAX_LEN = 128
 LR = {1: 3e-3, 2: 3e-3}  # peak learning rate of each stage (warm-up, then cosine to a tenth)
 # the study's defaults: about 20 minutes per seed on one core (lectures/10-llava.md, S36)
 STUDY = dict(n_train=2000, lm_steps=500, stage1_steps=200, stage2_steps=3500, batch_size=16,
-             conversations=4)
+             conversations=1)
 STUDY_ROWS = ("lm_alone", "stage1", "stage2", "stage2_v15")  # S36's four rows
 CLIP_STEPS = 3000  # minivl clip train's default: zero-shot 0.98, retrieval R@1 0.97 (results/llava_clip.json)
 
