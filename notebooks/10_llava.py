@@ -57,14 +57,16 @@ RESULTS = Path(mv.__file__).resolve().parents[1] / "results"
 # %%
 from minivl.models.vision import preprocess
 from minivl.recipes.clip import train_clip
-from minivl.recipes.llava import LLaVAData, build, clip_tower, evaluate, pretrain_lm, train_stage
+from minivl.recipes.llava import STUDY, LLaVAData, build, clip_tower, evaluate, pretrain_lm, train_stage
 
 if CI:
     clip = train_clip("shapes", steps=40, n_train=2000, eval_every=10**9, n_zero_shot=60,
                       n_retrieval=60, progress=False)["model"]
 else:
     clip = clip_tower()  # cached under $MINIVL_CACHE, trained once
-data = LLaVAData(n_train=200 if CI else 2000, n_test=40 if CI else 200, seed=0)
+# conversation samples per scene as in the study (STUDY; `--conversations` changes it)
+data = LLaVAData(n_train=200 if CI else 2000, n_test=40 if CI else 200, seed=0,
+                 conversations=STUDY["conversations"])
 gpt, lm_metrics = pretrain_lm(data.tokenizer, data.docs, 20 if CI else 100, progress=False)
 print(f"GPT pretrained on {len(data.docs):,} plain-text documents: val perplexity "
       f"{lm_metrics['val_perplexity']:.2f}")

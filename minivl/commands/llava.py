@@ -18,7 +18,7 @@ def _train(args):
     began = time.perf_counter()
     model, data, h = run_stage(args.stage, args.out, args.steps, args.batch_size, args.projector,
                                args.seed, args.n_train, args.lm_steps, args.clip, args.resume,
-                               not args.quiet)
+                               not args.quiet, args.conversations)
     trained = model.num_parameters(trainable_only=True)
     print(f"LLaVA stage {args.stage}: {trained:,} of {model.num_parameters():,} parameters trained; "
           f"{len(h.loss)} steps, loss {h.loss[0]:.3f} -> {np.mean(h.loss[-10:]):.3f}"
@@ -38,7 +38,7 @@ def _study(args):
         import json
 
         studies = [json.loads(Path(path).read_text()) for path in args.merge]
-        runs = [run for written in studies for run in written["results"]["runs"]]
+        runs = join_seeds([run for written in studies for run in written["results"]["runs"]])
         # the options and commands of the runs themselves (this command's are only --merge and --out)
         extra = {"merged_from": args.merge, "clip_checkpoint": _clip_record(args.clip),
                  "study_commands": [s.get("command") for s in studies],
@@ -58,7 +58,7 @@ def _study(args):
 
         r = study(seed, n_train=args.n_train, lm_steps=args.lm_steps, stage1_steps=args.stage1_steps,
                   stage2_steps=args.stage2_steps, batch_size=args.batch_size, stage2_lr=args.stage2_lr,
-                  clip_cache=args.clip,
+                  clip_cache=args.clip, conversations=args.conversations, rows=tuple(args.rows),
                   progress=not args.quiet, wait_for_clip=args.wait_for_clip, on_row=partial)
         partial(r)
         runs.append(r)
@@ -68,6 +68,31 @@ def _study(args):
     if args.out:
         print(f"results: {args.out}")
     return 0
+
+
+def join_seeds(runs) -> list[dict]:
+    """One run per seed: the rows of a seed run in several processes (``--rows``) joined.
+
+    The first part's other fields are kept; each part's rows, seconds and load
+    averages are listed under ``parts``. A row measured twice is an error.
+    """
+    joined = {}
+    for run in runs:
+        part = {"rows": sorted(run["rows"]), "total_seconds": run.get("total_seconds"),
+                "load_average_at_start": run.get("load_average_at_start"),
+                "load_average_now": run.get("load_average_now")}
+        if run["seed"] not in joined:
+            joined[run["seed"]] = {**run, "rows": dict(run["rows"]), "seconds": dict(run["seconds"]),
+                                   "parts": [part]}
+            continue
+        into = joined[run["seed"]]
+        twice = set(into["rows"]) & set(run["rows"])
+        if twice:
+            raise SystemExit(f"seed {run['seed']}: rows {sorted(twice)} are in more than one file")
+        into["rows"].update(run["rows"])
+        into["seconds"].update(run["seconds"])
+        into["parts"].append(part)
+    return list(joined.values())
 
 
 def _clip_record(folder) -> dict:
@@ -102,10 +127,10 @@ def _eval(args):
 
     load_avg = [round(x, 2) for x in os.getloadavg()]
     model = load_checkpoint(LLaVA, args.checkpoint)
-    data = LLaVAData(args.n_train, 200, args.seed)
+    data = LLaVAData(args.n_train, 200, args.seed, conversations=args.conversations)
     if data.tokenizer.vocab_size != model.config.vocab_size:
-        raise SystemExit(f"{args.checkpoint} does not match the tokenizer of "
-                         f"--seed {args.seed} --n-train {args.n_train}")
+        raise SystemExit(f"{args.checkpoint} does not match the tokenizer of --seed {args.seed} "
+                         f"--n-train {args.n_train} --conversations {args.conversations}")
     data.compute_features(model)
     m = evaluate(model, data, n_per_type=args.n_per_type, n_describe=args.n_describe,
                  n_reason=args.n_reason, seed=args.seed)
@@ -114,6 +139,33 @@ def _eval(args):
     print({k: round(v, 3) for k, v in m.items() if isinstance(v, float)})
     if args.out:
         print(f"results: {write_results(args.out, 'llava eval', vars(args), m)}")
+    return 0
+
+
+def _probe(args):
+    """What the frozen eye's patch tokens carry, and what a blind guess scores (a diagnosis)."""
+    import os
+
+    from minivl.models.gpt import GPT
+    from minivl.recipes.llava import LLaVAData, build, clip_tower
+    from minivl.recipes.llava_probe import answer_balance, probe_eye
+
+    load = [round(x, 2) for x in os.getloadavg()]
+    clip = clip_tower(args.clip, progress=False)
+    runs = {}
+    for seed in args.seeds:
+        data = LLaVAData(args.n_train, 200, seed)  # the study's scenes (its held-out ones too)
+        gpt = GPT(vocab_size=data.tokenizer.vocab_size, max_len=128, dim=16, depth=1, num_heads=2)
+        data.compute_features(build(data, clip, gpt))  # the eye only: the GPT is never used
+        runs[seed] = {"probes": probe_eye(data.train_features, data.train_scenes, data.test_features,
+                                          data.test_scenes),
+                      "answer_balance": answer_balance(data.test_scenes, args.n_per_type, seed)}
+        print(f"seed {seed}:", {k: round(v, 3) for k, v in runs[seed]["probes"].items()})
+        print("  majority answer share:", {t: round(v["majority_share"], 2)
+                                           for t, v in runs[seed]["answer_balance"].items()})
+    results = {"runs": runs, "clip_checkpoint": _clip_record(args.clip), "load_average_at_start": load,
+               "load_average_at_end": [round(x, 2) for x in os.getloadavg()]}
+    print(f"results: {write_results(args.out, 'llava probe', vars(args), results)}")
     return 0
 
 
@@ -129,12 +181,13 @@ def _chat(args):
     return 0
 
 
+CONV_HELP = "conversation samples per training scene (the weight of short answers in the mix)"
 CLIP_HELP = ("folder of a CLIP run ('minivl clip train --out'); default: the eye cached under "
              "$MINIVL_CACHE (~/.cache/minivl), trained once when absent")
 
 
 def register(subparsers):
-    from minivl.recipes.llava import LR, STUDY
+    from minivl.recipes.llava import LR, STUDY, STUDY_ROWS
 
     p = subparsers.add_parser("llava", help="LLaVA: a frozen CLIP eye, a projector, a GPT; "
                                             "two-stage visual instruction tuning, chat (S29-S37)")
@@ -150,6 +203,7 @@ def register(subparsers):
     t.add_argument("--n-train", type=int, default=STUDY["n_train"], help="training scenes")
     t.add_argument("--lm-steps", type=int, default=STUDY["lm_steps"],
                    help="GPT pretraining steps (stage 1, cached)")
+    t.add_argument("--conversations", type=int, default=STUDY["conversations"], help=CONV_HELP)
     t.add_argument("--clip", default=None, help=CLIP_HELP)
     t.add_argument("--out", default="runs/llava", help="folder for gpt/stage1/stage2.safetensors")
     t.add_argument("--resume", default=None, help="a stageN.safetensors to continue to --steps")
@@ -162,6 +216,9 @@ def register(subparsers):
     s.add_argument("--stage1-steps", type=int, default=STUDY["stage1_steps"])
     s.add_argument("--stage2-steps", type=int, default=STUDY["stage2_steps"])
     s.add_argument("--stage2-lr", type=float, default=None, help=f"default: {LR[2]}")
+    s.add_argument("--conversations", type=int, default=STUDY["conversations"], help=CONV_HELP)
+    s.add_argument("--rows", nargs="+", choices=STUDY_ROWS, default=list(STUDY_ROWS),
+                   help="which rows to run (the rest can run in another process; --merge joins them)")
     s.add_argument("--batch-size", type=int, default=STUDY["batch_size"])
     s.add_argument("--clip", default=None, help=CLIP_HELP)
     s.add_argument("--out", default="results/llava_study.json")
@@ -175,11 +232,19 @@ def register(subparsers):
     e.add_argument("--checkpoint", default="runs/llava/stage2.safetensors")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--n-train", type=int, default=STUDY["n_train"], help="as in training (rebuilds the tokenizer)")
+    e.add_argument("--conversations", type=int, default=STUDY["conversations"], help="as in training")
     e.add_argument("--n-per-type", type=int, default=30)
     e.add_argument("--n-describe", type=int, default=30)
     e.add_argument("--n-reason", type=int, default=30)
     e.add_argument("--out", default=None)
     e.set_defaults(func=_eval)
+    pr = sub.add_parser("probe", help="linear probes on the frozen eye's patch tokens; answer balance")
+    pr.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    pr.add_argument("--n-train", type=int, default=STUDY["n_train"])
+    pr.add_argument("--n-per-type", type=int, default=60, help="as the study's evaluation")
+    pr.add_argument("--clip", default=None, help=CLIP_HELP)
+    pr.add_argument("--out", default="results/llava_probe.json")
+    pr.set_defaults(func=_probe)
     c = sub.add_parser("chat", help="talk about one picture: streaming, /reset, /quit")
     c.add_argument("--checkpoint", default="runs/llava/stage2.safetensors")
     src = c.add_mutually_exclusive_group(required=True)

@@ -43,15 +43,31 @@ def llava_scenes(n, seed, max_objects=3):
     return scenes, render(scenes)
 
 
-def instructions(scenes, seed, kinds=INSTRUCTION_KINDS) -> list[Instruction]:
-    """One sample of every kind in ``kinds`` per scene (when the scene allows it)."""
+def instructions(scenes, seed, kinds=INSTRUCTION_KINDS, conversations=1) -> list[Instruction]:
+    """One sample of every kind in ``kinds`` per scene (when the scene allows it).
+
+    ``conversations``: how many conversation samples each scene gets (the
+    weight of the short answers in the mix; LLaVA-Instruct-158K holds 58K
+    conversations, 23K descriptions and 77K reasoning samples). The first
+    ones are those of ``conversations=1``; the others come from their own
+    random stream, so raising it only adds samples.
+    """
+    if conversations < 0:
+        raise ValueError(f"conversations must be >= 0, got {conversations}")
     rng = np.random.default_rng([seed, 31])
     out = []
     for i, scene in enumerate(scenes):
         for kind in kinds:
             item = make_instruction(scene, i, kind, rng)
-            if item is not None:
+            if item is not None and (kind != "conversation" or conversations >= 1):
                 out.append(item)
+    if "conversation" in kinds and conversations > 1:
+        more = np.random.default_rng([seed, 31, 2])
+        for i, scene in enumerate(scenes):
+            for _ in range(conversations - 1):
+                item = make_instruction(scene, i, "conversation", more)
+                if item is not None:
+                    out.append(item)
     return out
 
 

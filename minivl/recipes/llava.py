@@ -56,7 +56,9 @@ from minivl.train import History, train
 MAX_LEN = 128
 LR = {1: 3e-3, 2: 3e-3}  # peak learning rate of each stage (warm-up, then cosine to a tenth)
 # the study's defaults: about 20 minutes per seed on one core (lectures/10-llava.md, S36)
-STUDY = dict(n_train=2000, lm_steps=500, stage1_steps=200, stage2_steps=3500, batch_size=16)
+STUDY = dict(n_train=2000, lm_steps=500, stage1_steps=200, stage2_steps=3500, batch_size=16,
+             conversations=1)
+STUDY_ROWS = ("lm_alone", "stage1", "stage2", "stage2_v15")  # S36's four rows
 CLIP_STEPS = 3000  # minivl clip train's default: zero-shot 0.98, retrieval R@1 0.97 (results/llava_clip.json)
 
 
@@ -108,11 +110,11 @@ def pretrain_lm(tokenizer, docs, steps=300, seed=0, dim=64, depth=2, heads=4, ba
 class LLaVAData:
     """Everything a run reads: scenes, pictures, features, tokenizer, examples."""
 
-    def __init__(self, n_train=3000, n_test=300, seed=0, vocab_size=600):
+    def __init__(self, n_train=3000, n_test=300, seed=0, vocab_size=600, conversations=1):
         self.seed = seed
         self.train_scenes, self.train_images = llava_scenes(n_train, seed)
         self.test_scenes, self.test_images = llava_scenes(n_test, seed + 1000)  # held out
-        self.items = instructions(self.train_scenes, seed)
+        self.items = instructions(self.train_scenes, seed, conversations=conversations)
         self.captions = caption_pairs(self.train_scenes, seed)
         self.tokenizer = make_tokenizer(self.items, self.captions, vocab_size)
         self.docs = plain_text(self.items, self.captions)
@@ -270,45 +272,56 @@ def build(data: LLaVAData, clip, gpt, projector="linear") -> LLaVA:
 def study(seed=0, n_train=STUDY["n_train"], n_test=200, lm_steps=STUDY["lm_steps"],
           stage1_steps=STUDY["stage1_steps"], stage2_steps=STUDY["stage2_steps"],
           batch_size=STUDY["batch_size"], stage2_lr=None, clip_cache=None, clip_steps=CLIP_STEPS,
-          progress=True, out=None, eval_sizes=(60, 60, 60), wait_for_clip=0, on_row=None) -> dict:
+          progress=True, out=None, eval_sizes=(60, 60, 60), wait_for_clip=0, on_row=None,
+          conversations=STUDY["conversations"], rows=STUDY_ROWS) -> dict:
     """The four rows of S36 for one seed: LM alone, stage 1, stage 2, stage 2 (v1.5).
 
     ``on_row(partial)`` is called after every row with the result so far.
+    ``rows``: which of ``STUDY_ROWS`` to run (the others can run in another
+    process; ``minivl llava study --merge`` joins the rows of one seed).
     """
+    if not rows or set(rows) - set(STUDY_ROWS):
+        raise ValueError(f"rows must be some of {STUDY_ROWS}, got {rows!r}")
     began = time.perf_counter()
     manual_seed(seed)
-    data = LLaVAData(n_train, n_test, seed)
+    data = LLaVAData(n_train, n_test, seed, conversations=conversations)
     gpt, lm_metrics = pretrain_lm(data.tokenizer, data.docs, lm_steps, seed, progress=progress)
     clip = clip_tower(clip_cache, clip_steps, progress, wait_for_clip)
     data.compute_features(build(data, clip, gpt))
-    rows, seconds = {}, {}
+    wanted, rows, seconds = rows, {}, {}
     kw = dict(batch_size=batch_size, seed=seed, progress=progress)
     ev = dict(n_per_type=eval_sizes[0], n_describe=eval_sizes[1], n_reason=eval_sizes[2], seed=seed)
 
-    t = time.perf_counter()
-    blind = build(data, clip, gpt)
-    train_stage(blind, data, 2, stage2_steps, lr=stage2_lr, image=False, desc="llava text only", **kw)
-    rows["lm_alone"] = evaluate(blind, data, image=False, **ev)
-    seconds["lm_alone"] = time.perf_counter() - t
     report = lambda: {"seed": seed, "rows": rows, "lm_pretraining": lm_metrics, "seconds": seconds,
                       "statistics": data.statistics(), "total_seconds": time.perf_counter() - began,
                       "steps": {"lm": lm_steps, "stage1": stage1_steps, "stage2": stage2_steps,
                                 "batch_size": batch_size, "clip": clip_steps,
                                 "lr": {"stage1": LR[1], "stage2": stage2_lr or LR[2]}},
                       "data": {"train_scenes": n_train, "test_scenes": n_test,
-                               "eval_sizes": list(eval_sizes)}}
-    if on_row:
-        on_row(report())
+                               "conversations_per_scene": conversations,
+                               "eval_sizes": list(eval_sizes)}, "rows_run": list(wanted)}
+    if "lm_alone" in wanted:
+        t = time.perf_counter()
+        blind = build(data, clip, gpt)
+        train_stage(blind, data, 2, stage2_steps, lr=stage2_lr, image=False, desc="llava text only", **kw)
+        rows["lm_alone"] = evaluate(blind, data, image=False, **ev)
+        seconds["lm_alone"] = time.perf_counter() - t
+        if on_row:
+            on_row(report())
 
     for name, projector in (("stage2", "linear"), ("stage2_v15", "mlp")):
+        if name not in wanted and not (projector == "linear" and "stage1" in wanted):
+            continue
         t = time.perf_counter()
         model = build(data, clip, gpt, projector)
         h1 = train_stage(model, data, 1, stage1_steps, desc=f"{name} stage 1", **kw)
-        if projector == "linear":
+        if projector == "linear" and "stage1" in wanted:
             rows["stage1"] = evaluate(model, data, **ev)
             rows["stage1"]["final_loss"] = float(np.mean(h1.loss[-20:]))
             if on_row:
                 on_row(report())
+        if name not in wanted:
+            continue
         h2 = train_stage(model, data, 2, stage2_steps, lr=stage2_lr, desc=f"{name} stage 2",
                          out=out if projector == "linear" else None, **kw)
         rows[name] = evaluate(model, data, **ev)
@@ -324,14 +337,14 @@ def study(seed=0, n_train=STUDY["n_train"], n_test=200, lm_steps=STUDY["lm_steps
 
 def run_stage(stage, out="runs/llava", steps=None, batch_size=STUDY["batch_size"], projector="linear",
               seed=0, n_train=STUDY["n_train"], lm_steps=STUDY["lm_steps"], clip_cache=None, resume=None,
-              progress=True):
+              progress=True, conversations=STUDY["conversations"]):
     """``minivl llava train --stage N``: stage 1 from CLIP + a pretrained GPT (cached in ``out``),
     stage 2 from ``out/stage1.safetensors``; returns ``(model, data, history)``."""
     from minivl.checkpoint import load_checkpoint, save_checkpoint
     from minivl.models.gpt import GPT
 
     out = Path(out)
-    data = LLaVAData(n_train, 50, seed)
+    data = LLaVAData(n_train, 50, seed, conversations=conversations)
     if stage == 1:
         gpt_path = out / "gpt.safetensors"
         if gpt_path.exists():
@@ -341,7 +354,7 @@ def run_stage(stage, out="runs/llava", steps=None, batch_size=STUDY["batch_size"
             save_checkpoint(gpt, gpt_path)
         if gpt.config.vocab_size != data.tokenizer.vocab_size:
             raise ValueError(f"{gpt_path} has {gpt.config.vocab_size} token ids, this run's tokenizer "
-                             f"{data.tokenizer.vocab_size}: use the same --seed and --n-train")
+                             f"{data.tokenizer.vocab_size}: use the same --seed, --n-train and --conversations")
         model = build(data, clip_tower(clip_cache, progress=progress), gpt, projector)
     else:
         first = out / "stage1.safetensors"
@@ -350,7 +363,7 @@ def run_stage(stage, out="runs/llava", steps=None, batch_size=STUDY["batch_size"
         model = load_checkpoint(LLaVA, resume or first)
         if model.config.vocab_size != data.tokenizer.vocab_size:
             raise ValueError(f"{first} has {model.config.vocab_size} token ids, this run's tokenizer "
-                             f"{data.tokenizer.vocab_size}: use the same --seed and --n-train")
+                             f"{data.tokenizer.vocab_size}: use the same --seed, --n-train and --conversations")
     if resume and stage == 1:
         model = load_checkpoint(LLaVA, resume)
     data.compute_features(model)

@@ -3,6 +3,8 @@ and the judges of the S36 evaluation against the teacher's own writing."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pytest
 
@@ -95,3 +97,23 @@ def test_judges_agree_with_the_teacher_and_catch_errors():
     p = Counter({("small", "red", "circle"): 1, ("large", "red", "circle"): 1})
     t = Counter({("small", "red", "circle"): 1, ("small", "blue", "ring"): 2})
     assert prf([(p, t)]) == pytest.approx({"precision": 0.5, "recall": 1 / 3, "f1": 0.4})
+
+
+def test_conversations_per_scene_only_add_conversations():
+    scenes, _ = llava_scenes(30, 4)
+    one, three, none = (instructions(scenes, 0, conversations=k) for k in (1, 3, 0))
+    count = lambda items, kind: Counter(it.scene_index for it in items if it.kind == kind)
+    # three conversation samples per scene (the teacher can always ask something), one of the rest
+    assert set(count(three, "conversation").values()) == {3}
+    assert count(three, "detail") == count(one, "detail") and count(three, "reasoning") == count(one, "reasoning")
+    # conversations=1's samples come first and unchanged; 0 drops the conversations, nothing else
+    assert three[: len(one)] == one
+    assert none == [it for it in one if it.kind != "conversation"]
+    # a scene's three conversations are (mostly) different questions, not copies
+    turns = {}
+    for it in three:
+        if it.kind == "conversation":
+            turns.setdefault(it.scene_index, set()).add(it.turns)
+    assert sum(len(t) == 3 for t in turns.values()) > 0.8 * len(scenes)
+    with pytest.raises(ValueError, match="conversations"):
+        instructions(scenes, 0, conversations=-1)

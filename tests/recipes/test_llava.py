@@ -158,3 +158,26 @@ def test_default_eye_is_read_from_the_cache_not_retrained(parts, tmp_path, monke
     save_checkpoint(clip, other / "clip.safetensors")
     CLIPTokenizer.train(["a red circle"], 300, 8).save(other / "clip.tokenizer.json")
     assert np.array_equal(clip_tower(other, progress=False).logit_scale.numpy(), clip.logit_scale.numpy())
+
+
+def test_study_rows_run_apart_are_joined_per_seed():
+    from minivl.commands.llava import join_seeds, summary
+    from minivl.recipes.llava import study
+
+    row = lambda v: {k: v for k in ("short_answer", "short_exist", "short_count", "short_colour", "short_shape",
+                                    "short_relation", "describe_f1", "describe_precision", "describe_recall",
+                                    "describe_f1_located", "reasoning")}
+    run = lambda seed, rows: {"seed": seed, "rows": {r: row(v) for r, v in rows.items()},
+                              "seconds": {r: 1.0 for r in rows}, "total_seconds": 2.0}
+    runs = [run(0, {"lm_alone": 0.1, "stage2": 0.5}), run(1, {"lm_alone": 0.3, "stage2": 0.7}),
+            run(1, {"stage2_v15": 0.9}), run(0, {"stage2_v15": 0.6})]
+    joined = join_seeds(runs)
+    assert [r["seed"] for r in joined] == [0, 1]
+    assert all(sorted(r["rows"]) == ["lm_alone", "stage2", "stage2_v15"] and len(r["parts"]) == 2 for r in joined)
+    mean = summary(joined)["mean"]
+    assert mean["stage2_v15"]["short_answer"] == pytest.approx(0.75)
+    assert mean["stage2"]["short_answer"] == pytest.approx(0.6)
+    with pytest.raises(SystemExit, match="more than one file"):
+        join_seeds(runs + [run(0, {"stage2": 0.2})])
+    with pytest.raises(ValueError, match="rows"):
+        study(rows=("stage3",))
