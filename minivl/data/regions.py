@@ -146,6 +146,17 @@ def _pad(per_image: list[np.ndarray], width: int, fill, dtype) -> np.ndarray:
     return out
 
 
+def location_stats(n: int = REFERENCE_SCENES) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension mean and standard deviation ``(5,), (5,)`` of the 5-d locations of the
+    regions of ``n`` fixed reference scenes (the scenes ``feature_stats`` uses; no detector
+    needed): the figures ``minivl.models.vilbert.LOCATION_MEAN`` / ``LOCATION_STD`` quote."""
+    from minivl.data.world import ShapesWorld
+
+    scenes = ShapesWorld(image_size=32, max_objects=3, seed=0).iid_scenes(n, "train", rng=np.random.default_rng(12345))
+    locs = np.concatenate([location_features(s.boxes, s.image_size) for s in scenes]).astype(np.float64)  # (regions, 5)
+    return locs.mean(0), locs.std(0)
+
+
 class RegionEncoder:
     """Turns images and their boxes into a ``RegionBatch`` with a trained ``Detector``.
 

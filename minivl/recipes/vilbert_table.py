@@ -54,7 +54,7 @@ HEADLINE = {"vqa": "accuracy", "refexp": "accuracy", "retrieval": "accuracy", "v
             "nlvr": "accuracy", "foil": "accuracy"}
 # names the pretraining recipe in the cache folder, so a checkpoint of an older recipe
 # (raw region features, equal loss weights) is never reused
-PRETRAIN_RECIPE = "std-feats-align5"
+PRETRAIN_RECIPE = "std-feats-std-locs-align5"
 TARGETS = {"vqa": 0.85, "refexp": 0.90, "retrieval": 0.90, "vcr": 0.75, "nlvr": 0.80, "foil": 0.90}
 
 
