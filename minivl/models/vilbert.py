@@ -115,13 +115,16 @@ class VisualEmbedding(nn.Module):
     standardised per dimension (``mean``, ``std``: fixed, from reference scenes)
     and squashed into ``(-clip, clip)`` by ``clip * tanh(z / clip)`` (so the
     [IMG] token's area of 1 stays a few units, not ~30). Why: raw, the
-    location varies ~0.24 per coordinate and 0.03 in area, and through a 5-input
-    Linear it made an embedding 14 times smaller than the 64-input feature's
-    (their spread over regions: 0.008 vs 0.108 at initialisation, 0.019 vs 0.43
-    after 3000 pretraining steps). After LayerNorm and two visual blocks a ridge probe then read a
-    region's x-centre at R^2 0.21 and its size at 0.80, below the 0.82 of the
-    detector feature alone (which carries no position at all: the RoI feature
-    is a mean over the box); FOIL's size and relation swaps sat at chance. So
+    location varies ~0.24 per coordinate and 0.03 in area, and through a
+    5-input Linear its part of the sum varied over regions 12 times less than
+    the 64-input feature's (0.009 vs 0.108 at initialisation; 0.019-0.023 vs
+    0.43-0.45 after 3000 pretraining steps). Through LayerNorm and the visual
+    blocks of the pretrained model a ridge probe then read a region's x-centre
+    at R^2 0.21-0.23 and its size at 78-80%, below the 82% of the detector
+    feature alone, which carries no position (x-centre R^2 0.00: the RoI
+    feature is a mean over the box); FOIL's size and relation swaps sat at
+    chance (``results/vilbert_location_probe.json``,
+    ``minivl/recipes/vilbert_probe.py``). So
     the model also calls ``init_location``: the location Linear starts at std
     ``0.02 * sqrt(feat_dim / 5)`` instead of 0.02, so that both parts of the sum
     start at one scale (``lectures/08-vilbert.md``). The paper's input and init:
