@@ -42,6 +42,10 @@ embedding wants, and it made the masked-region term learn (held-out KL
 after 400 pretraining steps 2.93 raw, 2.71 standardised; see
 ``lectures/08-vilbert.md``). Padding stays exactly zero; [IMG] is the mean of
 the standardised region features.
+
+The locations stay as the paper defines them (fractions of the image); the
+model standardises them itself (``minivl/models/vilbert.py::VisualEmbedding``,
+with the statistics of ``location_stats``).
 """
 
 from __future__ import annotations
