@@ -135,6 +135,25 @@ assert np.allclose(regions.feats[0, 0], regions.feats[0, 1 : 1 + n].mean(0), ato
 print("region locations of image 0:\n", regions.locs[0, 1 : 1 + n].round(3))
 
 # %% [markdown]
+# Before its `Linear(5)` the model standardises the location per dimension and
+# squashes it into (-3, 3) (`VisualEmbedding.scale_locations`), and that Linear
+# starts at the feature Linear's output scale. Raw, as in the paper, the
+# location part of the sum was about 14 times smaller than the feature part,
+# and the regions' positions were lost in the visual stream (notes, S05).
+
+# %%
+from minivl.models.vilbert import ViLBERT, ViLBERTConfig
+from minivl.recipes.vilbert_probe import RAW_LOCATION
+
+for name, overrides in (("raw (paper)", RAW_LOCATION), ("standardised", {})):
+    e = ViLBERT(ViLBERTConfig(feat_dim=regions.feats.shape[-1], **overrides)).visual_embeddings
+    with no_grad():
+        f = e.feature(Tensor(regions.feats[:, 1:])).numpy()[regions.mask[:, 1:]]
+        lo = e.location(e.scale_locations(Tensor(regions.locs[:, 1:]))).numpy()[regions.mask[:, 1:]]
+    print(f"{name:13} spread over regions: feature part {f.std(0).mean():.3f}, location part {lo.std(0).mean():.3f}")
+print("[IMG] location, scaled:", e.scale_locations(Tensor(regions.locs[:1, :1])).numpy().round(2))
+
+# %% [markdown]
 # ## S03 · Two streams
 #
 # Words go through BERT (embeddings, post-LN blocks); regions through

@@ -42,6 +42,10 @@ embedding wants, and it made the masked-region term learn (held-out KL
 after 400 pretraining steps 2.93 raw, 2.71 standardised; see
 ``lectures/08-vilbert.md``). Padding stays exactly zero; [IMG] is the mean of
 the standardised region features.
+
+The locations stay as the paper defines them (fractions of the image); the
+model standardises them itself (``minivl/models/vilbert.py::VisualEmbedding``,
+with the statistics of ``location_stats``).
 """
 
 from __future__ import annotations
@@ -144,6 +148,17 @@ def _pad(per_image: list[np.ndarray], width: int, fill, dtype) -> np.ndarray:
     for i, a in enumerate(per_image):
         out[i, : len(a)] = a
     return out
+
+
+def location_stats(n: int = REFERENCE_SCENES) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension mean and standard deviation ``(5,), (5,)`` of the 5-d locations of the
+    regions of ``n`` fixed reference scenes (the scenes ``feature_stats`` uses; no detector
+    needed): the figures ``minivl.models.vilbert.LOCATION_MEAN`` / ``LOCATION_STD`` quote."""
+    from minivl.data.world import ShapesWorld
+
+    scenes = ShapesWorld(image_size=32, max_objects=3, seed=0).iid_scenes(n, "train", rng=np.random.default_rng(12345))
+    locs = np.concatenate([location_features(s.boxes, s.image_size) for s in scenes]).astype(np.float64)  # (regions, 5)
+    return locs.mean(0), locs.std(0)
 
 
 class RegionEncoder:

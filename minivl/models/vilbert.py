@@ -44,6 +44,12 @@ from minivl.models.text import init_weights
 from minivl.tensor import Tensor
 
 N_LOCATION = 5  # [x1/W, y1/H, x2/W, y2/H, area fraction]
+# The 5-d location is standardised before its Linear (see VisualEmbedding): per-dimension mean
+# and standard deviation of the regions of the shapes world's reference scenes
+# (``minivl.data.regions.location_stats``; a test checks these figures against it).
+LOCATION_MEAN = (0.375, 0.365, 0.622, 0.613, 0.065)
+LOCATION_STD = (0.238, 0.238, 0.239, 0.239, 0.031)
+LOCATION_CLIP = 3.0  # standardised values are squashed into (-3, 3) (the [IMG] area, 1.0, would be ~30)
 POOLER_BIAS = 1.0  # initial bias of both poolers, see _TwoStreamModel.__init__
 
 
@@ -68,9 +74,22 @@ class ViLBERTConfig:
     n_region_classes: int = 36  # detector classes (Visual Genome: 1601)
     dropout: float = 0.1
     eps: float = 1e-12
+    # How the 5-d location enters (S05; see VisualEmbedding): standardised with these
+    # statistics and squashed into (-clip, clip) (clip 0: not squashed), then a Linear whose
+    # weights start at location_init_std (None: matched to the feature Linear's output scale).
+    # The paper's raw input and BERT init: mean 0, std 1, clip 0, location_init_std 0.02.
+    location_mean: tuple = LOCATION_MEAN
+    location_std: tuple = LOCATION_STD
+    location_clip: float = LOCATION_CLIP
+    location_init_std: float | None = None
 
     def __post_init__(self):
         self.co_attention_at = tuple(tuple(int(i) for i in pair) for pair in self.co_attention_at)
+        self.location_mean = tuple(float(v) for v in self.location_mean)
+        self.location_std = tuple(float(v) for v in self.location_std)
+        if len(self.location_mean) != N_LOCATION or len(self.location_std) != N_LOCATION or min(self.location_std) <= 0:
+            raise ValueError(f"location_mean and location_std must be {N_LOCATION} numbers (std > 0), "
+                             f"got {self.location_mean}, {self.location_std}")
 
 
 @dataclass
@@ -88,17 +107,57 @@ class Streams:
 
 
 class VisualEmbedding(nn.Module):
-    """LayerNorm(Linear(feature) + Linear(5-d location)), then dropout (S05)."""
+    """LayerNorm(Linear(feature) + Linear(scaled 5-d location)), then dropout (S05).
 
-    def __init__(self, feat_dim, dim, dropout=0.1, eps=1e-12):
+    The paper feeds the raw location ``[x1/W, y1/H, x2/W, y2/H, area]`` to a
+    Linear(5) initialised like every BERT weight (std 0.02). Here, as the
+    region features are (``minivl/data/regions.py``), the location is first
+    standardised per dimension (``mean``, ``std``: fixed, from reference scenes)
+    and squashed into ``(-clip, clip)`` by ``clip * tanh(z / clip)`` (so the
+    [IMG] token's area of 1 stays a few units, not ~30). Why: raw, the
+    location varies ~0.24 per coordinate and 0.03 in area, and through a
+    5-input Linear its part of the sum varied over regions 12 times less than
+    the 64-input feature's (0.009 vs 0.108 at initialisation; 0.019-0.023 vs
+    0.43-0.45 after 3000 pretraining steps). Through LayerNorm and the visual
+    blocks of the pretrained model a ridge probe then read a region's x-centre
+    at R^2 0.21-0.23 and its size at 78-80%, below the 82% of the detector
+    feature alone, which carries no position (x-centre R^2 0.00: the RoI
+    feature is a mean over the box); FOIL's size and relation swaps sat at
+    chance (``results/vilbert_location_probe.json``,
+    ``minivl/recipes/vilbert_probe.py``). So
+    the model also calls ``init_location``: the location Linear starts at std
+    ``0.02 * sqrt(feat_dim / 5)`` instead of 0.02, so that both parts of the sum
+    start at one scale (``lectures/08-vilbert.md``). The paper's input and init:
+    ``ViLBERTConfig(location_mean=(0,) * 5, location_std=(1,) * 5,
+    location_clip=0, location_init_std=0.02)``.
+    """
+
+    def __init__(self, feat_dim, dim, dropout=0.1, eps=1e-12, mean=(0.0,) * N_LOCATION,
+                 std=(1.0,) * N_LOCATION, clip: float = 0.0):
         super().__init__()
         self.feature = nn.Linear(feat_dim, dim)
         self.location = nn.Linear(N_LOCATION, dim)
         self.ln = nn.LayerNorm(dim, eps)
         self.drop = nn.Dropout(dropout)
+        self.clip = float(clip)
+        self.register_buffer("location_mean", np.asarray(mean, np.float32))  # (5,)
+        self.register_buffer("location_scale", 1 / np.asarray(std, np.float32))  # (5,)
+
+    def scale_locations(self, locs):
+        """``(B, N, 5)`` locations -> standardised and squashed ``(B, N, 5)``."""
+        dtype = locs.dtype  # float64 in the gradchecks
+        z = (locs - Tensor(self.location_mean.astype(dtype))) * Tensor(self.location_scale.astype(dtype))
+        return F.tanh(z * (1 / self.clip)) * self.clip if self.clip else z
+
+    def init_location(self, std: float | None, base_std: float = 0.02) -> None:
+        """Location weights ~ N(0, std^2); ``None``: ``base_std * sqrt(feat_dim / 5)``, so with
+        unit-variance inputs on both sides the two Linear outputs start at one scale."""
+        if std is None:
+            std = base_std * float(np.sqrt(self.feature.weight.shape[1] / N_LOCATION))
+        self.location.weight.data[...] = nn.init.normal(self.location.weight.shape, std)
 
     def forward(self, feats, locs):
-        return self.drop(self.ln(self.feature(feats) + self.location(locs)))  # (B, 1+R, dim)
+        return self.drop(self.ln(self.feature(feats) + self.location(self.scale_locations(locs))))  # (B, 1+R, dim)
 
 
 class RegionHead(nn.Module):
@@ -112,6 +171,10 @@ class RegionHead(nn.Module):
 
     def forward(self, hidden):
         return self.decoder(self.ln(F.gelu(self.dense(hidden))))  # (B, 1+R, n_classes)
+
+
+def _visual_embedding(c, dim):
+    return VisualEmbedding(c.feat_dim, dim, c.dropout, c.eps, c.location_mean, c.location_std, c.location_clip)
 
 
 def _blocks(dim, depth, heads, mlp_dim, c):
@@ -155,6 +218,8 @@ class _TwoStreamModel(nn.Module):
         for layer in (self.text_pooler, self.visual_pooler, self.alignment):
             layer.weight.data[...] = nn.init.uniform_fan_in(layer.weight.shape, layer.weight.shape[1])
         self.text_pooler.bias.data[...] = self.visual_pooler.bias.data[...] = POOLER_BIAS
+        if hasattr(self, "visual_embeddings"):  # TextOnly has none
+            self.visual_embeddings.init_location(c.location_init_std)
 
     @property
     def visual_width(self) -> int:
@@ -259,7 +324,7 @@ class ViLBERT(_TwoStreamModel):
         if list(c.co_attention_at) != sorted(c.co_attention_at) or any(
                 a[1] > b[1] for a, b in zip(c.co_attention_at, c.co_attention_at[1:])):
             raise ValueError(f"co_attention_at {c.co_attention_at} must be increasing in both streams")
-        self.visual_embeddings = VisualEmbedding(c.feat_dim, c.visual_dim, c.dropout, c.eps)
+        self.visual_embeddings = _visual_embedding(c, c.visual_dim)
         self.text_blocks = _blocks(c.text_dim, c.text_depth, c.text_heads, c.text_mlp_dim, c)
         self.visual_blocks = _blocks(c.visual_dim, c.visual_depth, c.visual_heads, c.visual_mlp_dim, c)
         self.co_blocks = nn.ModuleList(
@@ -282,7 +347,7 @@ class LateFusion(_TwoStreamModel):
     """The two streams side by side, no co-attention: they meet only in ``fused``."""
 
     def build(self, c):
-        self.visual_embeddings = VisualEmbedding(c.feat_dim, c.visual_dim, c.dropout, c.eps)
+        self.visual_embeddings = _visual_embedding(c, c.visual_dim)
         self.text_blocks = _blocks(c.text_dim, c.text_depth, c.text_heads, c.text_mlp_dim, c)
         self.visual_blocks = _blocks(c.visual_dim, c.visual_depth, c.visual_heads, c.visual_mlp_dim, c)
 
@@ -302,7 +367,7 @@ class SingleStream(_TwoStreamModel):
         return self.config.text_dim
 
     def build(self, c):
-        self.visual_embeddings = VisualEmbedding(c.feat_dim, c.text_dim, c.dropout, c.eps)
+        self.visual_embeddings = _visual_embedding(c, c.text_dim)
         self.blocks = _blocks(c.text_dim, c.text_depth, c.text_heads, c.text_mlp_dim, c)
 
     def streams(self, text, text_mask, feats, locs, region_mask):

@@ -23,6 +23,7 @@ from minivl.data.regions import (
 from minivl.data.shapes import CLASS_NAMES, Scene, ShapeObject
 from minivl.models.detector import Detector, DetectorConfig
 from minivl.models.vision import preprocess
+from minivl.random import manual_seed
 from minivl.tensor import no_grad
 
 S = 32
@@ -30,6 +31,7 @@ S = 32
 
 @pytest.fixture(scope="module")
 def encoder():
+    manual_seed(0)  # the untrained detector's weights must not depend on which tests ran before
     return RegionEncoder(Detector(DetectorConfig(image_size=S, width=4, dim=8, blocks=1)))
 
 

@@ -15,10 +15,13 @@ from minivl import nn, tiny
 from minivl.checkpoint import load_checkpoint, save_checkpoint
 from minivl.models.bert import BERT
 from minivl.models.vilbert import (
+    LOCATION_MEAN,
+    LOCATION_STD,
     MODELS,
     LateFusion,
     SingleStream,
     ViLBERT,
+    ViLBERTConfig,
     count_parameters,
     matched_config,
 )
@@ -84,14 +87,66 @@ def test_visual_embedding_and_poolers_follow_their_formulas():
     model = ViLBERT(TINY, co_attention_at=()).eval()
     ids, tm, feats, locs, rm = inputs(1)
     e = model.visual_embeddings
+    c = 3.0  # the location: standardised per dimension, squashed by c * tanh(z / c)
+    scaled = c * np.tanh((locs - np.array(TINY.location_mean)) / np.array(TINY.location_std) / c)
     want = _ln(feats @ e.feature.weight.data.T + e.feature.bias.data
-               + locs @ e.location.weight.data.T + e.location.bias.data, e.ln)
+               + scaled @ e.location.weight.data.T + e.location.bias.data, e.ln)
     np.testing.assert_allclose(e(mv.tensor(feats), mv.tensor(locs)).data, want, rtol=1e-4, atol=1e-5)
     s = model.encode(ids, tm, feats, locs, rm)
     p = model.visual_pooler
     np.testing.assert_allclose(s.pooled_image.data,
                                np.maximum(s.visual.data[:, 0] @ p.weight.data.T + p.bias.data, 0), atol=1e-6)
     np.testing.assert_allclose(s.fused.data, s.pooled_text.data * s.pooled_image.data, atol=1e-7)
+
+
+def test_location_constants_are_the_reference_statistics():
+    from minivl.data.regions import location_stats
+
+    mean, std = location_stats()
+    np.testing.assert_allclose(LOCATION_MEAN, mean, atol=2e-3)
+    np.testing.assert_allclose(LOCATION_STD, std, atol=2e-3)
+
+
+def _embedding_spread(config, seed=0):
+    """Spread over regions of the feature and the location parts of the visual embedding
+    (before LayerNorm), at initialisation, on standardised features and shapes-world boxes."""
+    from minivl.data.boxes import location_features
+    from minivl.data.world import ShapesWorld
+
+    mv.manual_seed(seed)
+    e = ViLBERT(config).visual_embeddings
+    scenes = ShapesWorld(image_size=32, max_objects=3, seed=0).iid_scenes(200, "train", rng=np.random.default_rng(seed))
+    locs = np.concatenate([location_features(s.boxes, 32) for s in scenes])[None]  # (1, N, 5)
+    feats = np.random.default_rng(seed).standard_normal((*locs.shape[:2], config.feat_dim)).astype(np.float32)
+    with mv.no_grad():
+        f = e.feature(mv.tensor(feats)).data
+        lo = e.location(e.scale_locations(mv.tensor(locs))).data
+    return f[0].std(0).mean(), lo[0].std(0).mean()
+
+
+def test_location_reaches_the_visual_embedding_at_the_feature_scale():
+    """The planted bug of issue 12: raw 5-d locations through a Linear(5) at BERT's std 0.02
+    made the location part ~14x smaller than the feature part, and position and size
+    were lost in the visual stream. Standardised and with the matched init, the location
+    part varies over regions at least half as much as the feature part."""
+    feature, location = _embedding_spread(ViLBERTConfig())
+    assert location > 0.5 * feature, (feature, location)
+    raw = replace(ViLBERTConfig(), location_mean=(0,) * 5, location_std=(1,) * 5, location_clip=0,
+                  location_init_std=0.02)  # the paper's input and init
+    feature, location = _embedding_spread(raw)
+    assert location < 0.15 * feature, (feature, location)
+
+
+def test_img_location_is_squashed_into_the_clip():
+    """[IMG]'s [0, 0, 1, 1, 1] is ~30 standard deviations out in area; it is squashed into (-3, 3),
+    and the regions' locations are nearly unchanged by the squash."""
+    e = ViLBERT(ViLBERTConfig()).visual_embeddings
+    img = e.scale_locations(mv.tensor(np.array([[[0, 0, 1, 1, 1]]], np.float32))).data
+    assert np.all(np.abs(img) <= 3) and img[0, 0, 4] > 2.9
+    box = np.array([[[0.3, 0.4, 0.6, 0.7, 0.09]]], np.float32)
+    z = (box - np.array(LOCATION_MEAN)) / np.array(LOCATION_STD)
+    np.testing.assert_allclose(e.scale_locations(mv.tensor(box)).data, 3 * np.tanh(z / 3), rtol=1e-5)
+    assert np.all(np.abs(e.scale_locations(mv.tensor(box)).data - z) < 0.05)
 
 
 def test_without_co_attention_vilbert_is_late_fusion():
