@@ -56,7 +56,7 @@ from minivl.tensor import Tensor, no_grad
 
 DIGITS = dict(steps=200, lr=0.1, lams=(0.0, 0.1, 1.0), vae_steps=None, clip_steps=None,
               judge_steps=600)
-SHAPES = dict(steps=100, lr=0.5, lams=(0.0, 0.01, 0.1), n_edits=64)
+SHAPES = dict(steps=100, lr=0.5, lams=(0.0, 0.003, 0.01, 0.1), n_edits=64)
 
 
 # --------------------------------------------------------------------------- the loop

@@ -47,8 +47,8 @@ ROWS = [
      lambda r: "digits read as the prompt's after the edit {:.2f}; shapes recoloured {:.2f}, other objects "
                "kept {:.2f} (seed 0)".format(
          r["runs"]["0"]["digits"]["rows"]["edit, lambda 0.1"]["happened"],
-         r["runs"]["0"]["shapes"]["rows"]["edit, lambda 0.01"]["happened"],
-         r["runs"]["0"]["shapes"]["rows"]["edit, lambda 0.01"]["kept"])),
+         r["runs"]["0"]["shapes"]["rows"]["edit, lambda 0.003"]["happened"],
+         r["runs"]["0"]["shapes"]["rows"]["edit, lambda 0.003"]["kept"])),
     ("DALL-E", "text -> image", "dVAE + decoder over text+image tokens", "ELBO; next token",
      "draw images from text", ("dvae.json", "dalle.json"),
      lambda r: _dalle(*r)),
