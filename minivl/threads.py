@@ -5,8 +5,12 @@ rows) and run small fused kernels. For those, worker threads cost more to wake
 and to join on every call than they save, and when anything else uses the
 cores they wait for each other. Measured on the 2-core development machine:
 
-* the quick tour's ViLBERT stage (30 + 30 + 30 steps) took 15.3 + 13.4 + 12.0 s
-  at the default two threads on a quiet machine (``results/tour_quick.json``),
+* the whole quick tour took 226 s at one thread each on a quiet machine
+  (``results/tour_quick.json``) against 780 s at the default two (the same
+  file as of commit f5a6515; BERT 12 vs 35 s, GPT 5 vs 29 s, ViT 32 vs 123 s,
+  CLIP 133 vs 500 s, the same accuracies);
+* its ViLBERT stage (30 + 30 + 30 steps) took 15.3 + 13.4 + 12.0 s at two
+  threads on the quiet machine (``results/tour_quick.json`` of f5a6515),
   2.4 + 2.2 + 1.5 s at one BLAS and one Numba thread at load 10
   (``results/tour_quick_vilbert_1thread.json``), same accuracies;
 * the same stage at one BLAS thread but two Numba threads, at load 12, took 57 +

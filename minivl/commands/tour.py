@@ -21,7 +21,7 @@ def _run(args):
 def register(subparsers):
     p = subparsers.add_parser("tour", help="train every model of the lecture and write a report")
     p.add_argument("--quick", action="store_true",
-                   help="short runs: about 13 minutes on 2 cores (results/tour_quick.json)")
+                   help="short runs: about 4 minutes on 2 cores (results/tour_quick.json)")
     p.add_argument("--out", default="runs/tour", help="report folder (default: runs/tour)")
     p.add_argument("--only", default=None, help=f"comma-separated stages from {','.join(STAGES)}")
     p.add_argument("--use", dest="backend_tour", choices=["numpy", "numba", "cuda"], default="numba",

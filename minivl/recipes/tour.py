@@ -4,8 +4,8 @@ runs it.
 
 The stages reuse each model's own recipe (``train_bert``, ``train_gpt``,
 ``train_vit``, ``train_clip``), so the tour is a table of contents, not a
-second implementation. ``--quick`` shortens every run (780 s for all eight stages
-on two cores, ``results/tour_quick.json``; the aim is five minutes); without it the runs are long enough to
+second implementation. ``--quick`` shortens every run (226 s for all eight stages
+on two cores at one thread each, ``results/tour_quick.json``); without it the runs are long enough to
 reach the targets quoted in each model's notes.
 """
 
