@@ -63,6 +63,7 @@ def limit_threads(blas: int | None = None, numba: int | None = None):
     to it. Returns the ``threadpoolctl`` limiter of BLAS (it can restore) or None."""
     limiter = None
     if blas is not None:
+        import numpy  # noqa: F401  (load BLAS first: threadpoolctl limits only the libraries loaded)
         from threadpoolctl import threadpool_limits
 
         limiter = threadpool_limits(parse_threads(blas, "blas threads"), user_api="blas")

@@ -47,3 +47,17 @@ def test_cli_refuses_a_bad_count(capsys):
     with pytest.raises(SystemExit):
         main(["--threads", "0", "info"])
     assert "positive integer" in capsys.readouterr().err
+
+
+def test_a_limit_set_before_numpy_is_imported_holds():
+    """minivl's package import is lazy: limit_threads must load BLAS itself, or threadpoolctl
+    finds no pool to limit and NumPy later starts with all its threads."""
+    import subprocess
+    import sys
+
+    code = ("from minivl.threads import limit_threads, current_threads; limit_threads(1, 1); "
+            "import numpy; print(current_threads()['blas'])")
+    env = {k: v for k, v in __import__("os").environ.items()
+           if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() in ("1", "None")
