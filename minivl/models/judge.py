@@ -123,8 +123,7 @@ class Judge(nn.Module):
         sizes = np.full((len(scenes), g * g), -100, np.int64)
         for i, scene in enumerate(scenes):
             for obj in scene.objects:
-                x1, y1 = obj.box[:2]
-                k = (y1 // c) * g + x1 // c
+                k = cell_index(obj, g, c)
                 if shapes[i, k] != EMPTY:
                     raise ValueError(f"scene {i} has two objects in cell {k}: the judge reads grid "
                                      f"layouts only (one object per cell of a {g} x {g} grid)")
@@ -178,6 +177,12 @@ class Judge(nn.Module):
             raise ValueError(f"matches: {len(images)} images but {len(targets)} targets")
         read = self.reads(images)
         return np.array([_matches(r, t, self) for r, t in zip(read, targets)], dtype=bool)
+
+
+def cell_index(obj: ShapeObject, grid: int, cell: int) -> int:
+    """The cell (row * grid + column) holding an object's top-left corner, cells ``cell`` px wide."""
+    x1, y1 = obj.box[:2]
+    return (y1 // cell) * grid + x1 // cell
 
 
 def says_exactly(caption: Caption, scene: Scene) -> bool:

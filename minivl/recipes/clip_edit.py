@@ -49,10 +49,12 @@ from tqdm.auto import tqdm
 
 from minivl import functional as F
 from minivl import nn
+from minivl.models.vision import DEFAULT_MEAN, DEFAULT_STD
 from minivl.nn.module import Parameter
 from minivl.optim import Adam
 from minivl.random import manual_seed
 from minivl.tensor import Tensor, no_grad
+from minivl.train import train
 
 DIGITS = dict(steps=200, lr=0.1, lams=(0.0, 0.1, 1.0), vae_steps=None, clip_steps=None,
               judge_steps=600)
@@ -109,8 +111,8 @@ def code_kl(logits, logits0) -> Tensor:
 
 
 def clip_pixels(p) -> Tensor:
-    """Pixels in [0, 1] -> the CLIP towers' input scale (``preprocess``: mean 0.5, std 0.5)."""
-    return (p - 0.5) * 2.0
+    """Pixels in [0, 1] -> the CLIP towers' input scale, as ``preprocess`` maps them."""
+    return (p - DEFAULT_MEAN) * (1.0 / DEFAULT_STD)
 
 
 # --------------------------------------------------------------------------- digits: the VAE
@@ -123,14 +125,15 @@ def train_digit_judge(seed=0, steps=600, hidden=128, lr=3e-3, batch_size=64) -> 
     manual_seed(seed)
     x, y = digits("train", seed)
     judge = nn.MLP(x.shape[1], hidden, 10, activation="relu")
-    optimizer = Adam(judge.parameters(), lr=lr)
     rng = np.random.default_rng(seed)
-    for _ in range(steps):
-        b = rng.integers(0, len(x), batch_size)
-        loss = F.cross_entropy(judge(Tensor(x[b])), y[b])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+
+    def draws():  # random batches, forever
+        while True:
+            b = rng.integers(0, len(x), batch_size)
+            yield x[b], y[b]
+
+    train(judge, lambda m, batch: F.cross_entropy(m(Tensor(batch[0])), batch[1]), draws(),
+          Adam(judge.parameters(), lr=lr), steps, clip_norm=None, progress=False, desc="digit judge")
     judge.eval().requires_grad_(False)
     xt, yt = digits("test", seed)
     return judge, float(np.mean(read_digits(judge, xt) == yt))
@@ -286,21 +289,17 @@ def code_embedder(dvae, clip):
     return embed
 
 
-def cell_of(judge, obj) -> int:
-    """The judge's cell index (row * g + column) of an object's top-left corner."""
-    g, c = judge.config.grid, judge.cell
-    return (obj.box[1] // c) * g + obj.box[0] // c
-
-
 def judge_edits(judge, images, start_images, edits) -> dict:
     """Per edit: ``happened`` (the edited object's cell reads the new colour),
     ``kept`` (every other cell reads as in ``start_images``), ``exact`` (the
     whole reading is the edited scene)."""
+    from minivl.models.judge import cell_index
+
     shapes, colours, _ = judge.predict(images)
     s0, c0, _ = judge.predict(start_images)
     happened, kept = [], []
     for i, target in enumerate(edits["targets"]):
-        k = cell_of(judge, target.objects[0])
+        k = cell_index(target.objects[0], judge.config.grid, judge.cell)
         happened.append(shapes[i, k] != 0 and colours[i, k] == target.objects[0].colour)
         others = np.arange(shapes.shape[1]) != k
         kept.append(bool((shapes[i, others] == s0[i, others]).all() and (colours[i, others] == c0[i, others]).all()))
@@ -308,20 +307,25 @@ def judge_edits(judge, images, start_images, edits) -> dict:
     return {"happened": float(np.mean(happened)), "kept": float(np.mean(kept)), "exact": float(np.mean(exact))}
 
 
-def edit_shapes(parts, images, prompts, lam, steps=100, lr=0.5, from_prior=False, progress=False) -> dict:
-    """Edit uint8 renders ``(B, S, S, 3)`` towards ``prompts`` through the dVAE's code logits;
-    ``edited`` are the argmax codes' pictures ``(B, 3, S, S)`` in [0, 1]."""
+def encode_edits(parts, images, prompts) -> tuple[np.ndarray, np.ndarray]:
+    """The dVAE's code logits ``(B, K, h, w)`` of uint8 renders ``(B, S, S, 3)`` and the
+    CLIP embeddings ``(B, E)`` of their prompts: what every edit of a study starts from."""
     from minivl.models.dvae import pixels
 
     dvae, clip, tokenizer = parts["dvae"], parts["clip"], parts["tokenizer"]
     with no_grad():
-        logits = dvae.encode(pixels(images)).numpy()  # (B, K, h, w)
         ids, mask = tokenizer(list(prompts))
-        text = clip.encode_text(ids, mask).numpy()  # (B, E)
+        return dvae.encode(pixels(images)).numpy(), clip.encode_text(ids, mask).numpy()
+
+
+def edit_shapes(parts, logits, text, lam, steps=100, lr=0.5, from_prior=False, progress=False) -> dict:
+    """Edit code logits ``(B, K, h, w)`` towards the prompt embeddings ``text (B, E)``
+    (``encode_edits``); ``edited`` are the argmax codes' pictures ``(B, 3, S, S)`` in [0, 1]."""
+    dvae = parts["dvae"]
     w0 = np.zeros_like(logits) if from_prior else logits
-    run = optimise(w0, code_embedder(dvae, clip), text, code_kl, lam, steps, lr, progress, desc="edit shapes")
-    return {**run, "edited": dvae.decode_codes(run["w"].argmax(axis=1)),
-            "start": dvae.decode_codes(logits.argmax(axis=1))}
+    run = optimise(w0, code_embedder(dvae, parts["clip"]), text, code_kl, lam, steps, lr, progress,
+                   desc="edit shapes")
+    return {**run, "edited": dvae.decode_codes(run["w"].argmax(axis=1))}
 
 
 def shapes_study(seed=0, steps=None, lr=None, lams=None, n_edits=None, progress=True, parts=None) -> dict:
@@ -336,18 +340,16 @@ def shapes_study(seed=0, steps=None, lr=None, lams=None, n_edits=None, progress=
     edits = recolour_edits(pairs, o["n_edits"], seed)
     images = pairs.images[edits["index"]]
     judge = parts["judge"]
-    from minivl.models.dvae import pixels
-
-    start = parts["dvae"].reconstruct(pixels(images))
+    logits, text = encode_edits(parts, images, edits["prompts"])
+    start = parts["dvae"].decode_codes(logits.argmax(axis=1))  # what the argmax codes draw
     rows = {"start (no edit)": judge_edits(judge, start, start, edits)}
     runs = {}
     for lam in o["lams"]:
-        runs[lam] = edit_shapes(parts, images, edits["prompts"], lam, o["steps"], o["lr"], progress=progress)
+        runs[lam] = edit_shapes(parts, logits, text, lam, o["steps"], o["lr"], progress=progress)
         rows[f"edit, lambda {lam:g}"] = judge_edits(judge, runs[lam]["edited"], start, edits) | {
             "final_cosine": float(runs[lam]["final_cosine"].mean())}
     lam = o["lams"][len(o["lams"]) // 2]
-    blind = edit_shapes(parts, images, edits["prompts"], lam, o["steps"], o["lr"], from_prior=True,
-                        progress=progress)
+    blind = edit_shapes(parts, logits, text, lam, o["steps"], o["lr"], from_prior=True, progress=progress)
     rows[f"text only (from uniform codes), lambda {lam:g}"] = judge_edits(judge, blind["edited"], start, edits)
     original_read = judge.matches(start, edits["scenes"])
     return {"rows": rows, "settings": {**o, "lams": list(o["lams"]), "seed": seed},
@@ -355,7 +357,7 @@ def shapes_study(seed=0, steps=None, lr=None, lams=None, n_edits=None, progress=
             "objects_per_scene": float(np.mean([len(s) for s in edits["scenes"]])),
             "dvae": {"config": dataclasses.asdict(parts["dvae"].config), "grid": list(parts["dvae"].grid),
                      "default_path": _default_dvae_name(seed)},
-            "_runs": runs, "_edits": edits, "_images": images}
+            "_runs": runs, "_edits": edits, "_images": images, "_start": start}
 
 
 # --------------------------------------------------------------------------- figures and main
@@ -398,7 +400,7 @@ def shapes_figure(study, lam=None, n=8):
 
     lam = study["settings"]["lams"][len(study["settings"]["lams"]) // 2] if lam is None else lam
     run, edits = study["_runs"][lam], study["_edits"]
-    panels = np.concatenate([study["_images"][:n], to_uint8(run["start"][:n]), to_uint8(run["edited"][:n])])
+    panels = np.concatenate([study["_images"][:n], to_uint8(study["_start"][:n]), to_uint8(run["edited"][:n])])
     from minivl.data.shapes import COLOURS, SHAPES
 
     captions = [""] * (2 * n) + [
