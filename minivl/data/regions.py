@@ -150,13 +150,19 @@ def _pad(per_image: list[np.ndarray], width: int, fill, dtype) -> np.ndarray:
     return out
 
 
+def reference_scenes(n: int = REFERENCE_SCENES, image_size: int = 32) -> list:
+    """The ``n`` fixed scenes the feature and location statistics are measured on."""
+    from minivl.data.world import ShapesWorld
+
+    world = ShapesWorld(image_size=image_size, max_objects=3, seed=0)
+    return world.iid_scenes(n, "train", rng=np.random.default_rng(12345))
+
+
 def location_stats(n: int = REFERENCE_SCENES) -> tuple[np.ndarray, np.ndarray]:
     """Per-dimension mean and standard deviation ``(5,), (5,)`` of the 5-d locations of the
     regions of ``n`` fixed reference scenes (the scenes ``feature_stats`` uses; no detector
     needed): the figures ``minivl.models.vilbert.LOCATION_MEAN`` / ``LOCATION_STD`` quote."""
-    from minivl.data.world import ShapesWorld
-
-    scenes = ShapesWorld(image_size=32, max_objects=3, seed=0).iid_scenes(n, "train", rng=np.random.default_rng(12345))
+    scenes = reference_scenes(n)
     locs = np.concatenate([location_features(s.boxes, s.image_size) for s in scenes]).astype(np.float64)  # (regions, 5)
     return locs.mean(0), locs.std(0)
 
@@ -184,11 +190,7 @@ class RegionEncoder:
         """Per-dimension mean and standard deviation ``(D,), (D,)`` of the detector's raw
         region features over ``n`` fixed reference scenes (ground-truth boxes); a
         dimension that never varies gets std 1, so it stays 0 after centring."""
-        from minivl.data.world import ShapesWorld
-
-        S = self.image_size
-        scenes = ShapesWorld(image_size=S, max_objects=3, seed=0).iid_scenes(
-            n, "train", rng=np.random.default_rng(12345))
+        scenes = reference_scenes(n, self.image_size)
         boxes = _pad([s.boxes.astype(np.float32) for s in scenes], 3, 0, np.float32)  # (n, 3, 4)
         valid = _pad([np.ones(len(s), bool) for s in scenes], 3, False, bool)
         feats, _ = self._run_detector(preprocess(render(scenes)), boxes, valid)
