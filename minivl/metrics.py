@@ -112,3 +112,19 @@ def bleu(candidates, references, n=4) -> float:
     log_p = np.mean(np.log(hits / totals))
     penalty = 1.0 if c_len > r_len else float(np.exp(1 - r_len / max(c_len, 1)))
     return float(penalty * np.exp(log_p))
+
+
+def ridge_predict(x_fit, targets, x_new, lam=1e-2) -> np.ndarray:
+    """A linear probe: ridge regression from ``x_fit (N, D)`` to ``targets (N,)`` or ``(N, K)``,
+    applied to ``x_new (M, D)``. Features are standardised on ``x_fit`` and a bias is added;
+    ``lam`` is per fitted example. Returns predictions shaped like ``targets``' rows."""
+    x_fit, x_new = np.asarray(x_fit, np.float64), np.asarray(x_new, np.float64)
+    targets = np.asarray(targets, np.float64)
+    if x_fit.ndim != 2 or x_new.ndim != 2 or len(targets) != len(x_fit) or x_new.shape[1] != x_fit.shape[1]:
+        raise ValueError(f"x_fit must be (N, D), targets (N, ...), x_new (M, D); got {x_fit.shape}, "
+                         f"{targets.shape}, {x_new.shape}")
+    mu, sd = x_fit.mean(0), x_fit.std(0) + 1e-6
+    design = lambda x: np.c_[(x - mu) / sd, np.ones(len(x))]  # (n, D + 1)
+    a = design(x_fit)
+    w = np.linalg.solve(a.T @ a + lam * len(a) * np.eye(a.shape[1]), a.T @ targets)  # (D + 1, ...)
+    return design(x_new) @ w

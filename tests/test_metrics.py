@@ -42,3 +42,16 @@ def test_metrics_reject_misaligned_inputs():
         retrieval_recall(np.eye(3), np.eye(4))
     with pytest.raises(ValueError, match="labels"):
         top_k_accuracy(np.eye(3), np.array([0, 1]))
+
+
+def test_ridge_predict_recovers_an_affine_map_and_checks_shapes():
+    from minivl.metrics import ridge_predict
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((200, 4)) * [1, 10, 0.1, 3] + 5  # unequal scales, off-centre
+    w, b = np.array([[1.0, -2.0], [0.5, 0.0], [3.0, 1.0], [0.0, 0.25]]), np.array([7.0, -3.0])
+    x_new = rng.standard_normal((20, 4))
+    np.testing.assert_allclose(ridge_predict(x, x @ w + b, x_new, lam=1e-12), x_new @ w + b, atol=1e-6)
+    assert ridge_predict(x, x[:, 0], x_new).shape == (20,)
+    with pytest.raises(ValueError, match="x_fit"):
+        ridge_predict(x, x[:10, 0], x_new)

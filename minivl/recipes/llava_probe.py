@@ -24,6 +24,7 @@ import numpy as np
 from minivl.data.llava_eval import EVAL_TYPES
 from minivl.data.shapes import COLOURS, SHAPES
 from minivl.data.vqa import ask
+from minivl.metrics import ridge_predict
 
 CELL_FIELDS = ("occupied", "colour", "shape", "size")
 
@@ -50,18 +51,16 @@ def class_counts(scenes) -> np.ndarray:
 
 
 def ridge_probe(x_train, y_train, x_test, y_test, lam=1e-2) -> float:
-    """Held-out accuracy of a least-squares classifier (one-hot targets, bias, ridge ``lam``)."""
+    """Held-out accuracy of a least-squares classifier (``minivl.metrics.ridge_predict`` on one-hot
+    targets)."""
     x_train, x_test = np.asarray(x_train, np.float64), np.asarray(x_test, np.float64)
     if len(x_train) != len(y_train) or len(x_test) != len(y_test):
         raise ValueError(f"x and y must have as many rows: {x_train.shape} / {np.shape(y_train)}, "
                          f"{x_test.shape} / {np.shape(y_test)}")
-    mu, sd = x_train.mean(0), x_train.std(0) + 1e-6
-    add_bias = lambda x: np.concatenate([(x - mu) / sd, np.ones((len(x), 1))], axis=1)
-    a, b = add_bias(x_train), add_bias(x_test)
     classes = np.unique(y_train)
-    targets = (np.asarray(y_train)[:, None] == classes[None]).astype(np.float64)  # (n, K)
-    w = np.linalg.solve(a.T @ a + lam * len(a) * np.eye(a.shape[1]), a.T @ targets)  # (D + 1, K)
-    return float(np.mean(classes[(b @ w).argmax(1)] == np.asarray(y_test)))
+    targets = (np.asarray(y_train)[:, None] == classes[None]).astype(np.float64)  # (n, K) one-hot
+    scores = ridge_predict(x_train, targets, x_test, lam)  # (m, K)
+    return float(np.mean(classes[scores.argmax(1)] == np.asarray(y_test)))
 
 
 def probe_eye(train_features, train_scenes, test_features, test_scenes) -> dict:

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from minivl.metrics import ridge_predict
 from minivl.tensor import Tensor, no_grad
 
 RAW_LOCATION = {"location_mean": (0.0,) * 5, "location_std": (1.0,) * 5, "location_clip": 0.0,
@@ -49,11 +50,8 @@ def ridge_probe(X, y, classify: bool = False, lam: float = 1e-2, seed: int = 0) 
         raise ValueError(f"X must be (N, D) and y (N,) with N >= 8, got {X.shape} and {y.shape}")
     idx = np.random.default_rng(seed).permutation(len(X))
     fit, test = idx[: len(X) * 3 // 4], idx[len(X) * 3 // 4:]
-    mu, sd = X[fit].mean(0), X[fit].std(0) + 1e-6
-    Z = np.c_[(X - mu) / sd, np.ones(len(X))]  # (N, D+1)
     target = 2 * y - 1 if classify else y
-    w = np.linalg.solve(Z[fit].T @ Z[fit] + lam * len(fit) * np.eye(Z.shape[1]), Z[fit].T @ target[fit])
-    pred = Z[test] @ w
+    pred = ridge_predict(X[fit], target[fit], X[test], lam)  # (N_test,)
     if classify:
         return float(((pred > 0) == (y[test] == 1)).mean())
     return float(1 - ((pred - y[test]) ** 2).mean() / y[test].var())
