@@ -82,12 +82,13 @@ def validate(rung, to_device, to_host, q, k, v, mask, causal, name):
 
 
 def run_cpu(args) -> list[Row]:
-    import numba
     from minivl.kernels.numba.attention_ladder import LADDER
     from threadpoolctl import threadpool_limits
 
+    from minivl.threads import limit_threads
+
     if args.threads:
-        numba.set_num_threads(args.threads)
+        limit_threads(numba=args.threads)  # minivl's threading layer too
     rungs = {n: r for n, r in LADDER.items() if args.version in (None, n)}
     rng = np.random.default_rng(0)
     same = lambda t: t  # noqa: E731 - CPU arrays need no transfer

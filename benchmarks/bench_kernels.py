@@ -55,6 +55,8 @@ from minivl.kernels.numba import KERNELS as NB
 from minivl.kernels.numba import matmul as nb_matmul
 from threadpoolctl import threadpool_limits
 
+from minivl.threads import limit_threads
+
 RESULTS = Path(__file__).parent / "results"
 F32 = np.float32
 
@@ -230,7 +232,7 @@ def main():
     parser.add_argument("--out", default=str(RESULTS / "kernels_cpu"), help="path stem for .json/.png")
     args = parser.parse_args()
 
-    numba.set_num_threads(args.threads)
+    limit_threads(numba=args.threads)  # minivl's threading layer too
     blas_limit = threadpool_limits(args.threads)  # noqa: F841 - held for the whole run
     if torch is not None:
         torch.set_num_threads(args.threads)

@@ -207,13 +207,25 @@ def interleaved_medians(steps, repeats, rounds=5, warmup=1, settle_s=0.1):
 
 def set_threads(n):
     """Every contender's thread count: torch, Numba and NumPy's BLAS."""
-    import numba
     import torch
     from threadpoolctl import threadpool_limits
 
+    from minivl.threads import limit_threads
+
     torch.set_num_threads(n)
-    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    limit_threads(numba=n)  # minivl's choice of Numba threading layer, as its commands make
     threadpool_limits(n)
+
+
+def numba_layer():
+    """The threading layer Numba's parallel kernels ran on (minivl picks ``workqueue``
+    unless ``$NUMBA_THREADING_LAYER`` says otherwise; see minivl/threads.py)."""
+    import numba
+
+    try:
+        return numba.threading_layer()
+    except ValueError:  # no parallel kernel ran
+        return None
 
 
 def profile_rows(steps, repeats=5, top=12):
@@ -279,14 +291,14 @@ def main():
     args.out.write_text(json.dumps({
         "command": "python benchmarks/bench_train.py " + " ".join(sys.argv[1:]),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores", "torch": torch.__version__,
-        "numpy": np.__version__, "threads": args.threads,
+        "numpy": np.__version__, "threads": args.threads, "numba_threading_layer": numba_layer(),
         "load_average_before": load_before, "load_average_after": os.getloadavg(),
         "note": "shared machine: other processes ran during the measurement (see load averages); "
                 "ratios are medians of interleaved rounds, so contention slows every contender alike",
         "repeats": args.repeats, "rounds": args.rounds, "results": rows,
         **({"per_op_ms": profiles} if profiles else {}),
     }, indent=2))
-    print(f"saved {args.out}")
+    print(f"Numba threading layer: {numba_layer()}; saved {args.out}")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,20 @@ cores they wait for each other. Measured on the 2-core development machine:
   64 + 50 s (``results/tour_quick_partial_numba2.json``): Numba's threads suffer
   as much as OpenBLAS's.
 
+Numba's threads, when there are more than one, sleep between kernels instead
+of spinning: ``choose_numba_layer`` picks Numba's own ``workqueue`` threading
+layer over its OpenMP one (the default wherever an OpenMP runtime is found).
+GNU OpenMP keeps each idle worker spinning for a while after a parallel
+region; a training step runs hundreds of short kernels with Python and
+OpenBLAS in between, so the spinning workers take the cores those need.
+Measured on the 2-core machine, GPT's training step (``benchmarks/bench_train.py``'s
+case) at one BLAS and two Numba threads: 148 ms per step on the OpenMP layer,
+27 ms on ``workqueue`` (27 ms with ``GOMP_SPINCOUNT=0`` too, which confirms the
+cause; 27 ms at one Numba thread), and ``benchmarks/results/train_cpu.json``
+has every model at two threads both ways. A ``NUMBA_THREADING_LAYER`` the user
+set is left alone. ``workqueue`` must not be entered from two Python threads at
+once; minivl runs its kernels from one.
+
 So ``minivl``'s commands run both on one thread unless told otherwise:
 ``--threads N``, ``$MINIVL_THREADS``, or the usual variables, which mean "the
 user decided" and are left alone: ``OPENBLAS_NUM_THREADS`` /
@@ -57,6 +71,21 @@ def parse_threads(value, name="threads") -> int:
     return n
 
 
+def choose_numba_layer(environ=None) -> str | None:
+    """Make Numba's parallel kernels use its ``workqueue`` threading layer (idle
+    workers sleep; see the module docstring) unless ``$NUMBA_THREADING_LAYER`` is
+    set. Takes effect only before Numba first starts its threads (its first
+    parallel kernel or ``set_num_threads``); returns the layer asked for, or None
+    when the user's choice stands."""
+    env = os.environ if environ is None else environ
+    if env.get("NUMBA_THREADING_LAYER"):
+        return None
+    import numba as nb
+
+    nb.config.THREADING_LAYER = "workqueue"
+    return "workqueue"
+
+
 def limit_threads(blas: int | None = None, numba: int | None = None):
     """Cap the BLAS pools and the Numba kernels of this process (None: leave that one).
     Numba cannot go above the ``NUMBA_NUM_THREADS`` it started with; the cap is clipped
@@ -70,6 +99,7 @@ def limit_threads(blas: int | None = None, numba: int | None = None):
     if numba is not None:
         import numba as nb
 
+        choose_numba_layer()  # before set_num_threads starts the pool
         nb.set_num_threads(min(parse_threads(numba, "numba threads"), nb.config.NUMBA_NUM_THREADS))
     return limiter
 
@@ -83,5 +113,5 @@ def current_threads() -> dict:
     return {"blas": max(counts) if counts else None, "numba": nb.get_num_threads()}
 
 
-__all__ = ["BLAS_VARIABLES", "NUMBA_VARIABLES", "current_threads", "default_threads", "limit_threads",
-           "parse_threads"]
+__all__ = ["BLAS_VARIABLES", "NUMBA_VARIABLES", "choose_numba_layer", "current_threads", "default_threads",
+           "limit_threads", "parse_threads"]

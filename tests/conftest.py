@@ -24,15 +24,9 @@ def pytest_configure(config):
     """Under pytest-xdist each worker gets one BLAS / Numba thread: two workers
     on two cores each spawning two threads would fight and run many times slower."""
     if os.environ.get("PYTEST_XDIST_WORKER"):
-        from threadpoolctl import threadpool_limits
+        from minivl.threads import limit_threads
 
-        threadpool_limits(1)
-        try:
-            import numba
-
-            numba.set_num_threads(1)
-        except ImportError:
-            pass
+        limit_threads(blas=1, numba=1)
 
 
 @pytest.fixture(autouse=True)

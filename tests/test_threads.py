@@ -61,3 +61,25 @@ def test_a_limit_set_before_numpy_is_imported_holds():
            if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.strip() in ("1", "None")
+
+
+def test_numba_kernels_run_on_the_workqueue_layer_unless_the_user_chose_one():
+    """The OpenMP layer's spinning workers made two-thread steps 5x slower (minivl/threads.py):
+    the kernels package picks ``workqueue`` before its first parallel kernel, and a
+    ``NUMBA_THREADING_LAYER`` the user set wins."""
+    import os
+    import subprocess
+    import sys
+
+    from minivl.threads import choose_numba_layer
+
+    assert choose_numba_layer({"NUMBA_THREADING_LAYER": "omp"}) is None
+    code = ("import numpy as np, numba; from minivl.kernels.numba import KERNELS; "
+            "KERNELS['softmax_forward'](np.ones((4, 3), np.float32)); print(numba.threading_layer())")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split()[-1] == "workqueue"
+    env["NUMBA_THREADING_LAYER"] = "omp"
+    chosen = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    if chosen.returncode == 0:  # fails where no OpenMP runtime exists: nothing more to check there
+        assert chosen.stdout.split()[-1] == "omp"

@@ -25,9 +25,13 @@ editing ``vmath.py`` or ``matmul.gemm_tile`` delete ``kernels/numba/__pycache__`
 
 from __future__ import annotations
 
+from minivl.threads import choose_numba_layer
+
+choose_numba_layer()  # before any parallel kernel starts Numba's threads: workers that sleep
+
 # modules only: importing the functions here would shadow ``matmul.py`` with
 # the function ``matmul``
-from . import attention, bias_gelu, gelu, layer_norm, matmul, softmax
+from . import attention, bias_gelu, gelu, layer_norm, matmul, softmax  # noqa: E402
 
 KERNELS = {
     "matmul": matmul.matmul_backend,  # BLAS unless MINIVL_NUMBA_GEMM=own
