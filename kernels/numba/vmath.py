@@ -13,8 +13,16 @@ vectorise, the classic recipe of Cody & Waite (1980) as used by libm:
 polynomial (degree 7 for float32, 13 for float64: truncation below half an ulp
 on |r| <= 0.347), and ``2**n`` is built straight from the exponent bits. It is
 split as ``2**(n//2) * 2**(n - n//2)`` so that both halves stay normal numbers
-and the product rounds correctly into overflow (inf) and underflow (denormals,
-then exactly 0, which is what ``exp(-inf)`` must give for masked logits).
+and the product rounds correctly into overflow (inf).
+
+Underflow is flushed: where exp(x) would be below the smallest normal number
+(x < -87.34 in float32, x < -708.40 in float64) the result is exactly 0, as
+``exp(-inf)`` must be for masked logits, and the arithmetic never touches a
+denormal. Denormal multiplies take a slow microcode path on x86: measured on
+the development machine, 6.1 ns per element for inputs whose exp is denormal
+or 0 against 0.36 ns for ordinary ones (17x), and every masked (-inf) score of
+a causal attention went that way, doubling the causal forward. Results between
+0 and 1.2e-38 (float32) are lost; no softmax or GELU here can tell.
 
 Measured against NumPy in float64/long double: max relative error 0.6 ulp for
 both dtypes (tests/kernels/test_numba_softmax.py checks it).
@@ -59,15 +67,17 @@ def _make_exp(ftype, itype, exponent_bias, mantissa_bits, lo, hi, ln2_hi, ln2_lo
     float64 and halve the vector width, hence the factory.
     """
     f = ftype
-    log2e, half = f(1.0 / math.log(2.0)), f(0.5)
+    log2e, half, zero = f(1.0 / math.log(2.0)), f(0.5), f(0.0)
     lo, hi, ln2_hi, ln2_lo = f(lo), f(hi), f(ln2_hi), f(ln2_lo)
     # Taylor coefficients of exp(r), highest degree first (Horner's order)
     coeffs = tuple(f(1.0 / math.factorial(i)) for i in range(degree, -1, -1))
     bias, shift = itype(exponent_bias), itype(mantissa_bits)
 
     def exp_impl(x):
-        # clamp: below lo the result is 0 after rounding, above hi it is inf;
-        # the clamp keeps n small enough for the bit trick (and maps -inf to 0)
+        # below lo the result would be denormal: flush it to 0 (and -inf with it);
+        # above hi it is inf; the clamps keep n small enough for the bit trick and
+        # every intermediate a normal number
+        flush = x < lo
         x = lo if x < lo else x
         x = hi if x > hi else x
         n = np.floor(x * log2e + half)  # nearest integer to x / ln 2
@@ -79,14 +89,16 @@ def _make_exp(ftype, itype, exponent_bias, mantissa_bits, lo, hi, ln2_hi, ln2_lo
         k1 = k >> 1  # 2**n = 2**k1 * 2**(n - k1): both halves are normal numbers
         s1 = itype((k1 + bias) << shift).view(ftype)
         s2 = itype((k - k1 + bias) << shift).view(ftype)
-        return p * s1 * s2
+        r = p * s1 * s2
+        return zero if flush else r
 
     return exp_impl
 
 
-_exp_float32 = _make_exp(np.float32, np.int32, 127, 23, -110.0, 89.0,
+# lo: the float just above log(smallest normal), so exp(lo) is still normal
+_exp_float32 = _make_exp(np.float32, np.int32, 127, 23, -87.33654, 89.0,
                          0.693359375, -2.12194440e-4, degree=7)
-_exp_float64 = _make_exp(np.float64, np.int64, 1023, 52, -760.0, 710.0,
+_exp_float64 = _make_exp(np.float64, np.int64, 1023, 52, -708.3964185322, 710.0,
                          6.93147180369123816490e-01, 1.90821492927058770002e-10, degree=13)
 
 

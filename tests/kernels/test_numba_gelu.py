@@ -55,7 +55,7 @@ def test_gelu_matches_reference(dtype, approximate, shape, magnitude, kind, seed
     close_to_truth(dx, ref.gelu_backward(x, dy, approximate), ref.gelu_backward(x64, dy64, approximate), dtype)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(error_model="numpy")  # no cache: an edit of vmath.py must recompile it
 def _erfc_all(x, out):
     for i in range(x.shape[0]):
         out[i] = erfc(x[i])
