@@ -5,9 +5,12 @@ PyTorch eager on the CPU, measured side by side in one run.
 "The same model" is literal: each Hugging Face model (CLIPModel, GPT2LMHeadModel,
 BertForMaskedLM, ViTForImageClassification) is built from a tiny config, its
 weights are loaded into minivl with ``from_hf``, and the two losses are checked
-equal before anything is timed. Models that do not exist yet are skipped.
+equal before anything is timed. The DALL-E prior and LLaVA's stage-2 step have
+GPT-2 bodies: their twins are a GPT2LMHeadModel with the loss written out in
+torch (``dalle_case``, ``llava_case``). ViLBERT has no Hugging Face twin (its
+co-attention layers are its own), so it is not here.
 
-    python benchmarks/bench_train.py [--repeats 15] [--threads 1 2] [--models clip gpt bert vit] [--profile]
+    python benchmarks/bench_train.py [--repeats 15] [--threads 1 2] [--models clip gpt ...] [--profile]
 
 Prints minivl / torch time ratios (lower is better; PERF.md's target is <= 0.8)
 and saves benchmarks/results/train_cpu.json, with the load average of the
@@ -42,7 +45,7 @@ def numpy_state(hf_model):
     return {k: v.detach().numpy().copy() for k, v in hf_model.state_dict().items()}
 
 
-# --------------------------------------------------------------------------- the four models
+# --------------------------------------------------------------------------- the models
 # Each case returns (hf_model, minivl_model, torch_loss(*torch_inputs), minivl_loss(*minivl_inputs),
 # torch_inputs, minivl_inputs): the inputs apart, so bench_train_gpu.py can move them to the GPU.
 
@@ -124,8 +127,82 @@ def vit_case(rng, batch=64):
             lambda pixels, labels: F.cross_entropy(ours(pixels), labels), (tp, tl), (pixels, labels))
 
 
+def dalle_case(rng, batch=8):
+    """The DALL-E prior (S22, S26) at the recipe's size: a 16-token caption, <soi> and a 16 x 16
+    grid of codes (273 positions). Its body is GPT-2's, so the twin is a GPT2LMHeadModel with an
+    untied head, the loss written out: 1/8 text + 7/8 image cross-entropy over each position's
+    own slice of the head."""
+    import torch
+    import transformers
+
+    from minivl.models.dalle import DALLE
+    from minivl.models.gpt import HF_RULES
+    from minivl.models.hf import Rule, load_hf
+
+    ours = DALLE(text_vocab=320, text_len=16, image_vocab=256, grid_h=16, grid_w=16, dim=64, depth=4,
+                 num_heads=4)
+    config = transformers.GPT2Config(vocab_size=ours.vocab_size, n_positions=ours.max_len, n_embd=64,
+                                     n_layer=4, n_head=4, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+                                     tie_word_embeddings=False)
+    hf = transformers.GPT2LMHeadModel(config)
+    rules = [r for r in HF_RULES if r.source != "lm_head.weight"] + [Rule("lm_head.weight", "head.weight")]
+    ours = load_hf(ours, numpy_state(hf), rules).train()
+    text = ours.pad_text([rng.integers(0, 320, rng.integers(4, 17)) for _ in range(batch)])
+    ids = ours.stream(text, rng.integers(0, 256, (batch, 16, 16)))  # (B, 273)
+    L, soi, first_code = 16, ours.soi, ours.image_start
+
+    def torch_loss(ti):
+        h = hf.transformer(input_ids=ti[:, :-1]).last_hidden_state  # (B, L + n, D)
+        w = hf.lm_head.weight
+        text_logits = h[:, :L - 1] @ w[:soi].T
+        image_logits = h[:, L:] @ w[first_code:].T
+        ce = torch.nn.functional.cross_entropy
+        return (ce(text_logits.flatten(0, 1), ti[:, 1:L].flatten()) / 8
+                + 7 * ce(image_logits.flatten(0, 1), (ti[:, L + 1:] - first_code).flatten()) / 8)
+
+    return hf, ours, torch_loss, lambda ids: ours.loss(ids), (torch.tensor(ids),), (ids,)
+
+
+def llava_case(rng, batch=32, length=96):
+    """LLaVA's stage-2 step (S35): cached patch features of the frozen eye -> the projector ->
+    a GPT reading them in its <image> positions; the loss covers the answer tokens only
+    (labels -100 elsewhere). The twin: a GPT2LMHeadModel fed ``inputs_embeds`` and a torch Linear."""
+    import torch
+    import transformers
+
+    from minivl.models.gpt import GPT
+    from minivl.models.llava import LLaVA
+
+    config = transformers.GPT2Config(vocab_size=512, n_positions=128, n_embd=64, n_layer=2, n_head=4,
+                                     resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    gpt = transformers.GPT2LMHeadModel(config)
+    proj = torch.nn.Linear(64, 64)
+    ours = LLaVA(vocab_size=512, max_len=128, dim=64, depth=2, num_heads=4, vision_dim=64)
+    ours.lm.load_state_dict(GPT.from_hf(numpy_state(gpt), config).state_dict())
+    ours.projector.load_state_dict({"fc1.weight": proj.weight.detach().numpy().copy(),
+                                    "fc1.bias": proj.bias.detach().numpy().copy()})
+    ours.train()
+    N, start = ours.config.num_image_tokens, 4
+    ids = rng.integers(2, 512, (batch, length))
+    ids[:, start:start + N] = ours.config.image_token_id
+    labels = np.where(rng.random((batch, length)) < 0.4, ids, -100)
+    labels[:, :start + N] = -100
+    features = rng.standard_normal((batch, N, 64)).astype(np.float32)
+    hf = torch.nn.ModuleDict({"gpt": gpt, "projector": proj})  # what the optimizer updates
+
+    def torch_loss(ti, tl, tf):
+        tokens = gpt.transformer.wte(ti)  # (B, T, D)
+        x = torch.cat([tokens[:, :start], proj(tf), tokens[:, start + N:]], dim=1)
+        logits = gpt(inputs_embeds=x).logits[:, :-1]
+        return torch.nn.functional.cross_entropy(logits.flatten(0, 1), tl[:, 1:].flatten(), ignore_index=-100)
+
+    return (hf, ours, torch_loss, lambda ids, labels, features: ours.loss(features, ids, labels),
+            (torch.tensor(ids), torch.tensor(labels), torch.tensor(features)), (ids, labels, features))
+
+
 CASES = {"clip": (clip_case, "minivl.models.clip"), "gpt": (gpt_case, "minivl.models.gpt"),
-         "bert": (bert_case, "minivl.models.bert"), "vit": (vit_case, "minivl.models.vit")}
+         "bert": (bert_case, "minivl.models.bert"), "vit": (vit_case, "minivl.models.vit"),
+         "dalle": (dalle_case, "minivl.models.dalle"), "llava": (llava_case, "minivl.models.llava")}
 
 
 # --------------------------------------------------------------------------- timing
