@@ -20,7 +20,6 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-
 from common import machine_info, time_cpu  # benchmarks/ is on sys.path when a script in it runs
 
 RESULTS = Path(__file__).resolve().parent / "results" / "gemm_shapes_cpu.json"
