@@ -334,6 +334,9 @@ def main():
     args = parser.parse_args()
     import torch
 
+    from minivl.threads import choose_numba_layer
+
+    choose_numba_layer(max(args.threads))  # one layer for the whole run, as minivl picks it for the most
     load_before = os.getloadavg()
     rows, profiles = {}, {}
     for name in args.models:

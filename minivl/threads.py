@@ -19,17 +19,20 @@ cores they wait for each other. Measured on the 2-core development machine:
 
 Numba's threads, when there are more than one, sleep between kernels instead
 of spinning: ``choose_numba_layer`` picks Numba's own ``workqueue`` threading
-layer over its OpenMP one (the default wherever an OpenMP runtime is found).
-GNU OpenMP keeps each idle worker spinning for a while after a parallel
-region; a training step runs hundreds of short kernels with Python and
-OpenBLAS in between, so the spinning workers take the cores those need.
-Measured on the 2-core machine, GPT's training step (``benchmarks/bench_train.py``'s
-case) at one BLAS and two Numba threads: 148 ms per step on the OpenMP layer,
-27 ms on ``workqueue`` (27 ms with ``GOMP_SPINCOUNT=0`` too, which confirms the
-cause; 27 ms at one Numba thread), and ``benchmarks/results/train_cpu.json``
-has every model at two threads both ways. A ``NUMBA_THREADING_LAYER`` the user
-set is left alone. ``workqueue`` must not be entered from two Python threads at
-once; minivl runs its kernels from one.
+layer over its OpenMP one (the default wherever an OpenMP runtime is found)
+whenever more than one Numba thread will run. GNU OpenMP keeps each idle
+worker spinning for a while after a parallel region; a training step runs
+hundreds of short kernels with Python and OpenBLAS in between, so the spinning
+workers take the cores those need. Measured on the 2-core machine, GPT's
+training step (``benchmarks/bench_train.py``'s case) at one BLAS and two Numba
+threads: 148 ms per step on the OpenMP layer, 27 ms on ``workqueue`` (27 ms
+with ``GOMP_SPINCOUNT=0`` too, which confirms the cause; 27 ms at one Numba
+thread); ``benchmarks/results/train_cpu_omp_layer.json`` has every model at two
+threads on the OpenMP layer. At one thread the OpenMP layer stays: it runs a
+kernel inline (0.7 us to enter an empty parallel kernel, measured) where
+``workqueue`` hands it to its worker and waits (15 us). A
+``NUMBA_THREADING_LAYER`` the user set is left alone. ``workqueue`` must not be
+entered from two Python threads at once; minivl runs its kernels from one.
 
 So ``minivl``'s commands run both on one thread unless told otherwise:
 ``--threads N``, ``$MINIVL_THREADS``, or the usual variables, which mean "the
@@ -71,19 +74,20 @@ def parse_threads(value, name="threads") -> int:
     return n
 
 
-def choose_numba_layer(environ=None) -> str | None:
-    """Make Numba's parallel kernels use its ``workqueue`` threading layer (idle
-    workers sleep; see the module docstring) unless ``$NUMBA_THREADING_LAYER`` is
-    set. Takes effect only before Numba first starts its threads (its first
-    parallel kernel or ``set_num_threads``); returns the layer asked for, or None
-    when the user's choice stands."""
+def choose_numba_layer(threads: int, environ=None) -> str | None:
+    """Before Numba starts its threads (its first parallel kernel or ``set_num_threads``):
+    with more than one thread to run, make its parallel kernels use the ``workqueue``
+    threading layer, whose idle workers sleep (see the module docstring). Returns the
+    layer asked for, or None where Numba's own choice stands (one thread, or a
+    ``$NUMBA_THREADING_LAYER`` the user set). Without effect once the threads run."""
     env = os.environ if environ is None else environ
     if env.get("NUMBA_THREADING_LAYER"):
         return None
     import numba as nb
 
-    nb.config.THREADING_LAYER = "workqueue"
-    return "workqueue"
+    # the last call before the threads start wins: one thread puts Numba's default back
+    nb.config.THREADING_LAYER = "workqueue" if threads > 1 else "default"
+    return "workqueue" if threads > 1 else None
 
 
 def limit_threads(blas: int | None = None, numba: int | None = None):
@@ -99,8 +103,9 @@ def limit_threads(blas: int | None = None, numba: int | None = None):
     if numba is not None:
         import numba as nb
 
-        choose_numba_layer()  # before set_num_threads starts the pool
-        nb.set_num_threads(min(parse_threads(numba, "numba threads"), nb.config.NUMBA_NUM_THREADS))
+        n = min(parse_threads(numba, "numba threads"), nb.config.NUMBA_NUM_THREADS)
+        choose_numba_layer(n)  # before set_num_threads starts the pool
+        nb.set_num_threads(n)
     return limiter
 
 

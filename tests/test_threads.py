@@ -63,23 +63,31 @@ def test_a_limit_set_before_numpy_is_imported_holds():
     assert out.stdout.strip() in ("1", "None")
 
 
-def test_numba_kernels_run_on_the_workqueue_layer_unless_the_user_chose_one():
+def test_numba_kernels_run_on_the_workqueue_layer_when_several_threads_will_run():
     """The OpenMP layer's spinning workers made two-thread steps 5x slower (minivl/threads.py):
-    the kernels package picks ``workqueue`` before its first parallel kernel, and a
-    ``NUMBA_THREADING_LAYER`` the user set wins."""
+    with more than one Numba thread the kernels package picks ``workqueue`` before its first
+    parallel kernel; at one thread (minivl's commands' default) Numba keeps its own choice,
+    which enters a kernel 20x faster; a ``NUMBA_THREADING_LAYER`` the user set wins."""
     import os
     import subprocess
     import sys
 
     from minivl.threads import choose_numba_layer
 
-    assert choose_numba_layer({"NUMBA_THREADING_LAYER": "omp"}) is None
-    code = ("import numpy as np, numba; from minivl.kernels.numba import KERNELS; "
-            "KERNELS['softmax_forward'](np.ones((4, 3), np.float32)); print(numba.threading_layer())")
-    env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.split()[-1] == "workqueue"
-    env["NUMBA_THREADING_LAYER"] = "omp"
-    chosen = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    if chosen.returncode == 0:  # fails where no OpenMP runtime exists: nothing more to check there
-        assert chosen.stdout.split()[-1] == "omp"
+    assert choose_numba_layer(2, {"NUMBA_THREADING_LAYER": "omp"}) is None
+
+    def layer(prelude, **env_vars):
+        code = (f"import numpy as np, numba; {prelude}; from minivl.kernels.numba import KERNELS; "
+                "KERNELS['softmax_forward'](np.ones((4, 3), np.float32)); print(numba.threading_layer())")
+        env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_THREADING_LAYER", "NUMBA_NUM_THREADS")}
+        env.update(NUMBA_NUM_THREADS="2", **env_vars)
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+        return out.stdout.split()[-1] if out.returncode == 0 else None
+
+    assert layer("pass") == "workqueue"  # a library user's process: Numba runs as many threads as cores
+    numba_default = layer("numba.config.THREADING_LAYER = 'default'; import minivl.threads as t; "
+                          "t.choose_numba_layer = lambda *a, **k: None")
+    assert layer("from minivl.threads import limit_threads; limit_threads(numba=1)") == numba_default
+    assert layer("from minivl.threads import limit_threads; limit_threads(numba=2)") == "workqueue"
+    chosen = layer("pass", NUMBA_THREADING_LAYER="omp")
+    assert chosen in ("omp", None)  # None: no OpenMP runtime on this machine, nothing more to check

@@ -25,9 +25,13 @@ editing ``vmath.py`` or ``matmul.gemm_tile`` delete ``kernels/numba/__pycache__`
 
 from __future__ import annotations
 
+import numba as _numba
+
 from minivl.threads import choose_numba_layer
 
-choose_numba_layer()  # before any parallel kernel starts Numba's threads: workers that sleep
+# before any parallel kernel starts Numba's threads (as many as cores unless someone
+# called minivl.threads.limit_threads first): workers that sleep, if more than one
+choose_numba_layer(_numba.config.NUMBA_NUM_THREADS)
 
 # modules only: importing the functions here would shadow ``matmul.py`` with
 # the function ``matmul``
