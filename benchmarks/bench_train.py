@@ -8,7 +8,12 @@ weights are loaded into minivl with ``from_hf``, and the two losses are checked
 equal before anything is timed. The DALL-E prior and LLaVA's stage-2 step have
 GPT-2 bodies: their twins are a GPT2LMHeadModel with the loss written out in
 torch (``dalle_case``, ``llava_case``). ViLBERT has no Hugging Face twin (its
-co-attention layers are its own), so it is not here.
+co-attention layers are its own): ``torch_vilbert`` is one written in plain
+torch (nn.Linear, nn.LayerNorm, F.scaled_dot_product_attention, erf GELU)
+under minivl's parameter names, so the minivl model's ``state_dict()`` loads
+into it by name, and ``vilbert_case`` times the recipe's pretraining step
+(masked words + masked regions + alignment) with it.
+tests/test_bench_cases.py holds these twins to the same loss and gradients.
 
     python benchmarks/bench_train.py [--repeats 15] [--threads 1 2] [--models clip gpt ...] [--profile]
 
@@ -200,9 +205,178 @@ def llava_case(rng, batch=32, length=96):
             (torch.tensor(ids), torch.tensor(labels), torch.tensor(features)), (ids, labels, features))
 
 
+# ViLBERT (S03-S11) has no Hugging Face twin: its twin is written here in plain torch, module by
+# module under minivl's parameter names, so ``load_state_dict(ours.state_dict())`` copies every
+# weight by name (strict: a missing or extra name fails).
+
+
+def _torch_block(dim, heads, mlp_dim, kv_dim=None, attn_dim=None, eps=1e-12):
+    """minivl's post-LN ``TransformerBlock`` in torch: LN(x + Attn(x, context)); LN(x + MLP(x)),
+    with an erf GELU; ``context`` (another stream, ``kv_dim`` wide) gives the keys and values."""
+    import torch
+    from torch import nn
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.heads = heads
+            self.ln_1, self.ln_2 = nn.LayerNorm(dim, eps), nn.LayerNorm(dim, eps)
+            self.attn = nn.Module()
+            self.attn.q_proj = nn.Linear(dim, attn_dim or dim)
+            self.attn.k_proj = nn.Linear(kv_dim or dim, attn_dim or dim)
+            self.attn.v_proj = nn.Linear(kv_dim or dim, attn_dim or dim)
+            self.attn.out_proj = nn.Linear(attn_dim or dim, dim)
+            self.mlp = nn.Module()
+            self.mlp.fc1, self.mlp.fc2 = nn.Linear(dim, mlp_dim), nn.Linear(mlp_dim, dim)
+
+        def forward(self, x, key_mask, context=None):
+            """``x (B, N, dim)``; ``key_mask (B, Nk)`` True for the real keys of ``context`` (default x)."""
+            context = x if context is None else context
+            a, f = self.attn, torch.nn.functional
+            split = lambda t: t.unflatten(-1, (self.heads, -1)).transpose(1, 2)  # (B, H, N, hd)
+            out = f.scaled_dot_product_attention(split(a.q_proj(x)), split(a.k_proj(context)),
+                                                 split(a.v_proj(context)), attn_mask=key_mask[:, None, None, :])
+            x = self.ln_1(x + a.out_proj(out.transpose(1, 2).flatten(2)))  # (B, N, dim)
+            return self.ln_2(x + self.mlp.fc2(f.gelu(self.mlp.fc1(x))))
+
+    return Block()
+
+
+def torch_vilbert(c, term_weights):
+    """A torch ``nn.Module`` computing the pretraining loss of minivl's ``ViLBERT(c)`` (dropout
+    off): ``forward(ids, text_mask, word_labels, feats, locs, region_mask, region_chosen, det_probs,
+    aligned)`` -> masked words (cross-entropy) + masked regions (KL(detector || predicted) over the
+    chosen regions) + alignment (cross-entropy on pooled_text * pooled_image), weighted by
+    ``term_weights`` (minivl/recipes/vilbert.py::pretraining_losses)."""
+    import torch
+    from torch import nn
+
+    f = torch.nn.functional
+    blocks = lambda dim, depth, heads, mlp: nn.ModuleList(_torch_block(dim, heads, mlp, eps=c.eps)
+                                                          for _ in range(depth))
+
+    class Twin(nn.Module):
+        def __init__(self):
+            super().__init__()
+            e = self.text_embeddings = nn.Module()
+            e.token, e.position = nn.Embedding(c.vocab_size, c.text_dim), nn.Embedding(c.max_len, c.text_dim)
+            e.segment, e.ln = nn.Embedding(c.type_vocab_size, c.text_dim), nn.LayerNorm(c.text_dim, c.eps)
+            v = self.visual_embeddings = nn.Module()
+            v.feature, v.location = nn.Linear(c.feat_dim, c.visual_dim), nn.Linear(5, c.visual_dim)
+            v.ln = nn.LayerNorm(c.visual_dim, c.eps)
+            v.register_buffer("location_mean", torch.zeros(5))
+            v.register_buffer("location_scale", torch.ones(5))
+            self.text_blocks = blocks(c.text_dim, c.text_depth, c.text_heads, c.text_mlp_dim)
+            self.visual_blocks = blocks(c.visual_dim, c.visual_depth, c.visual_heads, c.visual_mlp_dim)
+            self.co_blocks = nn.ModuleList()
+            for _ in c.co_attention_at:  # words query regions; regions query words
+                co = nn.Module()
+                co.text = _torch_block(c.text_dim, c.co_heads, c.text_mlp_dim, c.visual_dim, c.co_dim, c.eps)
+                co.visual = _torch_block(c.visual_dim, c.co_heads, c.visual_mlp_dim, c.text_dim, c.co_dim, c.eps)
+                self.co_blocks.append(co)
+            self.text_pooler = nn.Linear(c.text_dim, c.pool_dim)
+            self.visual_pooler = nn.Linear(c.visual_dim, c.pool_dim)
+            self.alignment = nn.Linear(c.pool_dim, 2)
+            heads = (("mlm", c.text_dim, c.vocab_size), ("region_head", c.visual_dim, c.n_region_classes))
+            for name, width, classes in heads:  # dense -> GELU -> LayerNorm -> decoder
+                head = nn.Module()
+                head.dense, head.ln, head.decoder = (nn.Linear(width, width), nn.LayerNorm(width, c.eps),
+                                                     nn.Linear(width, classes))
+                setattr(self, name, head)
+            self.mlm.decoder.weight = e.token.weight  # tied, as BERT's
+
+        def forward(self, ids, text_mask, word_labels, feats, locs, region_mask, region_chosen, det_probs, aligned):
+            e, v = self.text_embeddings, self.visual_embeddings
+            positions = torch.arange(ids.shape[1], device=ids.device)
+            text = e.ln(e.token(ids) + e.position(positions) + e.segment(torch.zeros_like(ids)))  # (B, T, Dt)
+            z = (locs - v.location_mean) * v.location_scale
+            z = c.location_clip * torch.tanh(z / c.location_clip) if c.location_clip else z
+            visual = v.ln(v.feature(feats) + v.location(z))  # (B, 1+R, Dv)
+            t_done = v_done = 0
+            for (t, s), co in zip(c.co_attention_at, self.co_blocks):
+                for block in self.text_blocks[t_done:t]:
+                    text = block(text, text_mask)
+                for block in self.visual_blocks[v_done:s]:
+                    visual = block(visual, region_mask)
+                # both halves read the other stream as it was before the block
+                text, visual = co.text(text, region_mask, visual), co.visual(visual, text_mask, text)
+                t_done, v_done = t, s
+            for block in self.text_blocks[t_done:]:
+                text = block(text, text_mask)
+            for block in self.visual_blocks[v_done:]:
+                visual = block(visual, region_mask)
+            fused = f.relu(self.text_pooler(text[:, 0])) * f.relu(self.visual_pooler(visual[:, 0]))  # (B, P)
+            head = lambda h, x: h.decoder(h.ln(f.gelu(h.dense(x))))
+            words = head(self.mlm, text)  # (B, T, V)
+            log_q = f.log_softmax(head(self.region_head, visual), dim=-1)  # (B, 1+R, classes)
+            kl = (torch.xlogy(det_probs, det_probs) - det_probs * log_q).sum(-1)  # (B, 1+R)
+            chosen = region_chosen.to(kl.dtype)
+            terms = {"masked_words": f.cross_entropy(words.flatten(0, 1), word_labels.flatten(), ignore_index=-100),
+                     "masked_regions": (kl * chosen).sum() / chosen.sum().clamp(min=1.0),
+                     "alignment": f.cross_entropy(self.alignment(fused), aligned)}
+            return sum(term_weights[k] * terms[k] for k in terms)
+
+    return Twin()
+
+
+def vilbert_case(rng, batch=64):
+    """ViLBERT's pretraining step (S07-S09) at the recipe's size (``pretrain_vilbert``: batch 64,
+    ``ViLBERTConfig()`` with the tokenizer's 400 ids, the detector's 32-d standardised features and
+    36 classes; captions of 5-20 tokens, [IMG] + up to 3 regions), dropout off as in the other cases.
+    The loss is the recipe's (``pretraining_losses`` / ``pretraining_loss``: masked words + masked
+    regions + 5 x alignment) with the masks drawn once here (``mask_tokens``, ``mask_regions``).
+    The twin is ``torch_vilbert``, holding the minivl model's weights by name."""
+    import torch
+
+    from minivl.models.bert import IGNORE_INDEX, mask_tokens
+    from minivl.models.vilbert import ViLBERT, ViLBERTConfig
+    from minivl.recipes.vilbert import TERM_WEIGHTS, mask_regions, pretraining_loss, pretraining_losses
+
+    ours = ViLBERT(ViLBERTConfig(vocab_size=400, feat_dim=32, n_region_classes=36, dropout=0.0)).train()
+    twin = torch_vilbert(ours.config, TERM_WEIGHTS)
+    twin.load_state_dict({k: torch.tensor(np.asarray(v)) for k, v in ours.state_dict().items()})
+    pad, cls, sep, mask = 396, 397, 398, 399  # the BERT tokenizer's special ids
+    lengths = rng.integers(5, 21, batch)  # [CLS] caption [SEP]
+    ids = np.full((batch, lengths.max()), pad, np.int64)  # (B, T)
+    for row, n in zip(ids, lengths):
+        row[:n] = [cls, *rng.integers(0, 395, n - 2), sep]
+    text_mask = ids != pad
+    aligned = rng.permutation(batch) % 2  # half the captions are another scene's
+    first = int(np.argmax(aligned))  # a matching pair, given one masked word and region below
+    inputs, word_labels = mask_tokens(ids, [pad, cls, sep], 400, mask, rng)
+    word_labels[first, 1] = ids[first, 1]
+    word_labels[aligned == 0] = IGNORE_INDEX  # the masked terms read the matching pairs only
+    R = 3
+    region_mask = np.arange(1 + R) < 1 + rng.integers(1, R + 1, batch)[:, None]  # (B, 1+R)
+    real = region_mask[..., None].copy()
+    real[:, 0] = False
+    feats = np.where(real, rng.standard_normal((batch, 1 + R, 32)), 0.0)
+    feats[:, 0] = feats[:, 1:].sum(1) / real[:, 1:, 0].sum(1, keepdims=True)  # [IMG]: the regions' mean
+    corner = rng.uniform(0, 0.7, (batch, 1 + R, 2))
+    size = rng.uniform(0.1, 0.3, (batch, 1 + R, 2))
+    locs = np.concatenate([corner, corner + size, size.prod(-1, keepdims=True)], -1) * real
+    locs[:, 0] = [0, 0, 1, 1, 1]
+    chosen, zeroed = mask_regions(region_mask, rng)
+    chosen[first, 1] = True
+    feats = np.where(zeroed[..., None], 0.0, feats).astype(np.float32)
+    logits = 2 * rng.standard_normal((batch, 1 + R, 36))
+    det_probs = (np.exp(logits) / np.exp(logits).sum(-1, keepdims=True) * real).astype(np.float32)
+    minivl_in = (inputs, text_mask, word_labels, feats, locs.astype(np.float32), region_mask,
+                 chosen & (aligned == 1)[:, None], det_probs, aligned)
+    keys = ("ids", "text_mask", "word_labels", "feats", "locs", "region_mask", "region_chosen", "det_probs",
+            "aligned")
+
+    def minivl_loss(*arrays):
+        terms, _ = pretraining_losses(ours, dict(zip(keys, arrays)))
+        return pretraining_loss(terms)
+
+    return twin, ours, twin, minivl_loss, tuple(torch.tensor(a) for a in minivl_in), minivl_in
+
+
 CASES = {"clip": (clip_case, "minivl.models.clip"), "gpt": (gpt_case, "minivl.models.gpt"),
          "bert": (bert_case, "minivl.models.bert"), "vit": (vit_case, "minivl.models.vit"),
-         "dalle": (dalle_case, "minivl.models.dalle"), "llava": (llava_case, "minivl.models.llava")}
+         "dalle": (dalle_case, "minivl.models.dalle"), "llava": (llava_case, "minivl.models.llava"),
+         "vilbert": (vilbert_case, "minivl.models.vilbert")}
 
 
 # --------------------------------------------------------------------------- timing
