@@ -279,7 +279,7 @@ def evaluate(model, data: LLaVAData, image=True, n_per_type=60, n_describe=100, 
 # --------------------------------------------------------------------------- the study
 
 
-def build(data: LLaVAData, clip, gpt, projector="linear", image_position=STUDY["image_position"]) -> LLaVA:
+def build(data: LLaVAData, clip, gpt, projector="linear", image_position="before") -> LLaVA:
     return LLaVA.from_parts(clip, gpt, data.tokenizer.special_tokens[IMAGE], projector, image_position)
 
 

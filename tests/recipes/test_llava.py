@@ -125,6 +125,8 @@ def test_chat_scripted_conversation(parts, tmp_path, monkeypatch, capsys, image_
     s.max_answer = 5
     "".join(s.ask("What colour is the circle?"))
     start = len(s.ids)
+    before_image = data.tokenizer.decode(s.ids[:s.ids.index(data.tokenizer.special_tokens["<image>"])])
+    assert ("What colour is the circle?" in before_image) == (image_position == "after")
     second = "".join(s.ask("Is there a square?"))
     stop = data.tokenizer.special_tokens["</s>"]
     history = np.array(s.ids)
