@@ -2,7 +2,8 @@
 
 One training sequence is a system line, then rounds of ``USER: ...`` and
 ``ASSISTANT: ...<end of turn>`` (Vicuna v1's template, LLaVA Table 2). The
-first user turn starts with the ``<image>`` placeholder; the formatter
+first user turn holds the ``<image>`` placeholder, before its instruction
+(as below) or after it (``image_position="after"``); the formatter
 expands it into ``num_image_tokens`` copies, one per projected patch, which
 the model overwrites with the projector's outputs
 (``minivl/models/llava.py::LLaVA``)::
