@@ -64,13 +64,14 @@ if CI:
                       n_retrieval=60, progress=False)["model"]
 else:
     clip = clip_tower()  # cached under $MINIVL_CACHE, trained once
-# conversation samples per scene as in the study (STUDY; `--conversations` changes it)
+# conversation samples per scene and the kinds' shares as in the study (STUDY;
+# `--conversations`, `--no-balance-kinds` change them)
 data = LLaVAData(n_train=200 if CI else 2000, n_test=40 if CI else 200, seed=0,
-                 conversations=STUDY["conversations"])
+                 conversations=STUDY["conversations"], balance_kinds=STUDY["balance_kinds"])
 gpt, lm_metrics = pretrain_lm(data.tokenizer, data.docs, 20 if CI else 100, progress=False)
 print(f"GPT pretrained on {len(data.docs):,} plain-text documents: val perplexity "
       f"{lm_metrics['val_perplexity']:.2f}")
-model = build(data, clip, gpt, projector="linear")
+model = build(data, clip, gpt, projector="linear", image_position=STUDY["image_position"])
 data.compute_features(model)  # the eye never trains: every picture's features, once
 print(model.projector, "\nvision parameters frozen:", not any(p.requires_grad for p in model.vision.parameters()))
 features = model.image_features(preprocess(data.train_images[:2]))
@@ -81,8 +82,10 @@ print("patch features of two pictures:", features.shape, "(B, N, Dv): penultimat
 #
 # A system line, then `USER: ...` / `ASSISTANT: ...</s>` rounds; the first
 # user turn holds `<image>`, expanded to N ids whose embeddings the model
-# overwrites with the projected patches. The labels are -100 everywhere but
-# on the answers and their end-of-turn token.
+# overwrites with the projected patches. The study puts it after the first
+# question (`question\n<image>`, one of LLaVA-Instruct's two placements), so
+# the patch positions can attend to the question. The labels are -100
+# everywhere but on the answers and their end-of-turn token.
 
 # %%
 from minivl.data.llava_format import format_conversation
@@ -90,7 +93,8 @@ from minivl.viz.llava import label_mask_figure
 
 turns = [("What colour is the circle?", "The circle is red."),
          ("Is there a square?", "No, there is no square in the image.")]
-f = format_conversation(data.tokenizer, turns, model.config.num_image_tokens)
+f = format_conversation(data.tokenizer, turns, model.config.num_image_tokens,
+                        image_position=model.config.image_position)
 print(data.tokenizer.decode(f.ids))
 label_mask_figure(data.tokenizer, f)
 

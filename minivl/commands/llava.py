@@ -3,6 +3,7 @@ command line over ``minivl.recipes.llava`` (lecture S29-S37)."""
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from pathlib import Path
@@ -18,7 +19,8 @@ def _train(args):
     began = time.perf_counter()
     model, data, h = run_stage(args.stage, args.out, args.steps, args.batch_size, args.projector,
                                args.seed, args.n_train, args.lm_steps, args.clip, args.resume,
-                               not args.quiet, args.conversations)
+                               not args.quiet, args.conversations, args.lm_depth, args.image_position,
+                               args.balance_kinds)
     trained = model.num_parameters(trainable_only=True)
     print(f"LLaVA stage {args.stage}: {trained:,} of {model.num_parameters():,} parameters trained; "
           f"{len(h.loss)} steps, loss {h.loss[0]:.3f} -> {np.mean(h.loss[-10:]):.3f}"
@@ -59,6 +61,8 @@ def _study(args):
         r = study(seed, n_train=args.n_train, lm_steps=args.lm_steps, stage1_steps=args.stage1_steps,
                   stage2_steps=args.stage2_steps, batch_size=args.batch_size, stage2_lr=args.stage2_lr,
                   clip_cache=args.clip, conversations=args.conversations, rows=tuple(args.rows),
+                  lm_depth=args.lm_depth, image_position=args.image_position,
+                  balance_kinds=args.balance_kinds,
                   progress=not args.quiet, wait_for_clip=args.wait_for_clip, on_row=partial)
         partial(r)
         runs.append(r)
@@ -182,6 +186,9 @@ def _chat(args):
 
 
 CONV_HELP = "conversation samples per training scene (the weight of short answers in the mix)"
+BALANCE_HELP = "stage 2 draws each kind (conversation, detail, reasoning) equally often"
+POSITION_HELP = ("the <image> placeholder before the first instruction ('<image>\\nquestion') or "
+                 "after it ('question\\n<image>')")
 CLIP_HELP = ("folder of a CLIP run ('minivl clip train --out'); default: the eye cached under "
              "$MINIVL_CACHE (~/.cache/minivl), trained once when absent")
 
@@ -204,6 +211,11 @@ def register(subparsers):
     t.add_argument("--lm-steps", type=int, default=STUDY["lm_steps"],
                    help="GPT pretraining steps (stage 1, cached)")
     t.add_argument("--conversations", type=int, default=STUDY["conversations"], help=CONV_HELP)
+    t.add_argument("--lm-depth", type=int, default=STUDY["lm_depth"], help="the GPT's blocks (stage 1)")
+    t.add_argument("--balance-kinds", action=argparse.BooleanOptionalAction, default=STUDY["balance_kinds"],
+                   help=BALANCE_HELP)
+    t.add_argument("--image-position", choices=("before", "after"), default=STUDY["image_position"],
+                   help=POSITION_HELP + " (stage 1; stage 2 keeps the checkpoint's)")
     t.add_argument("--clip", default=None, help=CLIP_HELP)
     t.add_argument("--out", default="runs/llava", help="folder for gpt/stage1/stage2.safetensors")
     t.add_argument("--resume", default=None, help="a stageN.safetensors to continue to --steps")
@@ -217,6 +229,11 @@ def register(subparsers):
     s.add_argument("--stage2-steps", type=int, default=STUDY["stage2_steps"])
     s.add_argument("--stage2-lr", type=float, default=None, help=f"default: {LR[2]}")
     s.add_argument("--conversations", type=int, default=STUDY["conversations"], help=CONV_HELP)
+    s.add_argument("--lm-depth", type=int, default=STUDY["lm_depth"], help="the GPT's blocks")
+    s.add_argument("--balance-kinds", action=argparse.BooleanOptionalAction, default=STUDY["balance_kinds"],
+                   help=BALANCE_HELP)
+    s.add_argument("--image-position", choices=("before", "after"), default=STUDY["image_position"],
+                   help=POSITION_HELP)
     s.add_argument("--rows", nargs="+", choices=STUDY_ROWS, default=list(STUDY_ROWS),
                    help="which rows to run (the rest can run in another process; --merge joins them)")
     s.add_argument("--batch-size", type=int, default=STUDY["batch_size"])

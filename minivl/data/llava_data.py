@@ -105,16 +105,19 @@ class LLaVAExample:
     formatted: Formatted
 
 
-def format_items(tokenizer, items, num_image_tokens, image=True) -> list[LLaVAExample]:
+def format_items(tokenizer, items, num_image_tokens, image=True, image_position="before"
+                 ) -> list[LLaVAExample]:
     """Stage-2 examples (``image=False``: the text-only baseline's)."""
     return [LLaVAExample(it.scene_index, it.kind,
-                         format_conversation(tokenizer, it.turns, num_image_tokens, image))
+                         format_conversation(tokenizer, it.turns, num_image_tokens, image,
+                                             image_position=image_position))
             for it in items]
 
 
-def format_captions(tokenizer, captions, num_image_tokens, image=True) -> list[LLaVAExample]:
+def format_captions(tokenizer, captions, num_image_tokens, image=True, image_position="before"
+                    ) -> list[LLaVAExample]:
     return [LLaVAExample(i, "caption", format_conversation(tokenizer, stage1_turns(c), num_image_tokens,
-                                                           image))
+                                                           image, image_position=image_position))
             for i, c in captions]
 
 

@@ -2,7 +2,8 @@
 
 One training sequence is a system line, then rounds of ``USER: ...`` and
 ``ASSISTANT: ...<end of turn>`` (Vicuna v1's template, LLaVA Table 2). The
-first user turn starts with the ``<image>`` placeholder; the formatter
+first user turn holds the ``<image>`` placeholder, before its instruction
+(as below) or after it (``image_position="after"``); the formatter
 expands it into ``num_image_tokens`` copies, one per projected patch, which
 the model overwrites with the projector's outputs
 (``minivl/models/llava.py::LLaVA``)::
@@ -53,15 +54,24 @@ class Formatted:
         return len(self.ids)
 
 
-def pieces(turns, image=True, system=SYSTEM):
-    """The conversation as ``(text, kind)`` pieces, in order; ``kind`` says how it is labelled."""
+def pieces(turns, image=True, system=SYSTEM, image_position="before"):
+    """The conversation as ``(text, kind)`` pieces, in order; ``kind`` says how it is labelled.
+
+    ``image_position``: the ``<image>`` placeholder goes "before" the first
+    instruction (``<image>\nquestion``) or "after" it (``question\n<image>``);
+    LLaVA-Instruct places it either way at random.
+    """
+    if image_position not in ("before", "after"):
+        raise ValueError(f"image_position must be 'before' or 'after', got {image_position!r}")
     out = [(system, "system")]
     for r, (instruction, answer) in enumerate(turns):
         out.append(("\n" + USER, "role"))
-        if r == 0 and image:
-            out.append((" ", "role"))
-            out.append((IMAGE, "image"))
-        out.append(("\n" + instruction if r == 0 and image else " " + instruction, "instruction"))
+        if r == 0 and image and image_position == "before":
+            out += [(" ", "role"), (IMAGE, "image"), ("\n" + instruction, "instruction")]
+        elif r == 0 and image:
+            out += [(" " + instruction, "instruction"), ("\n", "role"), (IMAGE, "image")]
+        else:
+            out.append((" " + instruction, "instruction"))
         out.append(("\n" + ASSISTANT, "role"))
         if answer is not None:
             out.append((" " + answer, "answer"))
@@ -69,19 +79,20 @@ def pieces(turns, image=True, system=SYSTEM):
     return out
 
 
-def format_conversation(tokenizer, turns, num_image_tokens=0, image=True, system=SYSTEM) -> Formatted:
+def format_conversation(tokenizer, turns, num_image_tokens=0, image=True, system=SYSTEM,
+                        image_position="before") -> Formatted:
     """Ids and labels of ``turns`` (``(instruction, answer)`` pairs) in LLaVA's template.
 
     ``image``: put the ``<image>`` placeholder (expanded to ``num_image_tokens``
-    ids) at the start of the first instruction; ``False`` writes the same
-    conversation without it (the text-only baseline). A last turn whose answer
-    is ``None`` ends at ``ASSISTANT:``: the prompt for generation.
+    ids) before or after (``image_position``) the first instruction; ``False``
+    writes the same conversation without it (the text-only baseline). A last
+    turn whose answer is ``None`` ends at ``ASSISTANT:``: the prompt for generation.
     """
     if image and num_image_tokens < 1:
         raise ValueError(f"num_image_tokens must be >= 1 when image=True, got {num_image_tokens}")
     special = tokenizer.special_tokens
     ids, labels, kinds = [], [], []
-    for text, kind in pieces(turns, image, system):
+    for text, kind in pieces(turns, image, system, image_position):
         if kind == "image":
             piece = [special[IMAGE]] * num_image_tokens
         elif kind == "end":

@@ -36,6 +36,7 @@ from minivl.models.vision import VisionEncoder
 from minivl.tensor import Tensor, no_grad
 
 PROJECTORS = ("linear", "mlp")  # LLaVA v1, LLaVA-1.5
+IMAGE_POSITIONS = ("before", "after")  # the <image> placeholder before / after the first instruction
 
 
 @dataclass
@@ -59,6 +60,9 @@ class LLaVAConfig:
     depth: int = 2
     num_heads: int = 4
     image_token_id: int = 1
+    # the template: the <image> placeholder "before" the first instruction ("<image>\nquestion")
+    # or "after" it ("question\n<image>"); LLaVA's data holds both (minivl/data/llava_format.py)
+    image_position: str = "before"
 
     @property
     def num_image_tokens(self) -> int:
@@ -92,6 +96,8 @@ class LLaVA(nn.Module):
     def __init__(self, config: LLaVAConfig | None = None, **overrides):
         super().__init__()
         c = self.config = LLaVAConfig(**{**(vars(config) if config else {}), **overrides})
+        if c.image_position not in IMAGE_POSITIONS:
+            raise ValueError(f"image_position must be one of {IMAGE_POSITIONS}, got {c.image_position!r}")
         self.vision = VisionEncoder(c.image_size, c.patch_size, c.in_channels, c.vision_dim,
                                     c.vision_depth, c.vision_heads, c.vision_mlp_ratio,
                                     activation=c.vision_activation, ln_pre=True, patch_bias=False)
@@ -101,14 +107,15 @@ class LLaVA(nn.Module):
                       num_heads=c.num_heads)
 
     @classmethod
-    def from_parts(cls, clip, gpt, image_token_id, projector="linear"):
+    def from_parts(cls, clip, gpt, image_token_id, projector="linear", image_position="before"):
         """A LLaVA holding a trained CLIP's image tower and a pretrained GPT (copies of both)."""
         v, g = clip.config, gpt.config
         model = cls(image_size=v.image_size, patch_size=v.patch_size, in_channels=v.in_channels,
                     vision_dim=v.vision_dim, vision_depth=v.vision_depth, vision_heads=v.vision_heads,
                     vision_mlp_ratio=v.vision_mlp_ratio, vision_activation=v.activation,
                     projector=projector, vocab_size=g.vocab_size, max_len=g.max_len, dim=g.dim,
-                    depth=g.depth, num_heads=g.num_heads, image_token_id=image_token_id)
+                    depth=g.depth, num_heads=g.num_heads, image_token_id=image_token_id,
+                    image_position=image_position)
         model.vision.load_state_dict({k: np.array(a) for k, a in clip.vision_model.state_dict().items()})
         model.lm.load_state_dict({k: np.array(a) for k, a in gpt.state_dict().items()})
         model.vision.requires_grad_(False)
@@ -134,17 +141,22 @@ class LLaVA(nn.Module):
     def forward_features(self, features, ids, caches=None) -> Tensor:
         """As ``forward``, from cached ``features (B, N, Dv)`` (None: ids hold no image)."""
         ids = np.asarray(ids)
-        start = self.image_start(ids, features)
-        if start is None:
+        starts = self.image_starts(ids, features)
+        if starts is None:
             return self.lm(ids, caches=caches)
+        B, T = ids.shape
         N = self.config.num_image_tokens
         tokens = self.lm.transformer.embeddings.token(ids)  # (B, T, D)
         patches = self.projector(Tensor(np.asarray(features, np.float32)))  # (B, N, D)
-        x = F.concat([tokens[:, :start], patches, tokens[:, start + N:]], axis=1)  # (B, T, D)
+        # patch n of row b goes to column starts[b] + n: a (B, T, N) one-hot placement
+        place = np.zeros((B, T, N), np.float32)
+        place[np.arange(B)[:, None], starts[:, None] + np.arange(N), np.arange(N)] = 1.0
+        keep = (ids != self.config.image_token_id).astype(np.float32)[..., None]  # (B, T, 1)
+        x = tokens * Tensor(keep) + Tensor(place) @ patches  # (B, T, D)
         return self.lm.lm_head(self.lm.transformer.forward_embeddings(x, caches))
 
-    def image_start(self, ids, features):
-        """Where the N image ids begin (the same column in every row), or None without an image."""
+    def image_starts(self, ids, features):
+        """Where each row's N image ids begin ``(B,)``, or None when ids hold no image."""
         if ids.ndim != 2:
             raise ValueError(f"ids must have shape (B, T), got {ids.shape}")
         N, c = self.config.num_image_tokens, self.config
@@ -159,13 +171,14 @@ class LLaVA(nn.Module):
         if features.shape != (len(ids), N, c.vision_dim):
             raise ValueError(f"features must have shape (B, N, Dv) = ({len(ids)}, {N}, {c.vision_dim}),"
                              f" got {features.shape}")
-        start = int(is_image[0].argmax())
-        expected = np.zeros(ids.shape[1], bool)
-        expected[start:start + N] = True
+        starts = is_image.argmax(axis=1)
+        expected = np.arange(ids.shape[1]) - starts[:, None]
+        expected = (expected >= 0) & (expected < N)
         if not (is_image == expected).all():
+            bad = int(np.flatnonzero((is_image != expected).any(axis=1))[0])
             raise ValueError(f"every row of ids {ids.shape} must hold exactly {N} consecutive <image> "
-                             f"ids starting at the same column (row 0 starts at {start})")
-        return start
+                             f"ids (row {bad} does not)")
+        return starts
 
     def loss(self, features, ids, labels) -> Tensor:
         """Mean cross-entropy of the labelled tokens (labels -100 are ignored), shifted by one."""

@@ -57,7 +57,7 @@ MAX_LEN = 128
 LR = {1: 3e-3, 2: 3e-3}  # peak learning rate of each stage (warm-up, then cosine to a tenth)
 # the study's defaults: about 20 minutes per seed on one core (lectures/10-llava.md, S36)
 STUDY = dict(n_train=2000, lm_steps=500, stage1_steps=200, stage2_steps=3500, batch_size=16,
-             conversations=1)
+             conversations=4, lm_depth=2, image_position="after", balance_kinds=True)
 STUDY_ROWS = ("lm_alone", "stage1", "stage2", "stage2_v15")  # S36's four rows
 CLIP_STEPS = 3000  # minivl clip train's default: zero-shot 0.98, retrieval R@1 0.97 (results/llava_clip.json)
 
@@ -92,7 +92,7 @@ def clip_tower(cache=None, steps=CLIP_STEPS, progress=True, wait=0):
                       progress=progress)["model"]
 
 
-def pretrain_lm(tokenizer, docs, steps=300, seed=0, dim=64, depth=2, heads=4, batch_size=16,
+def pretrain_lm(tokenizer, docs, steps=300, seed=0, dim=64, depth=STUDY["lm_depth"], heads=4, batch_size=16,
                 progress=True):
     """GPT pretrained on plain-text ``docs`` (the Vicuna stand-in); returns ``(model, metrics)``."""
     from minivl.recipes.gpt import train_gpt
@@ -110,8 +110,9 @@ def pretrain_lm(tokenizer, docs, steps=300, seed=0, dim=64, depth=2, heads=4, ba
 class LLaVAData:
     """Everything a run reads: scenes, pictures, features, tokenizer, examples."""
 
-    def __init__(self, n_train=3000, n_test=300, seed=0, vocab_size=600, conversations=1):
-        self.seed = seed
+    def __init__(self, n_train=3000, n_test=300, seed=0, vocab_size=600, conversations=1,
+                 balance_kinds=False):
+        self.seed, self.balance_kinds = seed, balance_kinds
         self.train_scenes, self.train_images = llava_scenes(n_train, seed)
         self.test_scenes, self.test_images = llava_scenes(n_test, seed + 1000)  # held out
         self.items = instructions(self.train_scenes, seed, conversations=conversations)
@@ -127,24 +128,36 @@ class LLaVAData:
         self.train_features, self.test_features = feats(self.train_images), feats(self.test_images)
         return self
 
-    def examples(self, stage, num_image_tokens, image=True, max_len=MAX_LEN):
+    def examples(self, stage, num_image_tokens, image=True, max_len=MAX_LEN, image_position="before"):
         """Stage 1's caption pairs or stage 2's instructions (those that fit in ``max_len``)."""
         if stage == 1:
-            out = format_captions(self.tokenizer, self.captions, num_image_tokens, image)
+            out = format_captions(self.tokenizer, self.captions, num_image_tokens, image, image_position)
         else:
-            out = format_items(self.tokenizer, self.items, num_image_tokens, image)
+            out = format_items(self.tokenizer, self.items, num_image_tokens, image, image_position)
         return [e for e in out if len(e.formatted) <= max_len]
 
     def statistics(self, num_image_tokens=9):
         return statistics(self.items, self.examples(2, num_image_tokens))
 
 
-def batches(examples, features, pad_id, batch_size, seed, start=0):
-    """Random batches ``(features | None, ids, labels)`` forever; batch s depends on (seed, s)."""
+def kind_weights(examples):
+    """Sampling probabilities that give every kind the same share of the batches."""
+    kinds = [e.kind for e in examples]
+    count = {k: kinds.count(k) for k in set(kinds)}
+    return np.array([1.0 / (len(count) * count[k]) for k in kinds])
+
+
+def batches(examples, features, pad_id, batch_size, seed, start=0, balance_kinds=False):
+    """Random batches ``(features | None, ids, labels)`` forever; batch s depends on (seed, s).
+
+    ``balance_kinds``: draw each kind (conversation, detail, reasoning) equally
+    often, however many samples of it there are; otherwise every sample equally.
+    """
     step = start
+    p = kind_weights(examples) if balance_kinds else None
     while True:
         step += 1
-        pick = np.random.default_rng([seed, step]).choice(len(examples), batch_size, replace=False)
+        pick = np.random.default_rng([seed, step]).choice(len(examples), batch_size, replace=False, p=p)
         chosen = [examples[i] for i in pick]
         ids, labels = pad_batch([e.formatted for e in chosen], pad_id)
         feats = None if features is None else features[[e.scene_index for e in chosen]]
@@ -176,8 +189,9 @@ def train_stage(model, data: LLaVAData, stage, steps, batch_size=32, lr=None, se
     end = min(steps, stop_after or steps)
     n = model.config.num_image_tokens
     feats = data.train_features if image else None
-    stream = batches(data.examples(stage, n, image, model.config.max_len), feats, data.tokenizer.special_tokens[PAD],
-                     batch_size, seed, begin)
+    examples = data.examples(stage, n, image, model.config.max_len, model.config.image_position)
+    stream = batches(examples, feats, data.tokenizer.special_tokens[PAD],
+                     batch_size, seed, begin, balance_kinds=data.balance_kinds and stage == 2)
     path = None if out is None else Path(out) / f"stage{stage}.safetensors"
 
     def save(step):
@@ -224,7 +238,7 @@ def evaluate(model, data: LLaVAData, image=True, n_per_type=60, n_describe=100, 
     rng = np.random.default_rng([seed, 36])
     tok, n = data.tokenizer, model.config.num_image_tokens
     scenes, feats = data.test_scenes, data.test_features
-    fmt = lambda q: format_conversation(tok, [(q, None)], n, image)
+    fmt = lambda q: format_conversation(tok, [(q, None)], n, image, image_position=model.config.image_position)
     pick = lambda: int(rng.integers(len(scenes)))
     # short answers
     questions = []
@@ -265,15 +279,16 @@ def evaluate(model, data: LLaVAData, image=True, n_per_type=60, n_describe=100, 
 # --------------------------------------------------------------------------- the study
 
 
-def build(data: LLaVAData, clip, gpt, projector="linear") -> LLaVA:
-    return LLaVA.from_parts(clip, gpt, data.tokenizer.special_tokens[IMAGE], projector)
+def build(data: LLaVAData, clip, gpt, projector="linear", image_position="before") -> LLaVA:
+    return LLaVA.from_parts(clip, gpt, data.tokenizer.special_tokens[IMAGE], projector, image_position)
 
 
 def study(seed=0, n_train=STUDY["n_train"], n_test=200, lm_steps=STUDY["lm_steps"],
           stage1_steps=STUDY["stage1_steps"], stage2_steps=STUDY["stage2_steps"],
           batch_size=STUDY["batch_size"], stage2_lr=None, clip_cache=None, clip_steps=CLIP_STEPS,
           progress=True, out=None, eval_sizes=(60, 60, 60), wait_for_clip=0, on_row=None,
-          conversations=STUDY["conversations"], rows=STUDY_ROWS) -> dict:
+          conversations=STUDY["conversations"], rows=STUDY_ROWS, lm_depth=STUDY["lm_depth"],
+          image_position=STUDY["image_position"], balance_kinds=STUDY["balance_kinds"]) -> dict:
     """The four rows of S36 for one seed: LM alone, stage 1, stage 2, stage 2 (v1.5).
 
     ``on_row(partial)`` is called after every row with the result so far.
@@ -284,8 +299,8 @@ def study(seed=0, n_train=STUDY["n_train"], n_test=200, lm_steps=STUDY["lm_steps
         raise ValueError(f"rows must be some of {STUDY_ROWS}, got {rows!r}")
     began = time.perf_counter()
     manual_seed(seed)
-    data = LLaVAData(n_train, n_test, seed, conversations=conversations)
-    gpt, lm_metrics = pretrain_lm(data.tokenizer, data.docs, lm_steps, seed, progress=progress)
+    data = LLaVAData(n_train, n_test, seed, conversations=conversations, balance_kinds=balance_kinds)
+    gpt, lm_metrics = pretrain_lm(data.tokenizer, data.docs, lm_steps, seed, depth=lm_depth, progress=progress)
     clip = clip_tower(clip_cache, clip_steps, progress, wait_for_clip)
     data.compute_features(build(data, clip, gpt))
     wanted, rows, seconds = rows, {}, {}
@@ -298,11 +313,12 @@ def study(seed=0, n_train=STUDY["n_train"], n_test=200, lm_steps=STUDY["lm_steps
                                 "batch_size": batch_size, "clip": clip_steps,
                                 "lr": {"stage1": LR[1], "stage2": stage2_lr or LR[2]}},
                       "data": {"train_scenes": n_train, "test_scenes": n_test,
-                               "conversations_per_scene": conversations,
+                               "conversations_per_scene": conversations, "lm_depth": lm_depth,
+                               "image_position": image_position, "balance_kinds": balance_kinds,
                                "eval_sizes": list(eval_sizes)}, "rows_run": list(wanted)}
     if "lm_alone" in wanted:
         t = time.perf_counter()
-        blind = build(data, clip, gpt)
+        blind = build(data, clip, gpt, image_position=image_position)
         train_stage(blind, data, 2, stage2_steps, lr=stage2_lr, image=False, desc="llava text only", **kw)
         rows["lm_alone"] = evaluate(blind, data, image=False, **ev)
         seconds["lm_alone"] = time.perf_counter() - t
@@ -313,7 +329,7 @@ def study(seed=0, n_train=STUDY["n_train"], n_test=200, lm_steps=STUDY["lm_steps
         if name not in wanted and not (projector == "linear" and "stage1" in wanted):
             continue
         t = time.perf_counter()
-        model = build(data, clip, gpt, projector)
+        model = build(data, clip, gpt, projector, image_position)
         h1 = train_stage(model, data, 1, stage1_steps, desc=f"{name} stage 1", **kw)
         if projector == "linear" and "stage1" in wanted:
             rows["stage1"] = evaluate(model, data, **ev)
@@ -337,25 +353,26 @@ def study(seed=0, n_train=STUDY["n_train"], n_test=200, lm_steps=STUDY["lm_steps
 
 def run_stage(stage, out="runs/llava", steps=None, batch_size=STUDY["batch_size"], projector="linear",
               seed=0, n_train=STUDY["n_train"], lm_steps=STUDY["lm_steps"], clip_cache=None, resume=None,
-              progress=True, conversations=STUDY["conversations"]):
+              progress=True, conversations=STUDY["conversations"], lm_depth=STUDY["lm_depth"],
+              image_position=STUDY["image_position"], balance_kinds=STUDY["balance_kinds"]):
     """``minivl llava train --stage N``: stage 1 from CLIP + a pretrained GPT (cached in ``out``),
     stage 2 from ``out/stage1.safetensors``; returns ``(model, data, history)``."""
     from minivl.checkpoint import load_checkpoint, save_checkpoint
     from minivl.models.gpt import GPT
 
     out = Path(out)
-    data = LLaVAData(n_train, 50, seed, conversations=conversations)
+    data = LLaVAData(n_train, 50, seed, conversations=conversations, balance_kinds=balance_kinds)
     if stage == 1:
         gpt_path = out / "gpt.safetensors"
         if gpt_path.exists():
             gpt = load_checkpoint(GPT, gpt_path)
         else:
-            gpt = pretrain_lm(data.tokenizer, data.docs, lm_steps, seed, progress=progress)[0]
+            gpt = pretrain_lm(data.tokenizer, data.docs, lm_steps, seed, depth=lm_depth, progress=progress)[0]
             save_checkpoint(gpt, gpt_path)
         if gpt.config.vocab_size != data.tokenizer.vocab_size:
             raise ValueError(f"{gpt_path} has {gpt.config.vocab_size} token ids, this run's tokenizer "
                              f"{data.tokenizer.vocab_size}: use the same --seed, --n-train and --conversations")
-        model = build(data, clip_tower(clip_cache, progress=progress), gpt, projector)
+        model = build(data, clip_tower(clip_cache, progress=progress), gpt, projector, image_position)
     else:
         first = out / "stage1.safetensors"
         if not first.exists() and not resume:

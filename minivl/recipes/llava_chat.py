@@ -60,9 +60,10 @@ class ChatSession:
 
     def _new_ids(self, question):
         """The tokens this turn adds: the formatted conversation past its earlier turns."""
-        n = self.model.config.num_image_tokens
-        before = len(format_conversation(self.tokenizer, self.turns, n).ids) if self.turns else 0
-        return format_conversation(self.tokenizer, self.turns + [(question, None)], n).ids[before:]
+        n, where = self.model.config.num_image_tokens, self.model.config.image_position
+        fmt = lambda turns: format_conversation(self.tokenizer, turns, n, image_position=where).ids
+        before = len(fmt(self.turns)) if self.turns else 0
+        return fmt(self.turns + [(question, None)])[before:]
 
     def ask(self, question: str):
         """Stream the answer to ``question`` (strings, one per token).

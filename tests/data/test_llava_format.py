@@ -48,6 +48,24 @@ def test_two_rounds_token_by_token(tok):
                                                                           "instruction"))
 
 
+def test_image_after_the_question(tok):
+    """``question\n<image>``: the first instruction, then the image, then the answer; later
+    rounds and the labels are those of the image-first template."""
+    f = format_conversation(tok, TURNS, num_image_tokens=3, image_position="after")
+    first = format_conversation(tok, TURNS, num_image_tokens=3)
+    img, enc = tok.special_tokens["<image>"], tok.encode
+    head = (enc("A chat about one picture.") + enc("\nUSER:") + enc(" What colour is the circle?")
+            + enc("\n") + [img] * 3 + enc("\nASSISTANT:"))
+    np.testing.assert_array_equal(f.ids[:len(head)], head)
+    assert (f.labels[:len(head)] == IGNORE).all()
+    first_head = (enc("A chat about one picture.") + enc("\nUSER:") + enc(" ") + [img] * 3
+                  + enc("\nWhat colour is the circle?") + enc("\nASSISTANT:"))
+    np.testing.assert_array_equal(f.ids[len(head):], first.ids[len(first_head):])
+    np.testing.assert_array_equal(f.labels[f.labels != IGNORE], first.labels[first.labels != IGNORE])
+    with pytest.raises(ValueError, match="image_position"):
+        format_conversation(tok, TURNS, 3, image_position="middle")
+
+
 def test_prompt_ends_at_assistant_and_text_only_has_no_image(tok):
     f = format_conversation(tok, [("Is there a square?", None)], 4)
     assert tok.decode(f.ids).endswith("\nASSISTANT:") and (f.labels == IGNORE).all()

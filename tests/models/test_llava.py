@@ -133,12 +133,27 @@ def test_bad_inputs_raise_with_shapes():
         model.forward_features(np.zeros((2, N + 1, 16)), ids)
     with pytest.raises(ValueError, match="no image or features"):
         model.forward_features(None, ids)
-    shifted = ids.copy()
-    shifted[1] = np.roll(shifted[1], 1)
-    with pytest.raises(ValueError, match="same column"):
-        model.forward_features(np.zeros((2, N, 16)), shifted)
+    split = ids.copy()
+    split[1, 2 + N - 1], split[1, 2 + N + 1] = 5, 3  # row 1's image ids are not consecutive
+    with pytest.raises(ValueError, match="row 1 does not"):
+        model.forward_features(np.zeros((2, N, 16)), split)
     with pytest.raises(ValueError, match="projector"):
         LLaVA(projector="conv")
+    with pytest.raises(ValueError, match="image_position"):
+        LLaVA(image_position="middle")
+
+
+def test_rows_may_hold_the_image_at_different_columns():
+    """A batch whose rows start the image at columns 1 and 4 gives each row the logits it gets
+    alone (the question-first template puts the image after questions of any length)."""
+    model, _, _ = tiny()
+    rng = np.random.default_rng(3)
+    feats = rng.standard_normal((2, N, 16)).astype(np.float32)
+    a, b = ids_with_image(1, before=1, after=6, seed=1), ids_with_image(1, before=4, after=3, seed=2)
+    with no_grad():
+        both = model.forward_features(feats, np.concatenate([a, b])).numpy()
+        alone = [model.forward_features(feats[i:i + 1], x).numpy()[0] for i, x in enumerate((a, b))]
+    np.testing.assert_allclose(both, np.stack(alone), rtol=1e-5, atol=1e-6)
 
 
 def test_checkpoint_round_trip(tmp_path):

@@ -83,12 +83,35 @@ def test_resume_equals_uninterrupted(parts, tmp_path):
         np.testing.assert_array_equal(v, c.state_dict()[k], err_msg=k)
 
 
-def test_chat_scripted_conversation(parts, tmp_path, monkeypatch, capsys):
+def test_balanced_kinds_draw_each_kind_equally(parts):
+    """Three conversations per description and per reasoning sample: drawn uniformly,
+    conversations fill three fifths of the batches; with ``balance_kinds`` a third."""
+    from dataclasses import replace
+
+    from minivl.recipes.llava import batches, kind_weights
+
+    data, _, _ = parts
+    examples = data.examples(2, 9)
+    by_kind = {k: [e for e in examples if e.kind == k] for k in ("conversation", "detail", "reasoning")}
+    mix = by_kind["conversation"][:30] + by_kind["detail"][:10] + by_kind["reasoning"][:10]
+    mix = [replace(e, scene_index=i) for i, e in enumerate(mix)]  # the feature says which sample
+    w = kind_weights(mix)
+    assert abs(w.sum() - 1) < 1e-12 and abs(w[:30].sum() - 1 / 3) < 1e-12
+    feats = np.arange(len(mix))[:, None, None] * np.ones((1, 9, 1))
+    for balance, want in ((False, 30 / 50), (True, 1 / 3)):
+        stream = batches(mix, feats, 0, 4, seed=0, balance_kinds=balance)
+        drawn = np.concatenate([next(stream)[0][:, 0, 0] for _ in range(800)]).astype(int)
+        conv = np.mean(drawn < 30)
+        assert abs(conv - want) < 0.03, (balance, conv)
+
+
+@pytest.mark.parametrize("image_position", ["before", "after"])
+def test_chat_scripted_conversation(parts, tmp_path, monkeypatch, capsys, image_position):
     from minivl.cli import main
     from minivl.recipes.llava_chat import chat_session
 
     data, clip, gpt = parts
-    model = build(data, clip, gpt)
+    model = build(data, clip, gpt, image_position=image_position)
     save_checkpoint(model, tmp_path / "stage2.safetensors")
     data.tokenizer.save(tmp_path / "tokenizer.json")
     script = "What colour is the circle?\nIs there a square?\n/reset\nHow many shapes are there?\n/quit\nnever read\n"
@@ -102,6 +125,8 @@ def test_chat_scripted_conversation(parts, tmp_path, monkeypatch, capsys):
     s.max_answer = 5
     "".join(s.ask("What colour is the circle?"))
     start = len(s.ids)
+    before_image = data.tokenizer.decode(s.ids[:s.ids.index(data.tokenizer.special_tokens["<image>"])])
+    assert ("What colour is the circle?" in before_image) == (image_position == "after")
     second = "".join(s.ask("Is there a square?"))
     stop = data.tokenizer.special_tokens["</s>"]
     history = np.array(s.ids)
