@@ -25,12 +25,19 @@ def unbroadcast(grad, shape):
 
 
 def as_operand(x, like):
-    """A Tensor for ``x``; Python scalars take the dtype of the tensor they meet."""
+    """A Tensor for ``x``; Python scalars take the dtype of the tensor they meet, and a
+    host array meeting a tensor on the GPU (a mask, a weight made with NumPy) joins it
+    there, as the ops that take ids and masks do (minivl/device.py)."""
     if isinstance(x, Tensor):
         return x
     if isinstance(x, (int, float)) and not isinstance(x, bool):
         dtype = like.dtype if isinstance(like, Tensor) and like.dtype.kind == "f" else np.float32
         return Tensor(np.asarray(x, dtype=dtype))
+    if isinstance(x, np.ndarray) and isinstance(like, Tensor):
+        from minivl.device import device_of, to_array
+
+        if device_of(like) == "cuda":
+            x = to_array(x, "cuda")
     return Tensor(x)
 
 

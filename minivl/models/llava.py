@@ -33,7 +33,7 @@ from minivl import nn
 from minivl.models.gpt import GPT
 from minivl.models.text import sample_next
 from minivl.models.vision import VisionEncoder
-from minivl.tensor import Tensor, no_grad
+from minivl.tensor import Tensor, array_module, no_grad
 
 PROJECTORS = ("linear", "mlp")  # LLaVA v1, LLaVA-1.5
 IMAGE_POSITIONS = ("before", "after")  # the <image> placeholder before / after the first instruction
@@ -147,12 +147,13 @@ class LLaVA(nn.Module):
         B, T = ids.shape
         N = self.config.num_image_tokens
         tokens = self.lm.transformer.embeddings.token(ids)  # (B, T, D)
-        patches = self.projector(Tensor(np.asarray(features, np.float32)))  # (B, N, D)
+        xp = array_module(tokens.data)  # the constants below live where the model does
+        patches = self.projector(Tensor(xp.asarray(features, dtype=np.float32)))  # (B, N, D)
         # patch n of row b goes to column starts[b] + n: a (B, T, N) one-hot placement
         place = np.zeros((B, T, N), np.float32)
         place[np.arange(B)[:, None], starts[:, None] + np.arange(N), np.arange(N)] = 1.0
         keep = (ids != self.config.image_token_id).astype(np.float32)[..., None]  # (B, T, 1)
-        x = tokens * Tensor(keep) + Tensor(place) @ patches  # (B, T, D)
+        x = tokens * Tensor(xp.asarray(keep)) + Tensor(xp.asarray(place)) @ patches  # (B, T, D)
         return self.lm.lm_head(self.lm.transformer.forward_embeddings(x, caches))
 
     def image_starts(self, ids, features):
@@ -167,10 +168,9 @@ class LLaVA(nn.Module):
             return None
         if features is None:
             raise ValueError("ids hold <image> tokens but no image or features were given")
-        features = np.asarray(features)
-        if features.shape != (len(ids), N, c.vision_dim):
+        if np.shape(features) != (len(ids), N, c.vision_dim):  # np.shape: a CuPy array stays put
             raise ValueError(f"features must have shape (B, N, Dv) = ({len(ids)}, {N}, {c.vision_dim}),"
-                             f" got {features.shape}")
+                             f" got {np.shape(features)}")
         starts = is_image.argmax(axis=1)
         expected = np.arange(ids.shape[1]) - starts[:, None]
         expected = (expected >= 0) & (expected < N)
