@@ -48,10 +48,11 @@ CHECKPOINT = "prior.safetensors"
 # On the 8 x 8 codes of the earlier dVAE: 3000 steps (519 s on two shared cores, load 3.0:
 # results/dalle_8x8.json); 800 steps judged about as well (results/dalle_800steps.json). The default
 # dVAE now writes a 16 x 16 grid (256 image tokens, not 64): a training step costs about 4x (one
-# forward + backward at batch 32: results/dalle_mask_timing.json), so 600 steps: what this session's
-# crowded machine (load 8-10 on 2 cores) could train and judge for two seeds in the time left; not
-# a tuned choice (about 7 minutes on quiet cores, by the 4x of the 8 x 8 prior's 0.17 s per step).
-DEFAULTS = dict(steps=600, batch_size=32, lr=2e-3, warmup=100, dim=64, depth=4, heads=4,
+# forward + backward at batch 32: results/dalle_mask_timing.json). 600 steps (results/dalle_600steps.json)
+# left shapes ragged (held-out image loss 0.90 nats per code); 3000 steps halve that loss (0.43) and
+# draw whole objects (results/dalle.json); 2312 s at load 3 on two shared cores (a scratch timing at
+# load 1.5, not committed: 0.45 s a step, 23 minutes): over the 15-minute budget for the prior.
+DEFAULTS = dict(steps=3000, batch_size=32, lr=2e-3, warmup=100, dim=64, depth=4, heads=4,
                 attention="full", n_train=20000, text_len=16, vocab_size=512)
 RERANKER = dict(steps=500, batch_size=64, lr=2e-3, dim=64, depth=2, heads=4, embed_dim=64,
                 patch_size=16, vocab_size=512)
