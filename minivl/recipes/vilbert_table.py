@@ -53,8 +53,9 @@ SCHEDULE = {"vqa": (1200, 32), "refexp": (1200, 32), "retrieval": (600, 16), "vc
 HEADLINE = {"vqa": "accuracy", "refexp": "accuracy", "retrieval": "accuracy", "vcr": "q_ar",
             "nlvr": "accuracy", "foil": "accuracy"}
 # names the pretraining recipe in the cache folder, so a checkpoint of an older recipe
-# (raw region features, equal loss weights, raw 5-d location) is never reused
-PRETRAIN_RECIPE = "std-feats-std-locs-align5"
+# (raw region features, equal loss weights, raw 5-d location, random alignment negatives
+# only: "std-feats-std-locs-align5") is never reused
+PRETRAIN_RECIPE = "std-feats-std-locs-align5-hard50"
 TARGETS = {"vqa": 0.85, "refexp": 0.90, "retrieval": 0.90, "vcr": 0.75, "nlvr": 0.80, "foil": 0.90}
 
 
