@@ -300,6 +300,41 @@ def evaluate_pretraining(model, batch: dict, chunk: int = 250) -> dict:
 
 
 # --------------------------------------------------------------------------- the run
+def pretraining_data(seed: int, n_train: int, n_val: int, regions, tokenizer, rng, max_objects: int = 3):
+    """The training and held-out ``CaptionedScenes`` of ``pretrain_vilbert(seed=seed)``; the
+    captions are drawn from ``rng`` (``default_rng(seed)`` there), training scenes first."""
+    world = ShapesWorld(image_size=32, max_objects=max_objects, seed=seed)
+    train_set = captioned_scenes(world.iid_scenes(n_train, "train", rng=np.random.default_rng([seed, 1])),
+                                 regions, tokenizer, rng)
+    val_set = captioned_scenes(world.iid_scenes(n_val, "val", rng=np.random.default_rng([seed, 2])),
+                               regions, tokenizer, rng)
+    return train_set, val_set
+
+
+def held_out_alignment(model, val_set: CaptionedScenes, tokenizer: BPETokenizer, seed: int) -> dict:
+    """Alignment accuracy of a pretrained model on ``pretrain_vilbert``'s held-out pairs of
+    ``seed``: random negatives masked (``alignment_accuracy``, the headline) and clean, and
+    clean with hard negatives wherever the caption allows (``hard``; ``hard_negatives_only``:
+    the swapped captions alone, ``positives``: the true ones of that batch)."""
+    everything = np.arange(len(val_set))
+    hard_batch = pretraining_batch(val_set, everything, tokenizer, np.random.default_rng([seed, 4]), mask=False,
+                                   hard_negatives=1.0)
+    with no_grad():
+        logits = np.concatenate([model.alignment_logits(model.encode(
+            hard_batch["ids"][s:s + 250], hard_batch["text_mask"][s:s + 250], hard_batch["feats"][s:s + 250],
+            hard_batch["locs"][s:s + 250], hard_batch["region_mask"][s:s + 250])).numpy()
+            for s in range(0, len(everything), 250)])
+    right = logits.argmax(-1) == hard_batch["aligned"]
+    own = {tuple(t) for cs in val_set.caption_ids for t in cs}
+    swapped = np.array([tuple(t[m]) not in own for t, m in zip(hard_batch["ids"], hard_batch["text_mask"])])
+    val_batch = pretraining_batch(val_set, everything, tokenizer, np.random.default_rng([seed, 3]))
+    clean_batch = pretraining_batch(val_set, everything, tokenizer, np.random.default_rng([seed, 3]), mask=False)
+    return {"alignment_accuracy": evaluate_pretraining(model, val_batch)["alignment_accuracy"],
+            "alignment_accuracy_clean": evaluate_pretraining(model, clean_batch)["alignment_accuracy"],
+            "hard": float(right.mean()), "hard_negatives_only": float(right[swapped].mean()),
+            "n_hard_negatives": int(swapped.sum()), "positives": float(right[hard_batch["aligned"] == 1].mean())}
+
+
 def pretrain_vilbert(kind: str = "vilbert", steps: int = 3000, batch_size: int = 64, lr: float = 2e-3,
                      warmup: int = 100, n_train: int = 4000, n_val: int = 500, eval_every: int = 250,
                      seed: int = 0, config: ViLBERTConfig | None = None, bert=True, regions=None,
@@ -334,11 +369,7 @@ def pretrain_vilbert(kind: str = "vilbert", steps: int = 3000, batch_size: int =
     if tokenizer is None:
         raise ValueError("pretrain_vilbert: give a tokenizer when bert is not True")
     regions = regions or default_regions()
-    world = ShapesWorld(image_size=32, max_objects=max_objects, seed=seed)
-    train_set = captioned_scenes(world.iid_scenes(n_train, "train", rng=np.random.default_rng([seed, 1])),
-                                 regions, tokenizer, rng)
-    val_set = captioned_scenes(world.iid_scenes(n_val, "val", rng=np.random.default_rng([seed, 2])),
-                               regions, tokenizer, rng)
+    train_set, val_set = pretraining_data(seed, n_train, n_val, regions, tokenizer, rng, max_objects)
 
     base = config or ViLBERTConfig()
     longest = max(len(ids) for cs in train_set.caption_ids + val_set.caption_ids for ids in cs)
@@ -396,3 +427,39 @@ def pretrain_vilbert(kind: str = "vilbert", steps: int = 3000, batch_size: int =
         save_checkpoint(model, out / f"{kind}.safetensors", metrics=json.dumps(metrics))
         tokenizer.save(out / "tokenizer.json")
     return {"model": model, "history": history, "terms": terms, "metrics": metrics, "tokenizer": tokenizer}
+
+
+def main(argv=None) -> None:
+    """``python -m minivl.recipes.vilbert --checkpoint FOLDER --seed S --out X.json``: the
+    held-out alignment (``held_out_alignment``) of a ``vilbert pretrain`` checkpoint."""
+    import argparse
+    import os
+    import sys
+
+    from minivl.models.vilbert import ViLBERT
+
+    parser = argparse.ArgumentParser(description=main.__doc__.split(":")[0])
+    parser.add_argument("--checkpoint", nargs="+", required=True, help="folders with vilbert.safetensors")
+    parser.add_argument("--seed", type=int, nargs="+", required=True, help="each checkpoint's pretraining seed")
+    parser.add_argument("--n-train", type=int, default=4000, help="as pretrained (the captions' draws depend on it)")
+    parser.add_argument("--n-val", type=int, default=500)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+    _, tokenizer = default_bert()
+    regions = default_regions()
+    runs = []
+    for folder, seed in zip(args.checkpoint, args.seed, strict=True):
+        model = load_checkpoint(ViLBERT, Path(folder) / "vilbert.safetensors").eval()
+        _, val_set = pretraining_data(seed, args.n_train, args.n_val, regions, tokenizer, np.random.default_rng(seed))
+        runs.append({"checkpoint": str(folder), "seed": seed, **held_out_alignment(model, val_set, tokenizer, seed)})
+        print(runs[-1], flush=True)
+    Path(args.out).write_text(json.dumps({
+        "command": "python -m minivl.recipes.vilbert " + " ".join(sys.argv[1:] if argv is None else argv),
+        "load_average": os.getloadavg(), "runs": runs}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -303,3 +303,14 @@ def test_cli_pretrain_writes_results_and_a_checkpoint_that_loads(tmp_path, monke
     model = load_checkpoint(ViLBERT, out / "seed1" / "vilbert.safetensors")
     assert model.config.text_dim == 16 and model.config.co_attention_at == ((1, 0),)
     assert "held-out alignment" in capsys.readouterr().out
+    # the held-out alignment read again from the saved checkpoint (python -m minivl.recipes.vilbert)
+    # is the pretraining run's own: the same held-out scenes, captions and pairs are rebuilt
+    again = tmp_path / "again.json"
+    recipe.main(["--checkpoint", str(out / "seed1"), "--seed", "1", "--n-train", "40", "--n-val", "20",
+                 "--out", str(again)])
+    read = json.loads(again.read_text())["runs"][0]
+    held_out = runs[1]["held_out"]
+    assert read["alignment_accuracy"] == pytest.approx(held_out["alignment_accuracy"])
+    assert read["alignment_accuracy_clean"] == pytest.approx(held_out["alignment_accuracy_clean"])
+    assert read["hard"] == pytest.approx(held_out["alignment_accuracy_hard"])
+    assert read["n_hard_negatives"] > 0 and 0 <= read["hard_negatives_only"] <= 1
