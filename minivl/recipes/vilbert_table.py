@@ -102,13 +102,14 @@ def fresh_encoder(kind: str, config, bert):
 def run_table(tasks=TASKS, variants=VARIANTS, seeds=(0, 1), sizes=(2000, 300, 1000), schedule=None,
               lr: float = 1e-3, head_lr: float = 3e-3, pretrain_steps: int = 3000,
               pretrain_baselines: bool = False, n_queries: int = 20, cache: str | Path | None = None,
-              detector: str | Path | None = None, progress: bool = True, log=print,
+              detector: str | Path | None = None, progress: bool = True, log=print, train_scores: int = 0,
               out: str | Path | None = None, command: str = "python -m minivl.recipes.vilbert_table") -> dict:
     """Fine-tune every variant on every task for every seed; scores on the held-out test part.
 
     ``cache``: where pretrained encoders are kept (default ``$MINIVL_CACHE`` or
     ``~/.cache/minivl``). ``detector``: a saved ``Detector`` to read regions with (default:
-    ``RegionEncoder.load_default()``). With ``out``, the JSON is rewritten after every run, so
+    ``RegionEncoder.load_default()``). ``train_scores``: also score that many training items
+    (``finetune``). With ``out``, the JSON is rewritten after every run, so
     a long table that is stopped keeps what it measured.
     """
     from minivl.data.regions import RegionEncoder
@@ -157,7 +158,8 @@ def run_table(tasks=TASKS, variants=VARIANTS, seeds=(0, 1), sizes=(2000, 300, 10
                     encoder = fresh_encoder(kind, config, bert)
                 steps, batch_size = schedule[task]
                 run = finetune(task, encoder, data[task], steps=steps, batch_size=batch_size, lr=lr,
-                               head_lr=head_lr, seed=seed, progress=progress, desc=f"{task} {variant} s{seed}")
+                               head_lr=head_lr, seed=seed, progress=progress, desc=f"{task} {variant} s{seed}",
+                               train_scores=train_scores)
                 m = run["metrics"]
                 if task == "retrieval":
                     m["test"] |= retrieval_recall_at_1(run["model"], data[task]["test"].scenes,
@@ -221,6 +223,8 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, help="fine-tuning steps for every task (default: SCHEDULE)")
     parser.add_argument("--queries", type=int, default=20, help="recall@1 queries (among the test images)")
     parser.add_argument("--detector", help="a saved Detector (default: RegionEncoder.load_default())")
+    parser.add_argument("--train-scores", type=int, default=0, metavar="N",
+                        help="also score the first N training items of each task (under- or over-fitting)")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--merge", nargs="+", help="only merge these tables (run apart) into --out")
     args = parser.parse_args(argv)
@@ -235,7 +239,7 @@ def main(argv=None) -> None:
     run_table(args.tasks, args.variants, tuple(args.seeds), tuple(args.scenes), schedule,
               pretrain_steps=args.pretrain_steps, pretrain_baselines=args.pretrain_baselines,
               n_queries=args.queries, detector=args.detector, progress=not args.no_progress, out=args.out,
-              command=command)
+              command=command, train_scores=args.train_scores)
 
 
 if __name__ == "__main__":

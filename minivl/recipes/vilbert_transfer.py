@@ -37,6 +37,7 @@ encoders is ``minivl/recipes/vilbert_table.py``.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -282,10 +283,18 @@ def batches(split: TaskSplit, batch_size: int, seed: int):
             yield gather(split, order[start:start + size])
 
 
+def first_items(split: TaskSplit, n: int) -> TaskSplit:
+    """The first ``n`` items of a split (the same regions, scenes and texts)."""
+    return replace(split, ids=split.ids[:n], text_mask=split.text_mask[:n], images=split.images[:n],
+                   targets={k: v[:n] for k, v in split.targets.items()}, groups=split.groups[:n],
+                   texts=split.texts[:n])
+
+
 def finetune(task: str, encoder, data: dict, steps: int = 300, batch_size: int = 32, lr: float = 1e-3,
              head_lr: float | None = None, warmup: int = 30, seed: int = 0, eval_every: int = 0,
-             progress: bool = True, desc: str | None = None) -> dict:
-    """Fine-tune ``encoder`` with ``task``'s head on ``data["train"]``; scores on val and test.
+             progress: bool = True, desc: str | None = None, train_scores: int = 0) -> dict:
+    """Fine-tune ``encoder`` with ``task``'s head on ``data["train"]``; scores on val and test
+    (and, with ``train_scores`` > 0, on that many training items: under- or over-fitting).
 
     ``lr`` for the encoder, ``head_lr`` (default ``lr``) for the new head; AdamW with
     warm-up and cosine decay. Returns ``{"model", "history", "metrics"}``.
@@ -314,6 +323,8 @@ def finetune(task: str, encoder, data: dict, steps: int = 300, batch_size: int =
     metrics = {"val": evaluate(task, model, data["val"]), "test": evaluate(task, model, data["test"]),
                "train_seconds": history.seconds, "steps": steps, "batch_size": batch_size,
                "train_items": len(data["train"])}
+    if train_scores:
+        metrics["train"] = evaluate(task, model, first_items(data["train"], train_scores))
     metrics["eval_seconds"] = time.perf_counter() - begin
     return {"model": model, "history": history, "metrics": metrics}
 

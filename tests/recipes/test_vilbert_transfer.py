@@ -177,3 +177,17 @@ def test_recall_at_1_and_bad_arguments(data, tokenizer):
         TransferModel("captioning", model.encoder, (32, 32, 32))
     with pytest.raises(ValueError, match="splits"):
         finetune("vqa", model.encoder, data["refexp"], steps=1)
+
+
+def test_train_scores_read_the_first_training_items(data, tokenizer):
+    """``train_scores=n``: the metrics of the first n training items, as ``evaluate`` gives them."""
+    from minivl.recipes.vilbert_transfer import first_items
+
+    split = data["vcr"]["train"]
+    head = first_items(split, 5)
+    whole, part = gather(split, np.arange(5)), gather(head, np.arange(5))
+    assert len(head) == 5 and all(np.array_equal(whole[k], part[k]) for k in whole if k != "passes")
+    run = finetune("vcr", TinyEncoder(tokenizer.vocab_size, OneHotRegions.dim), data["vcr"], steps=2,
+                   batch_size=4, progress=False, train_scores=5)
+    assert run["metrics"]["train"] == evaluate("vcr", run["model"], head)
+    assert run["metrics"]["train"]["n"] == 5
