@@ -53,9 +53,9 @@ SCHEDULE = {"vqa": (1200, 32), "refexp": (1200, 32), "retrieval": (600, 16), "vc
 HEADLINE = {"vqa": "accuracy", "refexp": "accuracy", "retrieval": "accuracy", "vcr": "q_ar",
             "nlvr": "accuracy", "foil": "accuracy"}
 # names the pretraining recipe in the cache folder, so a checkpoint of an older recipe
-# (raw region features, equal loss weights, raw 5-d location, random alignment negatives
-# only: "std-feats-std-locs-align5") is never reused
-PRETRAIN_RECIPE = "std-feats-std-locs-align5-hard50"
+# (raw region features, equal loss weights, raw 5-d location) is never reused; a recipe
+# with hard alignment negatives adds "-hard" and the percentage (pretrained_encoder)
+PRETRAIN_RECIPE = "std-feats-std-locs-align5"
 TARGETS = {"vqa": 0.85, "refexp": 0.90, "retrieval": 0.90, "vcr": 0.75, "nlvr": 0.80, "foil": 0.90}
 
 
@@ -68,9 +68,10 @@ def pretrained_encoder(kind: str, seed: int, steps: int, folder: Path, progress:
     pretrained (``pretrain_vilbert``, regions from the ``regions`` encoder) and saved there."""
     from minivl.checkpoint import load_checkpoint
     from minivl.models.vilbert import MODELS
-    from minivl.recipes.vilbert import pretrain_vilbert
+    from minivl.recipes.vilbert import HARD_SHARE, pretrain_vilbert
 
-    path = folder / f"{kind}-seed{seed}-steps{steps}-{PRETRAIN_RECIPE}" / f"{kind}.safetensors"
+    recipe = PRETRAIN_RECIPE + (f"-hard{round(100 * HARD_SHARE)}" if HARD_SHARE else "")
+    path = folder / f"{kind}-seed{seed}-steps{steps}-{recipe}" / f"{kind}.safetensors"
     if not path.exists():
         pretrain_vilbert(kind, steps=steps, seed=seed, progress=progress, out=path.parent,
                          eval_every=max(steps // 4, 1),
@@ -103,6 +104,7 @@ def run_table(tasks=TASKS, variants=VARIANTS, seeds=(0, 1), sizes=(2000, 300, 10
               lr: float = 1e-3, head_lr: float = 3e-3, pretrain_steps: int = 3000,
               pretrain_baselines: bool = False, n_queries: int = 20, cache: str | Path | None = None,
               detector: str | Path | None = None, progress: bool = True, log=print, train_scores: int = 0,
+              foil_head: str = "linear",
               out: str | Path | None = None, command: str = "python -m minivl.recipes.vilbert_table") -> dict:
     """Fine-tune every variant on every task for every seed; scores on the held-out test part.
 
@@ -141,7 +143,7 @@ def run_table(tasks=TASKS, variants=VARIANTS, seeds=(0, 1), sizes=(2000, 300, 10
     table = {"command": command, "tasks": list(tasks),
              "variants": list(variants), "seeds": list(seeds), "sizes_scenes": list(sizes),
              "schedule": {t: schedule[t] for t in tasks}, "lr": lr, "head_lr": head_lr,
-             "pretrain_steps": pretrain_steps, "pretrain_baselines": pretrain_baselines,
+             "pretrain_steps": pretrain_steps, "pretrain_baselines": pretrain_baselines, "foil_head": foil_head,
              "region_source": f"trained detector features ({detector or 'RegionEncoder.load_default()'})",
              "items": {t: {p: len(s) for p, s in data[t].items()} for t in tasks},
              "chance": {t: chance(t, data[t]["test"]) for t in tasks}, "targets": TARGETS,
@@ -159,7 +161,7 @@ def run_table(tasks=TASKS, variants=VARIANTS, seeds=(0, 1), sizes=(2000, 300, 10
                 steps, batch_size = schedule[task]
                 run = finetune(task, encoder, data[task], steps=steps, batch_size=batch_size, lr=lr,
                                head_lr=head_lr, seed=seed, progress=progress, desc=f"{task} {variant} s{seed}",
-                               train_scores=train_scores)
+                               train_scores=train_scores, foil_head=foil_head)
                 m = run["metrics"]
                 if task == "retrieval":
                     m["test"] |= retrieval_recall_at_1(run["model"], data[task]["test"].scenes,
@@ -225,6 +227,8 @@ def main(argv=None) -> None:
     parser.add_argument("--detector", help="a saved Detector (default: RegionEncoder.load_default())")
     parser.add_argument("--train-scores", type=int, default=0, metavar="N",
                         help="also score the first N training items of each task (under- or over-fitting)")
+    parser.add_argument("--foil-head", choices=("linear", "mlp"), default="linear",
+                        help="FOIL's detection head on the fused vector")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--merge", nargs="+", help="only merge these tables (run apart) into --out")
     args = parser.parse_args(argv)
@@ -239,7 +243,8 @@ def main(argv=None) -> None:
     run_table(args.tasks, args.variants, tuple(args.seeds), tuple(args.scenes), schedule,
               pretrain_steps=args.pretrain_steps, pretrain_baselines=args.pretrain_baselines,
               n_queries=args.queries, detector=args.detector, progress=not args.no_progress, out=args.out,
-              command=command, train_scores=args.train_scores)
+              command=command, train_scores=args.train_scores,
+              foil_head=args.foil_head)
 
 
 if __name__ == "__main__":

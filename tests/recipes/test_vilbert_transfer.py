@@ -191,3 +191,14 @@ def test_train_scores_read_the_first_training_items(data, tokenizer):
                    batch_size=4, progress=False, train_scores=5)
     assert run["metrics"]["train"] == evaluate("vcr", run["model"], head)
     assert run["metrics"]["train"]["n"] == 5
+
+
+def test_foil_head_linear_or_mlp(data, tokenizer):
+    split = data["foil"]["train"]
+    batch = gather(split, [0, 1, 2])
+    for kind, layer in (("linear", nn.Linear), ("mlp", nn.MLP)):
+        model = make_transfer_model("foil", TinyEncoder(tokenizer.vocab_size, OneHotRegions.dim), split, kind)
+        assert isinstance(model.head, layer)
+        assert model(batch).shape == (3, 2 + batch["ids"].shape[1])
+    with pytest.raises(ValueError, match="foil_head"):
+        make_transfer_model("foil", model.encoder, split, "bilinear")
