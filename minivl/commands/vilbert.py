@@ -41,11 +41,13 @@ def _one_pretraining(kind, seed, args):
     r = pretrain_vilbert(kind, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=seed,
                          n_train=args.n_train, n_val=args.n_val, eval_every=args.eval_every,
                          regions=_regions(args.detector), progress=not args.quiet and args.workers == 1, out=out,
-                         weights=None if args.alignment_weight is None else {"alignment": args.alignment_weight})
+                         weights=None if args.alignment_weight is None else {"alignment": args.alignment_weight},
+                         hard_negatives=args.hard_negatives)
     m, h = r["metrics"], r["metrics"]["held_out"]
     print(f"{kind} seed {seed}: {m['parameters']:,} parameters, {m['steps']} steps in "
           f"{m['train_seconds']:.0f} s (load average {load[0]:.1f}); held-out alignment "
-          f"{h['alignment_accuracy']:.3f} ({h['alignment_accuracy_clean']:.3f} unmasked), masked words "
+          f"{h['alignment_accuracy']:.3f} ({h['alignment_accuracy_clean']:.3f} unmasked, "
+          f"{h['alignment_accuracy_hard']:.3f} with hard negatives), masked words "
           f"{h['masked_word_accuracy']:.3f}, masked regions {h['masked_region_accuracy']:.3f} "
           f"(detector's top class {h['masked_region_agreement']:.3f})", flush=True)
     every = max(1, args.steps // 100)
@@ -103,6 +105,8 @@ def _finetune(args):
 
 
 def register(subparsers):
+    from minivl.recipes.vilbert import HARD_SHARE
+
     p = subparsers.add_parser("vilbert", help="ViLBERT: two streams, co-attention, pretraining, transfer (S03-S11)")
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     t = sub.add_parser("pretrain", help="masked multi-modal modelling + alignment on captioned scenes")
@@ -114,6 +118,9 @@ def register(subparsers):
     t.add_argument("--seeds", type=int, nargs="+", default=[0])
     t.add_argument("--alignment-weight", type=float, default=None,
                    help="weight of the alignment term (default: TERM_WEIGHTS, 5; the masked terms weigh 1)")
+    t.add_argument("--hard-negatives", type=float, default=HARD_SHARE,
+                   help="share of alignment negatives that swap one size or relation word of the true caption "
+                        "(default HARD_SHARE; 0: random captions only, the paper's recipe)")
     t.add_argument("--n-train", type=int, default=4000, help="training scenes (two captions each)")
     t.add_argument("--n-val", type=int, default=500, help="held-out scenes")
     t.add_argument("--eval-every", type=int, default=250)

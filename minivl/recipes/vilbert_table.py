@@ -48,12 +48,17 @@ VARIANTS = ("vilbert", "vilbert_no_pretraining", "single_stream", "late_fusion",
 # (the budget is 3). The earlier schedule (400, 300, 200, 150, 200, 300 steps) used a
 # tenth to a third of it and underfitted: FOIL after 600 steps scored 0.62 on its own
 # training items and 0.61 on test, so the models were stopped long before overfitting.
-SCHEDULE = {"vqa": (1200, 32), "refexp": (1200, 32), "retrieval": (600, 16), "vcr": (400, 8),
+# VCR (8 passes an item) had 400 steps, under four epochs of its 925 items, and
+# underfitted too: Q->A 0.55 on its own training items, 0.47 on test (seed 0). At 1200
+# steps, training Q->A 0.77, test Q->AR 0.488 against 0.391 (results/vilbert_vcr_1200steps.json);
+# it takes about three times as long (468 s at load 3.3, over the 3-minute budget there).
+SCHEDULE = {"vqa": (1200, 32), "refexp": (1200, 32), "retrieval": (600, 16), "vcr": (1200, 8),
             "nlvr": (600, 16), "foil": (1200, 32)}
 HEADLINE = {"vqa": "accuracy", "refexp": "accuracy", "retrieval": "accuracy", "vcr": "q_ar",
             "nlvr": "accuracy", "foil": "accuracy"}
 # names the pretraining recipe in the cache folder, so a checkpoint of an older recipe
-# (raw region features, equal loss weights, raw 5-d location) is never reused
+# (raw region features, equal loss weights, raw 5-d location) is never reused; a recipe
+# with hard alignment negatives adds "-hard" and the percentage (pretrained_encoder)
 PRETRAIN_RECIPE = "std-feats-std-locs-align5"
 TARGETS = {"vqa": 0.85, "refexp": 0.90, "retrieval": 0.90, "vcr": 0.75, "nlvr": 0.80, "foil": 0.90}
 
@@ -67,9 +72,10 @@ def pretrained_encoder(kind: str, seed: int, steps: int, folder: Path, progress:
     pretrained (``pretrain_vilbert``, regions from the ``regions`` encoder) and saved there."""
     from minivl.checkpoint import load_checkpoint
     from minivl.models.vilbert import MODELS
-    from minivl.recipes.vilbert import pretrain_vilbert
+    from minivl.recipes.vilbert import HARD_SHARE, pretrain_vilbert
 
-    path = folder / f"{kind}-seed{seed}-steps{steps}-{PRETRAIN_RECIPE}" / f"{kind}.safetensors"
+    recipe = PRETRAIN_RECIPE + (f"-hard{round(100 * HARD_SHARE)}" if HARD_SHARE else "")
+    path = folder / f"{kind}-seed{seed}-steps{steps}-{recipe}" / f"{kind}.safetensors"
     if not path.exists():
         pretrain_vilbert(kind, steps=steps, seed=seed, progress=progress, out=path.parent,
                          eval_every=max(steps // 4, 1),
@@ -101,13 +107,15 @@ def fresh_encoder(kind: str, config, bert):
 def run_table(tasks=TASKS, variants=VARIANTS, seeds=(0, 1), sizes=(2000, 300, 1000), schedule=None,
               lr: float = 1e-3, head_lr: float = 3e-3, pretrain_steps: int = 3000,
               pretrain_baselines: bool = False, n_queries: int = 20, cache: str | Path | None = None,
-              detector: str | Path | None = None, progress: bool = True, log=print,
+              detector: str | Path | None = None, progress: bool = True, log=print, train_scores: int = 0,
+              foil_head: str = "linear",
               out: str | Path | None = None, command: str = "python -m minivl.recipes.vilbert_table") -> dict:
     """Fine-tune every variant on every task for every seed; scores on the held-out test part.
 
     ``cache``: where pretrained encoders are kept (default ``$MINIVL_CACHE`` or
     ``~/.cache/minivl``). ``detector``: a saved ``Detector`` to read regions with (default:
-    ``RegionEncoder.load_default()``). With ``out``, the JSON is rewritten after every run, so
+    ``RegionEncoder.load_default()``). ``train_scores``: also score that many training items
+    (``finetune``). With ``out``, the JSON is rewritten after every run, so
     a long table that is stopped keeps what it measured.
     """
     from minivl.data.regions import RegionEncoder
@@ -139,7 +147,7 @@ def run_table(tasks=TASKS, variants=VARIANTS, seeds=(0, 1), sizes=(2000, 300, 10
     table = {"command": command, "tasks": list(tasks),
              "variants": list(variants), "seeds": list(seeds), "sizes_scenes": list(sizes),
              "schedule": {t: schedule[t] for t in tasks}, "lr": lr, "head_lr": head_lr,
-             "pretrain_steps": pretrain_steps, "pretrain_baselines": pretrain_baselines,
+             "pretrain_steps": pretrain_steps, "pretrain_baselines": pretrain_baselines, "foil_head": foil_head,
              "region_source": f"trained detector features ({detector or 'RegionEncoder.load_default()'})",
              "items": {t: {p: len(s) for p, s in data[t].items()} for t in tasks},
              "chance": {t: chance(t, data[t]["test"]) for t in tasks}, "targets": TARGETS,
@@ -156,7 +164,8 @@ def run_table(tasks=TASKS, variants=VARIANTS, seeds=(0, 1), sizes=(2000, 300, 10
                     encoder = fresh_encoder(kind, config, bert)
                 steps, batch_size = schedule[task]
                 run = finetune(task, encoder, data[task], steps=steps, batch_size=batch_size, lr=lr,
-                               head_lr=head_lr, seed=seed, progress=progress, desc=f"{task} {variant} s{seed}")
+                               head_lr=head_lr, seed=seed, progress=progress, desc=f"{task} {variant} s{seed}",
+                               train_scores=train_scores, foil_head=foil_head)
                 m = run["metrics"]
                 if task == "retrieval":
                     m["test"] |= retrieval_recall_at_1(run["model"], data[task]["test"].scenes,
@@ -192,9 +201,21 @@ def write(table: dict, path) -> None:
 
 
 def merge(paths, out, command: str = "") -> dict:
-    """One table from tables run apart (e.g. one process per seed): their runs together."""
+    """One table from tables run apart (e.g. one process per seed): their runs together. A
+    (task, variant, seed) measured again in a later table replaces the earlier run (a
+    recipe change re-run); the replaced runs are listed under ``replaced``."""
     tables = [json.loads(Path(p).read_text()) for p in paths]
-    table = {**tables[0], "runs": [r for t in tables for r in t["runs"]], "merge_command": command,
+    latest, replaced = {}, []
+    for k, t in enumerate(tables):
+        for r in t["runs"]:
+            key = (r["task"], r["variant"], r["seed"])
+            if key in latest:
+                replaced.append({"task": key[0], "variant": key[1], "seed": key[2],
+                                 "from": str(paths[latest[key][0]]), "by": str(paths[k])})
+            latest[key] = (k, r)
+    runs = [r for t in tables for r in t["runs"] if any(r is v for _, v in latest.values())]
+    table = {**tables[0], "runs": runs, "replaced": replaced, "merge_command": command,
+             "schedule": {task: steps for t in tables for task, steps in t.get("schedule", {}).items()},
              "commands": [t.get("command") for t in tables],
              "variants": sorted({r["variant"] for t in tables for r in t["runs"]}),
              # every part's tasks and chance levels, not just the first part's
@@ -220,6 +241,10 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, help="fine-tuning steps for every task (default: SCHEDULE)")
     parser.add_argument("--queries", type=int, default=20, help="recall@1 queries (among the test images)")
     parser.add_argument("--detector", help="a saved Detector (default: RegionEncoder.load_default())")
+    parser.add_argument("--train-scores", type=int, default=0, metavar="N",
+                        help="also score the first N training items of each task (under- or over-fitting)")
+    parser.add_argument("--foil-head", choices=("linear", "mlp"), default="linear",
+                        help="FOIL's detection head on the fused vector")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--merge", nargs="+", help="only merge these tables (run apart) into --out")
     args = parser.parse_args(argv)
@@ -234,7 +259,8 @@ def main(argv=None) -> None:
     run_table(args.tasks, args.variants, tuple(args.seeds), tuple(args.scenes), schedule,
               pretrain_steps=args.pretrain_steps, pretrain_baselines=args.pretrain_baselines,
               n_queries=args.queries, detector=args.detector, progress=not args.no_progress, out=args.out,
-              command=command)
+              command=command, train_scores=args.train_scores,
+              foil_head=args.foil_head)
 
 
 if __name__ == "__main__":

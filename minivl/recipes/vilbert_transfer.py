@@ -37,6 +37,7 @@ encoders is ``minivl/recipes/vilbert_table.py``.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -51,6 +52,7 @@ from minivl.train import run_eval, train
 
 N_ANSWERS = len(ANSWERS)
 NEG = -1e9  # a logit that softmax turns into 0
+FOIL_HEADS = ("linear", "mlp")  # FOIL's correct-or-foiled head on the fused vector
 
 
 # ---------------------------------------------------------------- reading an encoder
@@ -122,10 +124,12 @@ class TransferModel(nn.Module):
     vqa ``(B, A)``, refexp ``(B, 1+R)``, retrieval ``(B, 4)``, vcr ``(B, 8)`` (answers then
     rationales), nlvr ``(B, 2)``, foil ``(B, 2 + T)`` (detection, then one per token)."""
 
-    def __init__(self, task: str, encoder, dims: tuple[int, int, int]):
+    def __init__(self, task: str, encoder, dims: tuple[int, int, int], foil_head: str = "linear"):
         super().__init__()
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+        if foil_head not in FOIL_HEADS:
+            raise ValueError(f"foil_head must be one of {FOIL_HEADS}, got {foil_head!r}")
         self.task, self.encoder = task, encoder
         dt, dv, dp = dims
         if task == "vqa":
@@ -138,8 +142,8 @@ class TransferModel(nn.Module):
                 self.rationale_head = nn.Linear(dp, 1)
         elif task == "nlvr":
             self.head = nn.MLP(2 * dp, 2 * dp, 2, activation="gelu")
-        else:
-            self.head = nn.Linear(dp, 2)
+        else:  # FOIL: Linear(2) like pretraining's alignment head, or an MLP like NLVR's
+            self.head = nn.Linear(dp, 2) if foil_head == "linear" else nn.MLP(dp, 2 * dp, 2, activation="gelu")
             self.word_head = nn.Linear(dt, 1)
 
     def forward(self, batch: dict):
@@ -167,8 +171,8 @@ def probe_dims(encoder, split: TaskSplit) -> tuple[int, int, int]:
     return text.shape[-1], visual.shape[-1], fused.shape[-1]
 
 
-def make_transfer_model(task, encoder, split: TaskSplit) -> TransferModel:
-    return TransferModel(task, encoder, probe_dims(encoder, split))
+def make_transfer_model(task, encoder, split: TaskSplit, foil_head: str = "linear") -> TransferModel:
+    return TransferModel(task, encoder, probe_dims(encoder, split), foil_head)
 
 
 def task_loss(model: TransferModel, batch: dict):
@@ -282,10 +286,20 @@ def batches(split: TaskSplit, batch_size: int, seed: int):
             yield gather(split, order[start:start + size])
 
 
+def first_items(split: TaskSplit, n: int) -> TaskSplit:
+    """The first ``n`` items of a split (the same regions, scenes and texts)."""
+    return replace(split, ids=split.ids[:n], text_mask=split.text_mask[:n], images=split.images[:n],
+                   targets={k: v[:n] for k, v in split.targets.items()}, groups=split.groups[:n],
+                   texts=split.texts[:n])
+
+
 def finetune(task: str, encoder, data: dict, steps: int = 300, batch_size: int = 32, lr: float = 1e-3,
              head_lr: float | None = None, warmup: int = 30, seed: int = 0, eval_every: int = 0,
-             progress: bool = True, desc: str | None = None) -> dict:
-    """Fine-tune ``encoder`` with ``task``'s head on ``data["train"]``; scores on val and test.
+             progress: bool = True, desc: str | None = None, train_scores: int = 0,
+             foil_head: str = "linear") -> dict:
+    """Fine-tune ``encoder`` with ``task``'s head on ``data["train"]``; scores on val and test
+    (and, with ``train_scores`` > 0, on that many training items: under- or over-fitting).
+    ``foil_head``: FOIL's detection head on the fused vector, ``"linear"`` or ``"mlp"``.
 
     ``lr`` for the encoder, ``head_lr`` (default ``lr``) for the new head; AdamW with
     warm-up and cosine decay. Returns ``{"model", "history", "metrics"}``.
@@ -302,7 +316,7 @@ def finetune(task: str, encoder, data: dict, steps: int = 300, batch_size: int =
     if limit is not None and longest > limit:
         raise ValueError(f"{task}: texts of {longest} tokens exceed the encoder's max_len={limit}")
     manual_seed(seed)
-    model = make_transfer_model(task, encoder, data["train"])
+    model = make_transfer_model(task, encoder, data["train"], foil_head)
     head = [p for name, p in model.named_parameters() if not name.startswith("encoder.")]
     body = [p for name, p in model.named_parameters() if name.startswith("encoder.")]
     optimizer = AdamW([{"params": body, "lr": lr}, {"params": head, "lr": head_lr or lr}], lr=lr)
@@ -314,6 +328,8 @@ def finetune(task: str, encoder, data: dict, steps: int = 300, batch_size: int =
     metrics = {"val": evaluate(task, model, data["val"]), "test": evaluate(task, model, data["test"]),
                "train_seconds": history.seconds, "steps": steps, "batch_size": batch_size,
                "train_items": len(data["train"])}
+    if train_scores:
+        metrics["train"] = evaluate(task, model, first_items(data["train"], train_scores))
     metrics["eval_seconds"] = time.perf_counter() - begin
     return {"model": model, "history": history, "metrics": metrics}
 

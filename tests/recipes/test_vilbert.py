@@ -18,12 +18,14 @@ from minivl.data.boxes import location_features, stack_objects
 from minivl.data.captions import holds
 from minivl.data.corpus import build_corpus
 from minivl.data.detector import detector_distributions
+from minivl.data.foil import foil_candidates
 from minivl.data.world import ShapesWorld
 from minivl.models.bert import IGNORE_INDEX
 from minivl.models.vilbert import ViLBERT, ViLBERTConfig
 from minivl.recipes.vilbert import (
     NEVER_MASKED,
     alignment_pairs,
+    caption_tokens,
     captioned_scenes,
     mask_regions,
     masked_region_loss,
@@ -142,6 +144,66 @@ def test_alignment_labels_and_false_negatives(data):
         assert holds(caption, data.scenes[i]) == bool(a)
 
 
+def test_hard_negatives_swap_one_size_or_relation_word_of_the_own_caption(data, tokenizer):
+    """With hard_negatives=1 every negative is, where the scene's caption allows, that caption
+    with one size or relation word swapped (FOIL's swaps of those kinds) and false of the
+    scene; else a random caption of another scene, false too. With 0 the draws are the
+    default call's."""
+    rng = np.random.default_rng(7)
+    index = np.arange(len(data))
+    ids, aligned = alignment_pairs(data, index, rng, hard_negatives=1.0, tokenizer=tokenizer)
+    decode = {tuple(t): c for cs, ts in zip(data.captions, data.caption_ids) for c, t in zip(cs, ts)}
+    hard = 0
+    for i, t, a in zip(index, ids, aligned):
+        if a == 1:
+            continue
+        if tuple(t) in decode:  # a random caption of another scene
+            assert not holds(decode[tuple(t)], data.scenes[i])
+            continue
+        swaps = {}
+        for c in data.captions[i]:
+            if c.kind != "count":
+                for kind, cs in foil_candidates(c, data.scenes[i]).items():
+                    swaps.update({tuple(caption_tokens(tokenizer, f.text)): (kind, f) for f in cs})
+        kind, foiled = swaps[tuple(t)]
+        assert kind in ("size", "relation") and not holds(foiled, data.scenes[i])
+        hard += 1
+    assert hard > 0.3 * (aligned == 0).sum()
+    # hard_negatives=0 draws from rng exactly as the random-negative recipe did (a transcription):
+    # checkpoints and results of that recipe stay reproducible
+    ref, ref_rng = [], np.random.default_rng(8)
+    for i in index:
+        own = int(ref_rng.integers(len(data.captions[i])))
+        if ref_rng.random() >= 0.5:
+            ref.append(data.caption_ids[i][own])
+            continue
+        while True:
+            j = int(ref_rng.integers(len(data)))
+            k = int(ref_rng.integers(len(data.captions[j])))
+            if j != i and not holds(data.captions[j][k], data.scenes[i]):
+                break
+        ref.append(data.caption_ids[j][k])
+    zero = alignment_pairs(data, index, np.random.default_rng(8), hard_negatives=0.0, tokenizer=tokenizer)
+    assert all(np.array_equal(x, y) for x, y in zip(ref, zero[0]))
+    with pytest.raises(ValueError, match="tokenizer"):
+        alignment_pairs(data, index, rng, hard_negatives=0.5)
+
+
+def test_hard_negatives_are_false_and_tokenized_like_captions(data, tokenizer):
+    from minivl.recipes.vilbert import hard_negative
+
+    rng = np.random.default_rng(9)
+    made = 0
+    for scene, captions in zip(data.scenes, data.captions):
+        foiled = hard_negative(captions[0], scene, rng)
+        if foiled is None:
+            continue
+        made += 1
+        assert not holds(foiled, scene) and holds(captions[0], scene)
+        assert caption_tokens(tokenizer, foiled.text)[0] == tokenizer.special_tokens["[CLS]"]
+    assert made > len(data) // 4
+
+
 def _kl(logits, p):
     log_q = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     safe = np.where(p > 0, p, 1.0)
@@ -241,3 +303,14 @@ def test_cli_pretrain_writes_results_and_a_checkpoint_that_loads(tmp_path, monke
     model = load_checkpoint(ViLBERT, out / "seed1" / "vilbert.safetensors")
     assert model.config.text_dim == 16 and model.config.co_attention_at == ((1, 0),)
     assert "held-out alignment" in capsys.readouterr().out
+    # the held-out alignment read again from the saved checkpoint (python -m minivl.recipes.vilbert)
+    # is the pretraining run's own: the same held-out scenes, captions and pairs are rebuilt
+    again = tmp_path / "again.json"
+    recipe.main(["--checkpoint", str(out / "seed1"), "--seed", "1", "--n-train", "40", "--n-val", "20",
+                 "--out", str(again)])
+    read = json.loads(again.read_text())["runs"][0]
+    held_out = runs[1]["held_out"]
+    assert read["alignment_accuracy"] == pytest.approx(held_out["alignment_accuracy"])
+    assert read["alignment_accuracy_clean"] == pytest.approx(held_out["alignment_accuracy_clean"])
+    assert read["hard"] == pytest.approx(held_out["alignment_accuracy_hard"])
+    assert read["n_hard_negatives"] > 0 and 0 <= read["hard_negatives_only"] <= 1

@@ -38,6 +38,21 @@ def test_tables_run_apart_merge(tmp_path):
     assert json.loads((tmp_path / "all.json").read_text())["summary"]["nlvr"]["vilbert"]["mean"] == 0.55
 
 
+def test_a_run_measured_again_replaces_the_earlier_one(tmp_path):
+    first, again = tmp_path / "a.json", tmp_path / "b.json"
+    common = {"load_average_start": [1.0, 1.0, 1.0], "seconds": 1.0, "chance": {"vcr": 0.0625}}
+    first.write_text(json.dumps({**common, "seeds": [0, 1], "tasks": ["vcr", "nlvr"], "schedule": {"vcr": [400, 8]},
+                                 "runs": [_run("vcr", "vilbert", 0, 0.4), _run("vcr", "vilbert", 1, 0.3),
+                                          _run("nlvr", "vilbert", 0, 0.7)]}))
+    again.write_text(json.dumps({**common, "seeds": [1], "tasks": ["vcr"], "schedule": {"vcr": [1200, 8]},
+                                 "runs": [_run("vcr", "vilbert", 1, 0.5)]}))
+    merged = merge([first, again], tmp_path / "all.json")
+    assert merged["summary"]["vcr"]["vilbert"] == {"seeds": [0.4, 0.5], "mean": pytest.approx(0.45)}
+    assert merged["summary"]["nlvr"]["vilbert"]["seeds"] == [0.7]
+    assert merged["replaced"] == [{"task": "vcr", "variant": "vilbert", "seed": 1, "from": str(first), "by": str(again)}]
+    assert merged["schedule"] == {"vcr": [1200, 8]}
+
+
 @pytest.mark.parametrize("bad, match", [({"tasks": ("captioning",)}, "task"),
                                         ({"variants": ("bigger_vilbert",)}, "variant")])
 def test_bad_options_raise_before_any_work(bad, match):

@@ -177,3 +177,28 @@ def test_recall_at_1_and_bad_arguments(data, tokenizer):
         TransferModel("captioning", model.encoder, (32, 32, 32))
     with pytest.raises(ValueError, match="splits"):
         finetune("vqa", model.encoder, data["refexp"], steps=1)
+
+
+def test_train_scores_read_the_first_training_items(data, tokenizer):
+    """``train_scores=n``: the metrics of the first n training items, as ``evaluate`` gives them."""
+    from minivl.recipes.vilbert_transfer import first_items
+
+    split = data["vcr"]["train"]
+    head = first_items(split, 5)
+    whole, part = gather(split, np.arange(5)), gather(head, np.arange(5))
+    assert len(head) == 5 and all(np.array_equal(whole[k], part[k]) for k in whole if k != "passes")
+    run = finetune("vcr", TinyEncoder(tokenizer.vocab_size, OneHotRegions.dim), data["vcr"], steps=2,
+                   batch_size=4, progress=False, train_scores=5)
+    assert run["metrics"]["train"] == evaluate("vcr", run["model"], head)
+    assert run["metrics"]["train"]["n"] == 5
+
+
+def test_foil_head_linear_or_mlp(data, tokenizer):
+    split = data["foil"]["train"]
+    batch = gather(split, [0, 1, 2])
+    for kind, layer in (("linear", nn.Linear), ("mlp", nn.MLP)):
+        model = make_transfer_model("foil", TinyEncoder(tokenizer.vocab_size, OneHotRegions.dim), split, kind)
+        assert isinstance(model.head, layer)
+        assert model(batch).shape == (3, 2 + batch["ids"].shape[1])
+    with pytest.raises(ValueError, match="foil_head"):
+        make_transfer_model("foil", model.encoder, split, "bilinear")
