@@ -508,9 +508,11 @@ def main():
     args = parser.parse_args()
     import torch
 
-    from minivl.threads import choose_numba_layer
+    from minivl.threads import limit_threads
 
-    choose_numba_layer(max(args.threads))  # one layer for the whole run, as minivl picks it for the most
+    # one threading layer for the whole run, the one minivl picks for the largest count:
+    # starting Numba's threads here fixes it (a later limit_threads(numba=1) cannot undo it)
+    limit_threads(numba=max(args.threads))
     load_before = os.getloadavg()
     rows, profiles = {}, {}
     for name in args.models:
