@@ -23,14 +23,17 @@ layer over its OpenMP one (the default wherever an OpenMP runtime is found)
 whenever more than one Numba thread will run. GNU OpenMP keeps each idle
 worker spinning for a while after a parallel region; a training step runs
 hundreds of short kernels with Python and OpenBLAS in between, so the spinning
-workers take the cores those need. Measured on the 2-core machine, GPT's
-training step (``benchmarks/bench_train.py``'s case) at one BLAS and two Numba
-threads: 148 ms per step on the OpenMP layer, 27 ms on ``workqueue`` (27 ms
-with ``GOMP_SPINCOUNT=0`` too, which confirms the cause; 27 ms at one Numba
-thread); ``benchmarks/results/train_cpu_omp_layer.json`` has every model at two
-threads on the OpenMP layer. At one thread the OpenMP layer stays: it runs a
-kernel inline (0.7 us to enter an empty parallel kernel, measured) where
-``workqueue`` hands it to its worker and waits (15 us). A
+workers take the cores those need. Measured on the quiet 2-core machine
+(``benchmarks/bench_train.py``): GPT's training step took 144 ms at two threads
+on the OpenMP layer against 26.5 ms at one (``benchmarks/results/train_cpu_omp_layer.json``,
+every model 2.4-7.9x slower at two threads than at one), and 21.3 ms at two threads on
+``workqueue`` (``benchmarks/results/train_cpu_2threads.json``, every model faster
+at two threads than at one); a scratch run (not kept) with ``GOMP_SPINCOUNT=0``,
+which stops the spinning, made the OpenMP layer as fast as ``workqueue``. At one thread the OpenMP layer stays: it
+runs the kernel inline, where ``workqueue`` hands even a one-thread kernel to a
+sleeping worker and waits: entering an empty parallel kernel took 0.67 us on the
+OpenMP layer and 115 us on ``workqueue`` (``benchmarks/bench_numba_layers.py``,
+``benchmarks/results/numba_layers_cpu.json``). A
 ``NUMBA_THREADING_LAYER`` the user set is left alone. ``workqueue`` must not be
 entered from two Python threads at once; minivl runs its kernels from one.
 
