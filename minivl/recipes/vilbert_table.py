@@ -213,7 +213,8 @@ def merge(paths, out, command: str = "") -> dict:
                 replaced.append({"task": key[0], "variant": key[1], "seed": key[2],
                                  "from": str(paths[latest[key][0]]), "by": str(paths[k])})
             latest[key] = (k, r)
-    runs = [r for t in tables for r in t["runs"] if any(r is v for _, v in latest.values())]
+    kept = {id(r) for _, r in latest.values()}
+    runs = [r for t in tables for r in t["runs"] if id(r) in kept]  # in the tables' order
     table = {**tables[0], "runs": runs, "replaced": replaced, "merge_command": command,
              "schedule": {task: steps for t in tables for task, steps in t.get("schedule", {}).items()},
              "commands": [t.get("command") for t in tables],
