@@ -50,8 +50,8 @@ CHECKPOINT = "prior.safetensors"
 # dVAE now writes a 16 x 16 grid (256 image tokens, not 64): a training step costs about 4x (one
 # forward + backward at batch 32: results/dalle_mask_timing.json). 600 steps (results/dalle_600steps.json)
 # left shapes ragged (held-out image loss 0.90 nats per code); 3000 steps halve that loss (0.43) and
-# draw whole objects (results/dalle.json); 2312 s at load 3 on two shared cores (a scratch timing at
-# load 1.5, not committed: 0.45 s a step, 23 minutes): over the 15-minute budget for the prior.
+# draw whole objects (results/dalle.json); 2312 / 2095 s at load 3 on two shared cores (seeds 0 / 1):
+# over the 15-minute budget for the prior.
 DEFAULTS = dict(steps=3000, batch_size=32, lr=2e-3, warmup=100, dim=64, depth=4, heads=4,
                 attention="full", n_train=20000, text_len=16, vocab_size=512)
 RERANKER = dict(steps=500, batch_size=64, lr=2e-3, dim=64, depth=2, heads=4, embed_dim=64,
