@@ -14,6 +14,8 @@ namesake in ``reference.py`` (which the tests in ``tests/kernels/`` check):
 * ``attention.py``  -- FlashAttention-style fused attention, O(N) memory
 * ``attention_ladder.py`` -- attention as numbered rungs: naive, online softmax, tiled, backward
 * ``vmath.py``      -- an exp that LLVM can vectorise, and the fastmath flags
+* ``_parallel.py``  -- every parallel kernel compiled twice; calls too small to share among
+  threads (or made at one thread) run the serial build and skip waking Numba's workers
 
 ``KERNELS`` lists the ops this package exports; ``minivl.backend`` builds the
 numba ``Backend`` from it once, and an op missing here falls back to the

@@ -46,6 +46,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import attention_rows
+from ._parallel import parallel_kernel
 from ._rows import float_dtype
 from .matmul import gemm_tile
 from .vmath import JIT_OPTIONS, exp, row_max
@@ -98,7 +99,7 @@ def _mask_scores(s, i0, j0, Nq, Nk, causal, key_ok):
                 row[j] = neg_inf
 
 
-@njit(parallel=True, **JIT_OPTIONS)
+@parallel_kernel(**JIT_OPTIONS)
 def _transposed_tiles(x, xt):
     """x (BH, N, d) -> xt (BH, N * d): each tile of BLOCK_K rows stored transposed,
     tile j0 as a C-contiguous (d, nc) block at offset j0 * d (see ``_tile``).
@@ -208,7 +209,7 @@ def _forward_tile(q, kt, v, key_ok, causal, scale, o, lse, i0):
         lse[i0 + i] = m[i] + math.log(l[i]) if l[i] > 0 else neg_inf
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel(cache=True)
 def _forward_kernel(q, kt, v, key_mask, causal, scale, o, lse):
     """q (BH, Nq, D), kt (BH, Nk * D), v (BH, Nk, Dv), key_mask (B, Nk) ->
     o (BH, Nq, Dv), lse (BH, Nq); one task per (head, query tile)."""
@@ -224,7 +225,7 @@ def _forward_kernel(q, kt, v, key_mask, causal, scale, o, lse):
 # --------------------------------------------------------------------------- backward
 
 
-@njit(parallel=True, **JIT_OPTIONS)
+@parallel_kernel(**JIT_OPTIONS)
 def _row_dot(do, o, delta):
     """delta (BH, Nq) = rowsum(do * o)."""
     BH, Nq, Dv = o.shape
@@ -282,7 +283,7 @@ def _backward_key_tile(q, k, kt, vt, do, lse, delta, key_ok, causal, scale, dk, 
             dv[j0 + j, c] = dv_acc[j, c]
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel(cache=True)
 def _backward_kernel(q, k, kt, vt, do, lse, delta, key_mask, causal, scale, dk, dv, dq_part):
     """One task per (head, chunk of key tiles); dq_part (BH, chunks, Nq, D) gets one
     partial dQ per task, so no two tasks ever write the same memory."""
@@ -343,7 +344,7 @@ def attention_forward(q, k, v, key_padding_mask=None, causal=False, scale=None):
     if BH and Nq:
         kt = np.empty((BH, k3.shape[1] * k3.shape[2]), dtype)  # K^T tiles, (BH, Nk * D)
         _transposed_tiles(k3, kt)
-        _forward_kernel(q3, kt, v3, mask, bool(causal), scale, o, lse)
+        _forward_kernel(q3, kt, v3, mask, bool(causal), scale, o, lse, work=q3.size * k3.shape[1])
     return o.reshape((B, H, Nq, v3.shape[2])), lse.reshape((B, H, Nq))
 
 
@@ -380,6 +381,7 @@ def attention_backward(q, k, v, o, lse, do, key_padding_mask=None, causal=False,
         vt = np.empty((BH, Nk * Dv), dtype)
         _transposed_tiles(k3, kt)
         _transposed_tiles(v3, vt)
-        _backward_kernel(q3, k3, kt, vt, do3, lse2, delta, mask, bool(causal), scale, dk, dv, dq_part)
+        _backward_kernel(q3, k3, kt, vt, do3, lse2, delta, mask, bool(causal), scale, dk, dv, dq_part,
+                         work=q3.size * Nk)
     dq = dq_part.sum(axis=1) * scale  # added in a fixed order: deterministic
     return (dq.reshape((B, H, Nq, D)), dk.reshape((B, H, Nk, D)), dv.reshape((B, H, Nk, Dv)))

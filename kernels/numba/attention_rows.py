@@ -29,8 +29,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
+from ._parallel import parallel_kernel
 from .vmath import JIT_OPTIONS, exp
 
 # Longest key sequence served here; longer ones take the tiled kernel. Measured
@@ -46,7 +47,7 @@ def heads_last(x, dtype):
     return np.ascontiguousarray(np.asarray(x).transpose(0, 2, 1, 3), dtype)
 
 
-@njit(parallel=True, **JIT_OPTIONS)
+@parallel_kernel(**JIT_OPTIONS)
 def _forward(q, k, v, mask, causal, scale, o, lse):
     """q (B, Nq, H, D), k (B, Nk, H, D), v (B, Nk, H, Dv) -> o (B, Nq, H, Dv), lse (B, H, Nq)."""
     B, Nq, H, D = q.shape
@@ -92,7 +93,7 @@ def _forward(q, k, v, mask, causal, scale, o, lse):
             lse[b, h, i] = m + t(math.log(total))
 
 
-@njit(parallel=True, **JIT_OPTIONS)
+@parallel_kernel(**JIT_OPTIONS)
 def _backward(q, k, v, o, lse, do, mask, causal, scale, dq, dk, dv):
     """Gradients in the (B, N, H, D) layout; each (b, h) task owns dk[b, :, h] and dv[b, :, h]."""
     B, Nq, H, D = q.shape
@@ -159,7 +160,7 @@ def attention_forward(q, k, v, mask, scale, dtype, causal):
     o = np.empty((B, Nq, H, vh.shape[3]), dtype)
     lse = np.empty((B, H, Nq), dtype)
     if o.size:
-        _forward(qh, kh, vh, mask, bool(causal), scale, o, lse)
+        _forward(qh, kh, vh, mask, bool(causal), scale, o, lse, work=qh.size * kh.shape[1])
     return o.transpose(0, 2, 1, 3), lse
 
 
@@ -170,7 +171,8 @@ def attention_backward(q, k, v, o, lse, do, mask, scale, dtype, causal):
     lse = np.ascontiguousarray(lse, dtype)
     dq, dk, dv = np.empty_like(qh), np.empty_like(kh), np.empty_like(vh)
     if qh.size and kh.size:
-        _backward(qh, kh, vh, oh, lse, doh, mask, bool(causal), scale, dq, dk, dv)
+        _backward(qh, kh, vh, oh, lse, doh, mask, bool(causal), scale, dq, dk, dv,
+                  work=qh.size * kh.shape[1])
     else:
         dq[...], dk[...], dv[...] = 0, 0, 0
     return dq.transpose(0, 2, 1, 3), dk.transpose(0, 2, 1, 3), dv.transpose(0, 2, 1, 3)

@@ -24,6 +24,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from ._parallel import parallel_kernel
 from ._rows import as_rows, float_dtype
 from .vmath import FASTMATH, JIT_OPTIONS, erfc, exp
 
@@ -69,7 +70,7 @@ def _slope(z, form):
     return s + w * (s * s_minus)
 
 
-@njit(parallel=True, **JIT_OPTIONS)
+@parallel_kernel(**JIT_OPTIONS)
 def _forward(x, b, form, y):
     """y (R, C) = GELU(x (R, C) + b (C,))."""
     R, C = x.shape
@@ -85,7 +86,7 @@ def _forward(x, b, form, y):
                 y[i, j] = _value(x[i, j] + b[j], 2)
 
 
-@njit(parallel=True, **JIT_OPTIONS)
+@parallel_kernel(**JIT_OPTIONS)
 def _backward(x, b, dy, form, dx, partial):
     """dx (R, C) = dy * GELU'(x + b); partial[t] = the sum of dx over task t's rows."""
     R, C = x.shape

@@ -26,8 +26,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
+from ._parallel import parallel_kernel
 from ._rows import float_dtype
 from .vmath import JIT_OPTIONS, erfc, exp
 
@@ -38,14 +39,14 @@ _CUBIC = 0.044715
 _SIGMOID_SCALE = 1.702
 
 
-@njit(parallel=True, **JIT_OPTIONS)
+@parallel_kernel(**JIT_OPTIONS)
 def _forward_erf(x, y):
     t = x.dtype.type
     for i in prange(x.shape[0]):
         y[i] = t(0.5) * x[i] * erfc(x[i] * t(-_INV_SQRT_2))  # x * Phi(x)
 
 
-@njit(parallel=True, **JIT_OPTIONS)
+@parallel_kernel(**JIT_OPTIONS)
 def _backward_erf(x, dy, dx):
     t = x.dtype.type
     for i in prange(x.shape[0]):
@@ -55,7 +56,7 @@ def _backward_erf(x, dy, dx):
         dx[i] = dy[i] * (cdf + xi * pdf)
 
 
-@njit(parallel=True, **JIT_OPTIONS)
+@parallel_kernel(**JIT_OPTIONS)
 def _forward_tanh(x, y):
     t = x.dtype.type
     for i in prange(x.shape[0]):
@@ -64,7 +65,7 @@ def _forward_tanh(x, y):
         y[i] = xi / (t(1) + exp(t(-2) * u))  # x * sigmoid(2u); exp = inf gives -0
 
 
-@njit(parallel=True, **JIT_OPTIONS)
+@parallel_kernel(**JIT_OPTIONS)
 def _backward_tanh(x, dy, dx):
     t = x.dtype.type
     for i in prange(x.shape[0]):
@@ -77,7 +78,7 @@ def _backward_tanh(x, dy, dx):
         dx[i] = dy[i] * (s + t(2) * xi * (s * s_minus) * du)
 
 
-@njit(parallel=True, **JIT_OPTIONS)
+@parallel_kernel(**JIT_OPTIONS)
 def _forward_sigmoid(x, y):
     t = x.dtype.type
     for i in prange(x.shape[0]):
@@ -85,7 +86,7 @@ def _forward_sigmoid(x, y):
         y[i] = xi / (t(1) + exp(t(-_SIGMOID_SCALE) * xi))  # x * sigmoid(1.702 x); exp = inf gives -0
 
 
-@njit(parallel=True, **JIT_OPTIONS)
+@parallel_kernel(**JIT_OPTIONS)
 def _backward_sigmoid(x, dy, dx):
     t = x.dtype.type
     for i in prange(x.shape[0]):

@@ -22,8 +22,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
+from ._parallel import parallel_kernel
 from ._rows import as_rows, float_dtype
 from .vmath import JIT_OPTIONS
 
@@ -32,7 +33,7 @@ from .vmath import JIT_OPTIONS
 _CHUNKS = 64
 
 
-@njit(parallel=True, **JIT_OPTIONS)
+@parallel_kernel(**JIT_OPTIONS)
 def _forward_rows(x, gamma, beta, eps, y, mean, rstd):
     R, C = x.shape
     n = x.dtype.type(C)  # a float of x's type: dividing by an int would promote to float64
@@ -52,7 +53,7 @@ def _forward_rows(x, gamma, beta, eps, y, mean, rstd):
         mean[r], rstd[r] = mu, rs
 
 
-@njit(parallel=True, **JIT_OPTIONS)
+@parallel_kernel(**JIT_OPTIONS)
 def _backward_rows(dy, x, gamma, mean, rstd, dx, dgamma_part, dbeta_part):
     R, C = x.shape
     n = x.dtype.type(C)

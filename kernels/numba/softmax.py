@@ -29,6 +29,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from ._parallel import parallel_kernel
 from ._rows import as_rows, check_same_shape, float_dtype
 from .vmath import JIT_OPTIONS, exp, row_max
 
@@ -40,7 +41,7 @@ def _shift(row):
     return m if math.isfinite(m) else row.dtype.type(0)
 
 
-@njit(parallel=True, **JIT_OPTIONS)
+@parallel_kernel(**JIT_OPTIONS)
 def _softmax_forward_rows(x, y):
     for r in prange(x.shape[0]):
         xr, yr = x[r], y[r]  # (C,)
@@ -55,7 +56,7 @@ def _softmax_forward_rows(x, y):
             yr[j] *= inv
 
 
-@njit(parallel=True, **JIT_OPTIONS)
+@parallel_kernel(**JIT_OPTIONS)
 def _softmax_backward_rows(y, dy, dx):
     for r in prange(y.shape[0]):
         yr, dyr, dxr = y[r], dy[r], dx[r]
@@ -66,7 +67,7 @@ def _softmax_backward_rows(y, dy, dx):
             dxr[j] = yr[j] * (dyr[j] - dot)
 
 
-@njit(parallel=True, **JIT_OPTIONS)
+@parallel_kernel(**JIT_OPTIONS)
 def _log_softmax_forward_rows(x, y):
     for r in prange(x.shape[0]):
         xr, yr = x[r], y[r]
@@ -80,7 +81,7 @@ def _log_softmax_forward_rows(x, y):
             yr[j] = xr[j] - lse
 
 
-@njit(parallel=True, **JIT_OPTIONS)
+@parallel_kernel(**JIT_OPTIONS)
 def _log_softmax_backward_rows(y, dy, dx):
     for r in prange(y.shape[0]):
         yr, dyr, dxr = y[r], dy[r], dx[r]

@@ -1,0 +1,88 @@
+"""Every parallel kernel built twice, Numba's parallel build and a serial one, and one picked per call.
+
+Why: with more than one Numba thread minivl runs Numba's ``workqueue`` layer
+(``minivl/threads.py``), whose workers sleep between kernels, and entering a
+parallel kernel wakes them and waits for them: about 115 us for an empty kernel
+on the 2-core test machine (``benchmarks/results/numba_layers_cpu.json``). A
+training step of the lecture's small models calls hundreds of kernels on a few
+thousand elements each, where that wake-up costs more than the work. So a call
+whose work is below ``SERIAL_BELOW`` elements, or any call when Numba runs one
+thread, takes the serial build; only large calls with threads to share them
+take the parallel one. (``benchmarks/bench_serial_kernels.py`` measures where
+the two builds cross.)
+
+The serial build is the same Python function compiled without ``parallel``:
+``prange`` is then plain ``range`` and the results are the same numbers. It is
+compiled from a copy of the function under its own name, because Numba's
+on-disk cache keys a function by its name and line, not by its compile flags:
+the two builds would otherwise overwrite each other's cached machine code.
+
+    @parallel_kernel(**JIT_OPTIONS)
+    def _rows_kernel(x, y):
+        for r in prange(x.shape[0]): ...
+
+    _rows_kernel(x, y)                  # serial or parallel by x.size
+    _rows_kernel(q, k, v, work=n_flops)  # a better measure of the work, when the first array is not
+"""
+
+from __future__ import annotations
+
+import contextlib
+import types
+
+import numba
+from numba import njit
+
+# Calls with fewer elements of work than this run serially (the 2-core crossing point measured by
+# benchmarks/bench_serial_kernels.py, results/serial_kernels_cpu.json).
+SERIAL_BELOW = 1 << 16
+
+_FORCED: str | None = None  # "serial" or "parallel" inside ``forced_build`` (the tests use it)
+
+
+def _renamed_copy(fn):
+    """A new function object with ``fn``'s code and a name of its own (``<name>_serial``)."""
+    copy = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial", fn.__defaults__,
+                              fn.__closure__)
+    copy.__qualname__ = fn.__qualname__ + "_serial"
+    copy.__doc__, copy.__module__ = fn.__doc__, fn.__module__
+    return copy
+
+
+class TwoBuilds:
+    """A kernel compiled as ``parallel`` (``prange`` shared among Numba's threads) and ``serial``."""
+
+    def __init__(self, fn, options: dict):
+        self.parallel = njit(parallel=True, **options)(fn)
+        self.serial = njit(**options)(_renamed_copy(fn))
+        self.__name__, self.__qualname__, self.__doc__ = fn.__name__, fn.__qualname__, fn.__doc__
+        self.__wrapped__ = fn
+
+    def pick(self, work: int):
+        """The build a call with ``work`` elements of work takes."""
+        if _FORCED is not None:
+            return getattr(self, _FORCED)
+        if work < SERIAL_BELOW or numba.get_num_threads() == 1:
+            return self.serial
+        return self.parallel
+
+    def __call__(self, *args, work: int | None = None):
+        return self.pick(args[0].size if work is None else work)(*args)
+
+
+def parallel_kernel(**options):
+    """Decorator: ``TwoBuilds`` of the function, both compiled with ``options`` (e.g. ``cache``)."""
+    return lambda fn: TwoBuilds(fn, options)
+
+
+@contextlib.contextmanager
+def forced_build(which: str):
+    """Every ``TwoBuilds`` call inside takes ``which`` ("serial" or "parallel") whatever its size."""
+    global _FORCED
+    if which not in ("serial", "parallel"):
+        raise ValueError(f"which must be 'serial' or 'parallel', got {which!r}")
+    before, _FORCED = _FORCED, which
+    try:
+        yield
+    finally:
+        _FORCED = before
