@@ -15,6 +15,7 @@ from minivl.recipes import tour
 @pytest.mark.slow
 def test_tour_writes_a_complete_report(tmp_path, monkeypatch):
     monkeypatch.setattr(tour, "STEPS", {k: (3, 3) for k in tour.STEPS})
+    monkeypatch.setattr(tour, "DATA", {k: (200, 200) for k in tour.DATA})
     assert main(["tour", "--quick", "--out", str(tmp_path), "--no-progress", "--use", "numpy"]) == 0
     text = (tmp_path / "report.md").read_text()
     for title in ("tokenizer", "BERT", "GPT", "ViT", "ViLBERT", "CLIP", "DALL-E", "LLaVA", "summary table",
@@ -25,7 +26,9 @@ def test_tour_writes_a_complete_report(tmp_path, monkeypatch):
     assert all((tmp_path / name).stat().st_size > 1000 for name in images)
     results = json.loads((tmp_path / "results.json").read_text())
     assert {"bert", "gpt", "vit_digits", "vit_shapes", "clip_shapes", "clip_digits", "vilbert_pretrain",
-            "vilbert_vqa", "vilbert_refexp", "dalle", "llava"} <= set(results)
+            "vilbert_vqa", "vilbert_refexp", "dalle", "llava", "llava_by_type"} <= set(results)
+    llava = results["llava"]
+    assert 0.0 <= llava["short-answer accuracy, another scene's picture"] <= 1.0  # the swapped-picture check ran
     assert 0.0 <= results["vit_digits"]["test accuracy"] <= 1.0
     timings = results["timings"]
     assert {"bert (s)", "bert CPU (s)", "total CPU (s)", "blas threads", "numba threads"} <= set(timings)

@@ -31,18 +31,26 @@ STEPS = {
     "vit_shapes": (150, 200),
     "clip_shapes": (1500, 3000),
     "clip_digits": (150, 300),
-    # ViLBERT quick: at 30 steps each (results/tour_quick.json) VQA and refexp stayed below chance;
+    # ViLBERT quick: at 30 steps each (an earlier results/tour_quick.json) VQA and refexp stayed below chance;
     # at 300 they reach 0.56 and 0.70 against chance 0.39 and 0.61
     # (results/tour_quick_vilbert_300steps.json), about 0.08 s a step at one thread
     "vilbert_pretrain": (300, 1500),
     "vilbert_vqa": (300, 400),
     "vilbert_refexp": (300, 300),
-    "llava_lm": (40, 100),
-    "llava_stage1": (30, 100),
-    "llava_stage2": (60, 250),
-    "dalle_dvae": (60, 1200),
-    "dalle_prior": (60, 1500),
+    # LLaVA quick: at 60 stage-2 steps (results/tour_quick_20261204.json, 226 s in all) no short answer was right;
+    # 1,500 steps at batch 16 teach colour and shape (about 90 s at one thread); the full tour
+    # takes the study's steps (lectures/10-llava.md, S36)
+    "llava_lm": (200, 500),
+    "llava_stage1": (50, 200),
+    "llava_stage2": (1500, 3500),
+    # DALL-E quick: 60 + 60 steps of a 64-code dVAE left a collapsed codebook (perplexity 2.3) and
+    # blank samples; an 8 x 8 grid of 128 codes for 300 steps and a 3-layer prior for 600 draw
+    # blobs of the caption's colours in about two minutes; the full tour takes the recipe defaults
+    "dalle_dvae": (300, 1200),
+    "dalle_prior": (600, 3000),
 }
+# training scenes (LLaVA) and caption-image pairs (DALL-E) per stage: (quick, full)
+DATA = {"llava": (1000, 2000), "dalle": (4000, 20000)}
 # ViLBERT's scenes per i.i.d. part (train, val, test) for the transfer tasks: (quick, full). (The
 # 1,272 s an earlier quick stage took at load 17-26 was mostly BLAS and Numba threads fighting
 # for the cores: minivl/threads.py.)
@@ -101,7 +109,7 @@ def stage_bert(report, quick, progress, corpus):
                   "train seconds": round(m["train_seconds"], 1)}, name="bert")
     report.figure(_curve(r["history"], "BERT", evals_key="mlm_accuracy", evals_label="val MLM accuracy"),
                   "bert_curve.png", "BERT training loss and validation MLM accuracy")
-    return m
+    return r
 
 
 def stage_gpt(report, quick, progress, corpus):
@@ -178,33 +186,50 @@ def stage_clip(report, quick, progress):
 
 
 def stage_llava(report, quick, progress, clip=None):
-    """LLaVA at tour scale: the tour's CLIP eye (or the cached one), a GPT, two stages."""
-    from minivl.recipes.llava import LLaVAData, build, clip_tower, evaluate, pretrain_lm, train_stage
+    """LLaVA at tour scale: the tour's CLIP eye (or the cached one), a GPT, two stages; then the
+    same questions with every held-out scene's picture swapped for another's, to show that the
+    answers come from the image."""
+    import numpy as np
+
+    from minivl.recipes.llava import STUDY, LLaVAData, build, clip_tower, evaluate, pretrain_lm, train_stage
 
     pick = 0 if quick else 1
-    data = LLaVAData(n_train=300 if quick else 2000, n_test=60, seed=0)
+    data = LLaVAData(n_train=DATA["llava"][pick], n_test=60, seed=0, conversations=STUDY["conversations"],
+                     balance_kinds=STUDY["balance_kinds"])
     gpt, lm = pretrain_lm(data.tokenizer, data.docs, STEPS["llava_lm"][pick], progress=progress)
     clip = clip if clip is not None else clip_tower(progress=progress)
-    model = build(data, clip, gpt)
+    model = build(data, clip, gpt, image_position=STUDY["image_position"])
     data.compute_features(model)
-    h1 = train_stage(model, data, 1, STEPS["llava_stage1"][pick], progress=progress)
-    h2 = train_stage(model, data, 2, STEPS["llava_stage2"][pick], progress=progress)
-    m = evaluate(model, data, n_per_type=6 if quick else 30, n_describe=10 if quick else 40,
-                 n_reason=10 if quick else 40)
+    h1 = train_stage(model, data, 1, STEPS["llava_stage1"][pick], batch_size=STUDY["batch_size"], progress=progress)
+    h2 = train_stage(model, data, 2, STEPS["llava_stage2"][pick], batch_size=STUDY["batch_size"], progress=progress)
+    sizes = dict(n_per_type=12 if quick else 30, n_describe=20 if quick else 40, n_reason=20 if quick else 40)
+    m = evaluate(model, data, **sizes)
+    real = data.test_features
+    data.test_features = np.roll(real, 1, axis=0)  # scene i now shows scene i - 1's picture
+    swapped = evaluate(model, data, **sizes)
+    data.test_features = real
     report.section("LLaVA: visual instruction tuning (S29-S37)",
                    "The CLIP image tower above, frozen (penultimate layer, patch tokens), a linear "
                    "projector into a GPT pretrained on the project's text; stage 1 trains the "
                    "projector on captions, stage 2 the projector and the GPT on the rule-based "
-                   "teacher's conversations, descriptions and reasoning. Held-out scenes; the full "
-                   "study with its text-only baseline is `minivl llava study` (`results/llava_study.json`).")
-    report.table({"LM pretraining val perplexity": round(lm["val_perplexity"], 2),
-                  "stage 1 final loss": round(float(sum(h1.loss[-5:]) / len(h1.loss[-5:])), 3),
-                  "stage 2 final loss": round(float(sum(h2.loss[-5:]) / len(h2.loss[-5:])), 3),
-                  "short-answer accuracy": round(m["short_answer"], 3),
-                  "description F1": round(m["describe_f1"], 3), "reasoning accuracy": round(m["reasoning"], 3),
-                  "stage 2 steps": STEPS["llava_stage2"][pick]}, name="llava")
+                   "teacher's conversations, descriptions and reasoning. Held-out scenes, asked "
+                   "with their own picture and with another scene's: what the model gets right "
+                   "only with its own picture, it read from the image. The full study with its "
+                   "text-only baseline is `minivl llava study` (`results/llava_study.json`).")
+    row = lambda r: {t: round(r[f"short_{t}"], 2) for t in ("exist", "count", "colour", "shape", "relation")}
+    out = {"LM pretraining val perplexity": round(lm["val_perplexity"], 2),
+           "stage 1 final loss": round(float(sum(h1.loss[-5:]) / len(h1.loss[-5:])), 3),
+           "stage 2 final loss": round(float(sum(h2.loss[-5:]) / len(h2.loss[-5:])), 3),
+           "short-answer accuracy": round(m["short_answer"], 3),
+           "short-answer accuracy, another scene's picture": round(swapped["short_answer"], 3),
+           "description F1": round(m["describe_f1"], 3),
+           "description F1, another scene's picture": round(swapped["describe_f1"], 3),
+           "reasoning accuracy": round(m["reasoning"], 3), "stage 2 steps": STEPS["llava_stage2"][pick]}
+    report.table(out, name="llava")
+    report.text("Short answers by question type (own picture / another scene's):")
+    report.table({t: f"{row(m)[t]} / {row(swapped)[t]}" for t in row(m)}, name="llava_by_type")
     report.text("Example: " + m["example"]["instruction"] + " -> `" + m["example"]["reply"] + "`")
-    return m
+    return {**m, "swapped": swapped}
 
 
 def stage_summary(report):
@@ -215,9 +240,10 @@ def stage_summary(report):
     report.text(markdown_table())
 
 
-def stage_vilbert(report, quick, progress, corpus=None):
+def stage_vilbert(report, quick, progress, corpus=None, bert=None):
     """Regions from the trained detector (S04), a short ViLBERT pretraining (S07-S09), then
-    VQA and referring expressions (S10) fine-tuned on it."""
+    VQA and referring expressions (S10) fine-tuned on it. Quick: the text stream starts from
+    the tour's BERT (``bert``, with ``corpus``'s tokenizer), or from scratch without one."""
     from minivl.data.regions import RegionEncoder
     from minivl.data.vilbert_tasks import make_task, scene_parts
     from minivl.data.world import ShapesWorld
@@ -231,9 +257,10 @@ def stage_vilbert(report, quick, progress, corpus=None):
                    "(RoI mean-pool, 5-d location, [IMG] first); a text stream and a visual stream "
                    "exchanging keys and values; pretraining by masked words, masked regions (KL to the "
                    "detector's distribution) and alignment; then one head per task. "
-                   + ("Quick: the text stream starts from scratch with the tour's tokenizer, and the "
-                      "runs are far too short to reach the targets of lectures/08-vilbert.md, long enough to "
-                      "beat chance."
+                   + ("Quick: the text stream starts from the BERT above (or from scratch when that "
+                      "stage is skipped), and the runs are far too short to reach the targets of "
+                      "lectures/08-vilbert.md: masked regions and alignment need thousands of steps "
+                      "(results/vilbert_pretrain.json), the transfer tasks beat chance."
                       if quick else "The text stream starts from minivl's pretrained BERT."))
     encoder = RegionEncoder.load_default(progress=progress)
     world = ShapesWorld(image_size=32, max_objects=3, seed=0)
@@ -241,14 +268,16 @@ def stage_vilbert(report, quick, progress, corpus=None):
     report.figure(detections_figure(world.render(scenes), encoder.encode_scenes(scenes)),
                   "vilbert_regions.png", "Region boxes and the trained detector's top classes (S04)")
     tokenizer = corpus.tokenizer if quick and corpus is not None else None
+    text_init = True if not quick or tokenizer is None else (bert if bert is not None else False)
     run = pretrain_vilbert("vilbert", steps=STEPS["vilbert_pretrain"][pick], batch_size=32,
-                           n_train=(200, 4000)[pick], n_val=(100, 500)[pick], eval_every=10**9,
-                           bert=not quick or tokenizer is None, tokenizer=tokenizer, progress=progress)
+                           n_train=(200, 4000)[pick], n_val=(300, 500)[pick], eval_every=10**9,
+                           bert=text_init, tokenizer=tokenizer, progress=progress)
     m = run["metrics"]
+    start = m["start"]
     out = {"pretraining": {"steps": m["steps"], "parameters": m["parameters"],
                            "train seconds": round(m["train_seconds"], 1),
-                           **{f"held-out {k.replace('_', ' ')}": float(v) for k, v in m["held_out"].items()
-                              if k.endswith(("accuracy", "agreement"))}}}
+                           **{f"held-out {k.replace('_', ' ')} (step 0 -> end)": f"{start[k]:.3f} -> {v:.3f}"
+                              for k, v in m["held_out"].items() if k.endswith(("accuracy", "agreement"))}}}
     report.table(out["pretraining"], name="vilbert_pretrain")
     fig = _terms_figure(run["terms"])
     report.figure(fig, "vilbert_pretrain_terms.png", "ViLBERT pretraining: the loss of each term (S08, S09)")
@@ -275,29 +304,40 @@ def _terms_figure(terms):
 
 
 def stage_dalle(report, quick, progress):
+    import numpy as np
+
+    from minivl.models.dvae import to_uint8
     from minivl.recipes.dalle import decode, generate_codes, train_prior
-    from minivl.recipes.dvae import train_dvae
+    from minivl.recipes.dvae import reconstruct, train_dvae
     from minivl.viz.images import image_grid
 
+    pick = 0 if quick else 1
     report.section("DALL-E: a discrete VAE and a prior over caption and image tokens (S19-S28)",
                    "Stage 1 turns each 32 x 32 image into a grid of codes (16 x 16 by default, 8 x 8 "
                    "with --quick); stage 2 is one "
                    "causal transformer over the padded caption, a start-of-image token and the codes, "
                    "sampled with a key/value cache and decoded by the dVAE. "
-                   + ("Quick: a tiny dVAE and prior, far from the recipe's figures "
-                      "(results/dalle.json)." if quick else ""))
-    small = dict(vocab_size=64, widths=(8, 16, 32), codebook_dim=32, n_train=1000, batch_size=16) if quick else {}
-    dv = train_dvae(steps=STEPS["dalle_dvae"][0 if quick else 1], n_test=50, eval_every=10**9,
-                    progress=progress, **small)
-    tiny = dict(dim=32, depth=2, heads=2, n_train=1000, batch_size=16) if quick else {}
-    r = train_prior(dv["model"], steps=STEPS["dalle_prior"][0 if quick else 1], eval_every=10**9,
-                    progress=progress, **tiny)
+                   + ("Quick: a small dVAE and prior, trained for about two minutes: the samples show "
+                      "blobs in the caption's colours, not yet its shapes (the recipe's figures: "
+                      "results/dalle.json)." if quick else ""))
+    # quick: an 8 x 8 grid of 128 codes (widths 16, 32, 64), a 3-layer prior
+    small = dict(vocab_size=128, widths=(16, 32, 64), codebook_dim=32, n_train=DATA["dalle"][pick]) if quick else {}
+    dv = train_dvae(steps=STEPS["dalle_dvae"][pick], n_test=50, eval_every=10**9, progress=progress, **small)
+    tiny = dict(dim=64, depth=3, heads=4, n_train=DATA["dalle"][pick]) if quick else {}
+    r = train_prior(dv["model"], steps=STEPS["dalle_prior"][pick], eval_every=10**9, progress=progress, **tiny)
     m, d = r["metrics"], dv["metrics"]
-    report.table({"dVAE held-out PSNR (dB)": round(d["psnr_test"], 2), "code perplexity": round(d["perplexity"], 1),
+    report.table({"dVAE grid": "x".join(map(str, d["grid"])), "dVAE held-out PSNR (dB)": round(d["psnr_test"], 2),
+                  "code perplexity": round(d["perplexity"], 1),
+                  "prior image loss at step 0 (held-out scenes)":
+                      round(r["history"].evals[0]["held_out_scenes_image_loss"], 3),
                   "prior image loss (held-out scenes)": round(m["held_out_scenes_image_loss"], 3),
                   "prior text loss (held-out scenes)": round(m["held_out_scenes_text_loss"], 3),
                   "dVAE seconds": round(d["train_seconds"], 1), "prior seconds": round(m["train_seconds"], 1),
                   "prior parameters": m["parameters"]}, name="dalle")
+    originals = dv["evals"]["test"][:8]
+    report.figure(image_grid(np.concatenate([originals, to_uint8(reconstruct(dv["model"], originals))]), ncols=8),
+                  "dalle_reconstructions.png", "Held-out images (top) and the dVAE's reconstructions from "
+                  "their codes (bottom)")
     captions = ["a red circle.", "a blue square is above a green ring.", "a large yellow cross.",
                 "a purple diamond and a cyan triangle."]
     images = decode(dv["model"], generate_codes(r["model"], r["bpe"], captions, 4, seed=0))  # (4, 4, S, S, 3)
@@ -331,14 +371,13 @@ def run_tour(out="runs/tour", quick=False, progress=True, only=None) -> Path:
 
     needs_corpus = want("tokenizer") or want("bert") or want("gpt") or (quick and want("vilbert"))
     corpus = timed("tokenizer", stage_tokenizer) if needs_corpus else None
-    if want("bert"):
-        timed("bert", stage_bert, corpus)
+    bert = timed("bert", stage_bert, corpus)["model"] if want("bert") else None
     if want("gpt"):
         timed("gpt", stage_gpt, corpus)
     if want("vit"):
         timed("vit", stage_vit)
     if want("vilbert"):
-        timed("vilbert", stage_vilbert, corpus)
+        timed("vilbert", stage_vilbert, corpus, bert)
     clip = timed("clip", stage_clip) if want("clip") else None
     if want("dalle"):
         timed("dalle", stage_dalle)
