@@ -244,8 +244,9 @@ def main(argv=None) -> None:
     parser.add_argument("--detector", help="a saved Detector (default: RegionEncoder.load_default())")
     parser.add_argument("--train-scores", type=int, default=0, metavar="N",
                         help="also score the first N training items of each task (under- or over-fitting)")
-    parser.add_argument("--foil-head", choices=("linear", "mlp"), default="linear",
-                        help="FOIL's detection head on the fused vector")
+    parser.add_argument("--foil-head", choices=("linear", "mlp", "token"), default="linear",
+                        help="FOIL's detection head: linear or mlp on the fused vector, or token "
+                             "(one softmax over [CLS] and the words)")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--merge", nargs="+", help="only merge these tables (run apart) into --out")
     args = parser.parse_args(argv)
