@@ -41,7 +41,7 @@ import numpy as np
 
 from minivl.data.vilbert_tasks import TASKS, make_task, scene_parts
 from minivl.data.world import ShapesWorld
-from minivl.recipes.vilbert_transfer import chance, finetune, retrieval_recall_at_1
+from minivl.recipes.vilbert_transfer import FOIL_HEAD, FOIL_HEADS, chance, finetune, retrieval_recall_at_1
 
 VARIANTS = ("vilbert", "vilbert_no_pretraining", "single_stream", "late_fusion", "text_only")
 # (steps, batch size) per task: sized for one to two minutes per run on 2 shared cores
@@ -108,7 +108,7 @@ def run_table(tasks=TASKS, variants=VARIANTS, seeds=(0, 1), sizes=(2000, 300, 10
               lr: float = 1e-3, head_lr: float = 3e-3, pretrain_steps: int = 3000,
               pretrain_baselines: bool = False, n_queries: int = 20, cache: str | Path | None = None,
               detector: str | Path | None = None, progress: bool = True, log=print, train_scores: int = 0,
-              foil_head: str = "linear",
+              foil_head: str = FOIL_HEAD,
               out: str | Path | None = None, command: str = "python -m minivl.recipes.vilbert_table") -> dict:
     """Fine-tune every variant on every task for every seed; scores on the held-out test part.
 
@@ -244,7 +244,7 @@ def main(argv=None) -> None:
     parser.add_argument("--detector", help="a saved Detector (default: RegionEncoder.load_default())")
     parser.add_argument("--train-scores", type=int, default=0, metavar="N",
                         help="also score the first N training items of each task (under- or over-fitting)")
-    parser.add_argument("--foil-head", choices=("linear", "mlp", "token"), default="linear",
+    parser.add_argument("--foil-head", choices=FOIL_HEADS, default=FOIL_HEAD,
                         help="FOIL's detection head: linear or mlp on the fused vector, or token "
                              "(one softmax over [CLS] and the words)")
     parser.add_argument("--no-progress", action="store_true")
