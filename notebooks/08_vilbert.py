@@ -305,7 +305,8 @@ for a, p in zip(batch["aligned"], aligned_prob):
 # (`minivl/recipes/vilbert_transfer.py`): VQA an MLP over answers on the fused
 # vector; referring expressions a score per region; retrieval and VCR a score
 # per (text, image) pass, softmax over the options; NLVR a classifier on two
-# images' fused vectors; FOIL a correct/foiled classifier and a score per word.
+# images' fused vectors; FOIL a score per word, one softmax over [CLS]
+# ("correct") and the words ("this one was swapped").
 # Here: each head's output on two items, then a short fine-tuning run on VQA
 # and on referring expressions.
 

@@ -28,6 +28,7 @@ from minivl.recipes.vilbert_transfer import (
     retrieval_recall_at_1,
     summarise,
     task_loss,
+    token_foil_loss,
     vqa_loss,
 )
 from minivl.tensor import Tensor
@@ -152,7 +153,8 @@ def test_every_head_gives_its_logits_and_a_finite_loss(data, tokenizer):
         assert logits.shape == (3, width), task
         loss = task_loss(model, batch)
         loss.backward()
-        assert np.isfinite(loss.item()) and model.head.parameters()[0].grad is not None
+        head = model.word_head if task == "foil" else model.head  # FOIL's default: the token head
+        assert np.isfinite(loss.item()) and head.parameters()[0].grad is not None
         m = evaluate(task, model, data[task]["val"])
         assert m["n"] == len(data[task]["val"]) and 0 <= next(iter(m.values())) <= 1
 
@@ -193,12 +195,45 @@ def test_train_scores_read_the_first_training_items(data, tokenizer):
     assert run["metrics"]["train"]["n"] == 5
 
 
-def test_foil_head_linear_or_mlp(data, tokenizer):
+def test_token_foil_loss_is_one_softmax_over_cls_and_the_words():
+    cls = np.array([[1.5], [0.2], [-1.0]])
+    words = np.array([[7.0, 0.5, 2.0, -1e9], [7.0, 1.0, -1.0, 0.5], [7.0, 0.3, 4.0, -1e9]])  # col 0: [CLS] as a word
+    label, word = np.array([0, 1, 1]), np.array([-1, 3, 2])
+    rows = np.concatenate([cls, words[:, 1:]], axis=1)  # position 0 = correct, t = word t
+    expected = -_log_softmax(rows)[[0, 1, 2], [0, 3, 2]].mean()
+    got = token_foil_loss(Tensor(cls), Tensor(words), label, word).item()
+    np.testing.assert_allclose(got, expected, rtol=1e-10)
+
+
+def test_token_foil_head_detects_with_cls_against_the_words(data, tokenizer):
+    """The detection pair is [CLS]'s score and the log-sum-exp of the real words' scores (not
+    [CLS], not padding), so its softmax is the mass of "correct" against "some word is foiled"."""
+    split = data["foil"]["train"]
+    batch = gather(split, np.arange(6))
+    model = make_transfer_model("foil", TinyEncoder(tokenizer.vocab_size, OneHotRegions.dim), split, "token")
+    assert not hasattr(model, "head")
+    logits = model(batch).numpy()
+    text = model.encoder.encode(batch["ids"], batch["text_mask"], batch["feats"], batch["locs"],
+                                batch["region_mask"]).text  # (B, T, D)
+    scores = model.word_head(text).numpy()[..., 0]  # (B, T)
+    real = batch["text_mask"].copy()
+    real[:, 0] = False
+    np.testing.assert_allclose(logits[:, 0], scores[:, 0], rtol=1e-6)
+    lse = [np.log(np.exp(scores[b][real[b]]).sum()) for b in range(len(scores))]
+    np.testing.assert_allclose(logits[:, 1], lse, rtol=1e-5)
+    assert (logits[:, 2:][~real] < -1e8).all()  # [CLS] and padding never chosen as the word
+    loss = task_loss(model, batch).item()
+    rows = np.concatenate([scores[:, :1], np.where(real, scores, -1e9)[:, 1:]], axis=1)
+    target = np.where(batch["label"] == 1, batch["word"], 0)
+    np.testing.assert_allclose(loss, -_log_softmax(rows)[np.arange(len(rows)), target].mean(), rtol=1e-5)
+
+
+def test_foil_head_linear_mlp_or_token(data, tokenizer):
     split = data["foil"]["train"]
     batch = gather(split, [0, 1, 2])
-    for kind, layer in (("linear", nn.Linear), ("mlp", nn.MLP)):
+    for kind, layer in (("linear", nn.Linear), ("mlp", nn.MLP), ("token", None)):
         model = make_transfer_model("foil", TinyEncoder(tokenizer.vocab_size, OneHotRegions.dim), split, kind)
-        assert isinstance(model.head, layer)
+        assert layer is None or isinstance(model.head, layer)
         assert model(batch).shape == (3, 2 + batch["ids"].shape[1])
     with pytest.raises(ValueError, match="foil_head"):
         make_transfer_model("foil", model.encoder, split, "bilinear")
