@@ -270,6 +270,12 @@ def main(argv=None):
                         help="weight of the batch code-histogram penalty (0: the plain ELBO)")
     parser.add_argument("--anneal", type=float, default=None,
                         help="fraction of the run over which tau decays from 1 to 1/16")
+    parser.add_argument("--widths", type=int, nargs="+", default=None,
+                        help="encoder/decoder widths, one group each (3 groups: an 8 x 8 grid)")
+    parser.add_argument("--vocab-size", type=int, default=None, help="K, the codebook size")
+    parser.add_argument("--codebook-dim", type=int, default=None)
+    parser.add_argument("--save", default=None,
+                        help="also save each seed's model there ('{seed}' in the path is replaced)")
     parser.add_argument("--cache", action="store_true",
                         help="also save each seed's model as its cached default_dvae(seed)")
     args = parser.parse_args(argv)
@@ -279,11 +285,16 @@ def main(argv=None):
     for seed in args.seeds:
         run = train_dvae(seed=seed, steps=args.steps, likelihood=args.likelihood, beta=args.beta,
                          hard=args.hard or None, lr=args.lr, diversity=args.diversity,
-                         anneal=args.anneal)
+                         anneal=args.anneal, widths=args.widths, vocab_size=args.vocab_size,
+                         codebook_dim=args.codebook_dim)
+        if args.save:
+            save_checkpoint(run["model"], args.save.replace("{seed}", str(seed)),
+                            **{k: v for k, v in run["metrics"].items() if isinstance(v, (int, float, str))})
         runs[str(seed)] = {"metrics": run["metrics"], "history": run["history"].as_dict()}
         _figures(run, out.parent, f"_seed{seed}", out.stem)
-        tuned = (args.steps, args.likelihood, args.beta, args.lr, args.diversity, args.anneal)
-        if args.cache and tuned == (None,) * 6 and not args.hard:
+        tuned = (args.steps, args.likelihood, args.beta, args.lr, args.diversity, args.anneal,
+                 args.widths, args.vocab_size, args.codebook_dim)
+        if args.cache and tuned == (None,) * len(tuned) and not args.hard:
             save_checkpoint(run["model"], default_path(seed),
                             **{k: v for k, v in run["metrics"].items() if isinstance(v, (int, float, str))})
         print(json.dumps({k: v for k, v in run["metrics"].items()
