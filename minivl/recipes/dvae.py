@@ -62,6 +62,9 @@ TAU_END = 1 / 16
 # 36.7% of its reconstructions exactly, 100% of the originals (results/dvae_8x8.json,
 # results/judge_dvae8x8.json). At 400 steps on 300 test images (probes, not committed): 16 x 16
 # (16, 32) 33% exact at 24.4 dB; 8 x 8 with K = 1024 7% at 21.3 dB; 16 x 16 straight-through 22%.
+# A wider 8 x 8 (widths (32, 64, 128), K = 512 of width 128, 1500 steps) read 33.7% at 26.0 dB
+# (results/dvae_8x8_wide.json, results/judge_dvae8x8_wide.json). What 16 x 16 loses is small rings
+# read as circles and small crosses as diamonds (results/judge_recon_confusion.json).
 DEFAULTS = dict(steps=1200, batch_size=32, lr=3e-3, beta=0.01, beta_warmup=100, anneal=1.0,
                 diversity=0.002, vocab_size=256, widths=(16, 32), codebook_dim=64,
                 blocks_per_group=1, likelihood="mse", hard=False, n_train=20000)
