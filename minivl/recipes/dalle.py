@@ -548,6 +548,21 @@ def run_seed(seed, steps=None, n_eval=100, n_candidates=16, progress=True, folde
             "curve": {"steps": history.steps[::10], "loss": history.loss[::10], "evals": history.evals}}
 
 
+def swap_run(seed, steps=None, n_eval=100, dvae=None, progress=True, **overrides) -> dict:
+    """Train a prior (on ``dvae``, a checkpoint path, or the cached default dVAE) and measure
+    only ``swap_losses`` on each evaluation set: no sampling, no judge, no reranker (the cheap
+    half of ``run_seed``, for the 16 x 16 grid whose sampling is slow)."""
+    from minivl.recipes.dvae import default_dvae, load_dvae
+
+    dvae_model = load_dvae(dvae) if dvae else default_dvae(0, progress)
+    r = train_prior(dvae_model, steps=steps, seed=seed, progress=progress, **overrides)
+    evals, eval_codes = r["data"][1], r["data"][4]
+    swaps = {name: {"swap": swap_losses(r["model"], r["bpe"], pairs.captions[:n_eval], eval_codes[name][:n_eval])}
+             for name, pairs in evals.items()}
+    return {"prior": r["metrics"], "evaluation": swaps, "dvae": str(dvae) if dvae else "default_dvae(0)",
+            "load_average_after_training": _load()}
+
+
 class _Record:
     """The training record of a saved prior (``history`` of ``run_seed``'s results)."""
 
@@ -589,6 +604,8 @@ def main(argv=None):
                         "again instead of training one; with one seed")
     parser.add_argument("--dim", type=int, default=None)
     parser.add_argument("--depth", type=int, default=None)
+    parser.add_argument("--swap-only", action="store_true",
+                        help="train and measure only the shape/colour word-swap losses (swap_run)")
     parser.add_argument("--backend", default="numba", help="kernel backend (default: numba)")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
@@ -608,6 +625,11 @@ def main(argv=None):
     mask_figure().savefig(out.parent / "dalle_masks.png", dpi=100)
     for seed in args.seeds:
         size = {k: v for k, v in (("dim", args.dim), ("depth", args.depth)) if v is not None}
+        if args.swap_only:
+            run = swap_run(seed, args.steps, args.n_eval, args.dvae, not args.quiet, **size)
+            write("runs", str(seed), run)
+            print(json.dumps(run["evaluation"]))
+            continue
         run = run_seed(seed, args.steps, args.n_eval, args.candidates, not args.quiet, out.parent, args.dvae,
                        temperature=args.temperature, top_k=args.top_k, prior=args.prior, stem=out.stem, **size)
         write("runs", str(seed), run)

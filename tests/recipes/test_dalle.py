@@ -24,6 +24,7 @@ from minivl.recipes.dalle import (
     reload_prior,
     rerank,
     swap_losses,
+    swap_run,
     swap_words,
     text_ids,
     train_prior,
@@ -212,3 +213,15 @@ def test_swap_losses_are_the_teacher_forced_losses_of_each_caption(run, dvae):
     assert got["shape_swapped_gap_per_image"] == pytest.approx(
         got["shape_swapped_nats_per_image"] - got["true_nats_per_image"], abs=1e-6)
     assert 0 <= got["colour_swapped_prefers_true"] <= 1 and got["images"] == 12
+
+
+def test_swap_run_measures_the_trained_priors_own_held_out_loss(dvae, tmp_path):
+    path = tmp_path / "dvae.safetensors"
+    save_checkpoint(dvae, path)
+    settings = {k: v for k, v in TINY_PRIOR.items() if k not in ("steps", "progress")}
+    run = swap_run(0, steps=2, n_eval=None, dvae=str(path), progress=False, **settings)
+    for name in ("held_out_scenes", "held_out_pairs"):
+        swap = run["evaluation"][name]["swap"]
+        assert swap["codes_per_image"] == dvae.grid[0] * dvae.grid[1]
+        # every image of the set, after its true caption: the prior's own validation loss
+        assert swap["true_nats_per_code"] == pytest.approx(run["prior"][f"{name}_image_loss"], rel=1e-5)
