@@ -245,6 +245,23 @@ class DALLE(nn.Module):
             return Tensor(np.zeros((), dtype=image_loss.dtype)), image_loss
         return F.cross_entropy(text_logits, ids[:, 1:L]), image_loss
 
+    def code_nll(self, ids) -> np.ndarray:
+        """Teacher-forced ``-log p(code | caption, codes before)`` of every image code of full
+        streams ``ids (B, L + 1 + n)``: ``(B, n)`` nats (``losses``' image loss is its mean)."""
+        ids = np.asarray(ids)
+        if ids.ndim != 2 or ids.shape[1] != self.max_len + 1:
+            raise ValueError(f"ids must be full streams (B, {self.max_len + 1}) = (B, L + 1 + n), "
+                             f"got {ids.shape}")
+        L = self.config.text_len
+        with no_grad():
+            h, _ = self.hidden(ids[:, :-1])  # (B, L + n, D)
+            logits = F.matmul(h[:, L:], self.head.weight[self.image_start:].T).numpy()  # (B, n, K)
+        logits = logits.astype(np.float64)
+        top = logits.max(axis=-1, keepdims=True)
+        log_z = top[..., 0] + np.log(np.exp(logits - top).sum(axis=-1))  # (B, n)
+        target = ids[:, L + 1:] - self.image_start  # (B, n)
+        return log_z - np.take_along_axis(logits, target[..., None], axis=-1)[..., 0]
+
     def loss(self, ids):
         """``text_weight * text_loss + image_weight * image_loss`` (1/8 and 7/8)."""
         text, image = self.losses(ids)

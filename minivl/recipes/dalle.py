@@ -369,6 +369,52 @@ def evaluate(model, bpe, dvae, evals, judge, reranker=None, n_candidates=16, n_e
     return out
 
 
+def swap_words(text: str, words, shift=1) -> str:
+    """``text`` with every word of ``words`` (or its plural) replaced by the word ``shift``
+    places on (cyclic): with SHAPES, each shape named becomes another shape; the rest of the
+    caption stays."""
+    from minivl.data.language import plural
+
+    table = {w: words[(i + shift) % len(words)] for i, w in enumerate(words)}
+    table.update({plural(w): plural(v) for w, v in list(table.items())})
+    return re.sub(r"[a-z]+", lambda m: table.get(m.group(), m.group()), text)
+
+
+def swap_losses(model, bpe, captions, codes) -> dict:
+    """Does the prior read the shape and colour words? Teacher-forced image loss of each
+    image's own codes ``(N, h, w)`` after its true caption, after the same caption with every
+    shape word swapped for another shape, and with every colour word swapped.
+
+    Per variant: nats per code (mean over all codes) and per image (summed over its codes);
+    ``*_gap_per_image``: swapped minus true, per image; ``*_prefers_true``: the fraction of
+    images whose codes are likelier after the true caption. A prior that ignores a kind of
+    word shows a gap near 0 and a preference near 0.5.
+    """
+    from minivl.data.shapes import COLOURS, SHAPES
+
+    variants = {"true": list(captions), "shape_swapped": [swap_words(c, SHAPES) for c in captions],
+                "colour_swapped": [swap_words(c, COLOURS) for c in captions]}
+    fits = np.array([all(len(bpe.encode(v[i])) <= model.config.text_len for v in variants.values())
+                     for i in range(len(captions))], dtype=bool)  # a swap may need more BPE tokens
+    codes = np.asarray(codes)[fits]
+    per_image = {}
+    for name, texts in variants.items():
+        texts = [t for t, keep in zip(texts, fits) if keep]
+        streams = model.stream(text_ids(model, bpe, texts), codes)
+        per_image[name] = np.concatenate([model.code_nll(streams[i:i + 100]).sum(axis=1)
+                                          for i in range(0, len(streams), 100)])  # (N,)
+    n_codes = model.n_image
+    out = {"images": int(fits.sum()), "too_long_after_a_swap": int((~fits).sum()), "codes_per_image": n_codes}
+    for name, nll in per_image.items():
+        out[f"{name}_nats_per_code"] = float(nll.mean() / n_codes)
+        out[f"{name}_nats_per_image"] = float(nll.mean())
+    for name in ("shape_swapped", "colour_swapped"):
+        gap = per_image[name] - per_image["true"]
+        out[f"{name}_gap_per_image"] = float(gap.mean())
+        out[f"{name}_prefers_true"] = float((gap > 0).mean())
+    return out
+
+
 def time_masks(model, streams, repeats=3) -> dict:
     """Seconds for one forward + backward of ``streams`` under each attention kind.
 
@@ -482,8 +528,10 @@ def run_seed(seed, steps=None, n_eval=100, n_candidates=16, progress=True, folde
     scores = evaluate(r["model"], r["bpe"], dvae, evals, judge.matches, reranker, n_candidates, n_eval,
                       seed, temperature, top_k, progress=progress)
     for name, pairs in evals.items():  # what the judge reads in the dVAE's reconstructions
-        recon = decode(dvae, encode_images(dvae, pairs.images[:n_eval])[:, None])[:, 0]
+        codes = encode_images(dvae, pairs.images[:n_eval])
+        recon = decode(dvae, codes[:, None])[:, 0]
         scores[name]["real_reconstructed"] = float(judge.matches(recon, pairs.structured[:n_eval]).mean())
+        scores[name]["swap"] = swap_losses(r["model"], r["bpe"], pairs.captions[:n_eval], codes)
     if folder is not None:
         pairs = evals["held_out_pairs"]
         codes = generate_codes(r["model"], r["bpe"], pairs.captions[:6], 8, temperature, top_k, seed=seed)
@@ -498,6 +546,21 @@ def run_seed(seed, steps=None, n_eval=100, n_candidates=16, progress=True, folde
             "load_average_after_evaluation": _load(), "evaluation_seconds": time.perf_counter() - t0,
             "reranker_seconds": reranker_seconds,
             "curve": {"steps": history.steps[::10], "loss": history.loss[::10], "evals": history.evals}}
+
+
+def swap_run(seed, steps=None, n_eval=100, dvae=None, progress=True, **overrides) -> dict:
+    """Train a prior (on ``dvae``, a checkpoint path, or the cached default dVAE) and measure
+    only ``swap_losses`` on each evaluation set: no sampling, no judge, no reranker (the cheap
+    half of ``run_seed``, for the 16 x 16 grid whose sampling is slow)."""
+    from minivl.recipes.dvae import default_dvae, load_dvae
+
+    dvae_model = load_dvae(dvae) if dvae else default_dvae(0, progress)
+    r = train_prior(dvae_model, steps=steps, seed=seed, progress=progress, **overrides)
+    evals, eval_codes = r["data"][1], r["data"][4]
+    swaps = {name: {"swap": swap_losses(r["model"], r["bpe"], pairs.captions[:n_eval], eval_codes[name][:n_eval])}
+             for name, pairs in evals.items()}
+    return {"prior": r["metrics"], "evaluation": swaps, "dvae": str(dvae) if dvae else "default_dvae(0)",
+            "load_average_after_training": _load()}
 
 
 class _Record:
@@ -541,6 +604,8 @@ def main(argv=None):
                         "again instead of training one; with one seed")
     parser.add_argument("--dim", type=int, default=None)
     parser.add_argument("--depth", type=int, default=None)
+    parser.add_argument("--swap-only", action="store_true",
+                        help="train and measure only the shape/colour word-swap losses (swap_run)")
     parser.add_argument("--backend", default="numba", help="kernel backend (default: numba)")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
@@ -560,6 +625,11 @@ def main(argv=None):
     mask_figure().savefig(out.parent / "dalle_masks.png", dpi=100)
     for seed in args.seeds:
         size = {k: v for k, v in (("dim", args.dim), ("depth", args.depth)) if v is not None}
+        if args.swap_only:
+            run = swap_run(seed, args.steps, args.n_eval, args.dvae, not args.quiet, **size)
+            write("runs", str(seed), run)
+            print(json.dumps(run["evaluation"]))
+            continue
         run = run_seed(seed, args.steps, args.n_eval, args.candidates, not args.quiet, out.parent, args.dvae,
                        temperature=args.temperature, top_k=args.top_k, prior=args.prior, stem=out.stem, **size)
         write("runs", str(seed), run)

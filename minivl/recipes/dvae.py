@@ -62,6 +62,9 @@ TAU_END = 1 / 16
 # 36.7% of its reconstructions exactly, 100% of the originals (results/dvae_8x8.json,
 # results/judge_dvae8x8.json). At 400 steps on 300 test images (probes, not committed): 16 x 16
 # (16, 32) 33% exact at 24.4 dB; 8 x 8 with K = 1024 7% at 21.3 dB; 16 x 16 straight-through 22%.
+# A wider 8 x 8 (widths (32, 64, 128), K = 512 of width 128, 1500 steps) read 33.7% at 26.0 dB
+# (results/dvae_8x8_wide.json, results/judge_dvae8x8_wide.json). What 16 x 16 loses is small rings
+# read as circles and small crosses as diamonds (results/judge_recon_confusion.json).
 DEFAULTS = dict(steps=1200, batch_size=32, lr=3e-3, beta=0.01, beta_warmup=100, anneal=1.0,
                 diversity=0.002, vocab_size=256, widths=(16, 32), codebook_dim=64,
                 blocks_per_group=1, likelihood="mse", hard=False, n_train=20000)
@@ -270,6 +273,12 @@ def main(argv=None):
                         help="weight of the batch code-histogram penalty (0: the plain ELBO)")
     parser.add_argument("--anneal", type=float, default=None,
                         help="fraction of the run over which tau decays from 1 to 1/16")
+    parser.add_argument("--widths", type=int, nargs="+", default=None,
+                        help="encoder/decoder widths, one group each (3 groups: an 8 x 8 grid)")
+    parser.add_argument("--vocab-size", type=int, default=None, help="K, the codebook size")
+    parser.add_argument("--codebook-dim", type=int, default=None)
+    parser.add_argument("--save", default=None,
+                        help="also save each seed's model there ('{seed}' in the path is replaced)")
     parser.add_argument("--cache", action="store_true",
                         help="also save each seed's model as its cached default_dvae(seed)")
     args = parser.parse_args(argv)
@@ -279,11 +288,16 @@ def main(argv=None):
     for seed in args.seeds:
         run = train_dvae(seed=seed, steps=args.steps, likelihood=args.likelihood, beta=args.beta,
                          hard=args.hard or None, lr=args.lr, diversity=args.diversity,
-                         anneal=args.anneal)
+                         anneal=args.anneal, widths=args.widths, vocab_size=args.vocab_size,
+                         codebook_dim=args.codebook_dim)
+        if args.save:
+            save_checkpoint(run["model"], args.save.replace("{seed}", str(seed)),
+                            **{k: v for k, v in run["metrics"].items() if isinstance(v, (int, float, str))})
         runs[str(seed)] = {"metrics": run["metrics"], "history": run["history"].as_dict()}
         _figures(run, out.parent, f"_seed{seed}", out.stem)
-        tuned = (args.steps, args.likelihood, args.beta, args.lr, args.diversity, args.anneal)
-        if args.cache and tuned == (None,) * 6 and not args.hard:
+        tuned = (args.steps, args.likelihood, args.beta, args.lr, args.diversity, args.anneal,
+                 args.widths, args.vocab_size, args.codebook_dim)
+        if args.cache and tuned == (None,) * len(tuned) and not args.hard:
             save_checkpoint(run["model"], default_path(seed),
                             **{k: v for k, v in run["metrics"].items() if isinstance(v, (int, float, str))})
         print(json.dumps({k: v for k, v in run["metrics"].items()

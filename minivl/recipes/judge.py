@@ -26,6 +26,7 @@ import numpy as np
 
 from minivl import functional as F
 from minivl.checkpoint import load_checkpoint, save_checkpoint
+from minivl.data.shapes import COLOURS, SHAPES, SIZES
 from minivl.models.dvae import pixels
 from minivl.models.judge import HEADS, Judge
 from minivl.optim import AdamW, WarmupCosineLR
@@ -80,6 +81,58 @@ def accuracy(model, images, scenes) -> dict:
     return {"shape_accuracy": float(ok[0].mean()), "colour_accuracy": float(ok[1][occupied].mean()),
             "size_accuracy": float(ok[2][occupied].mean()), "cell_accuracy": float(cells.mean()),
             "exact": float(cells.all(axis=1).mean())}
+
+
+def confusion(model, images, scenes) -> dict:
+    """Where the judge goes wrong on ``images`` (floats ``(N, 3, S, S)`` or uint8 renders) of
+    ``scenes``, per object size: a shape confusion table (rows: the shape drawn, columns: the
+    judge's reading, "empty" first) and the shape accuracy; per colour, the shape accuracy of
+    objects of that colour. Only occupied cells count."""
+    want_shape, want_colour, want_size = model.labels(scenes)
+    got_shape = model.predict(images if images.dtype != np.uint8 else pixels(images))[0]
+    names = ("empty", *SHAPES)
+    occupied = want_shape != 0
+    out = {"columns": list(names), "by_size": {}, "shape_accuracy_by_colour": {}}
+    for s, size in enumerate(SIZES):
+        m = occupied & (want_size == s)
+        table = np.zeros((len(names), len(names)), np.int64)
+        np.add.at(table, (want_shape[m], got_shape[m]), 1)
+        out["by_size"][size] = {"objects": int(m.sum()),
+                                "shape_accuracy": float((got_shape[m] == want_shape[m]).mean()),
+                                "table": {names[i]: table[i].tolist() for i in range(1, len(names))}}
+    for c, colour in enumerate(COLOURS):
+        m = occupied & (want_colour == c)
+        out["shape_accuracy_by_colour"][colour] = float((got_shape[m] == want_shape[m]).mean())
+    return out
+
+
+def misread_figure(model, originals, reconstructions, scenes, per_shape=3):
+    """A figure of misread cells: for each shape the judge misreads in ``reconstructions``
+    (floats), up to ``per_shape`` cells as original | reconstruction | the judge's silhouette."""
+    from matplotlib.figure import Figure
+
+    from minivl.models.judge import THRESHOLD
+
+    want = model.labels(scenes)[0]
+    got = model.predict(reconstructions)[0]
+    g, c = model.config.grid, model.cell
+    picks = [(i, k) for shape in range(1, len(SHAPES) + 1)
+             for i, k in np.argwhere((want == shape) & (got != shape))[:per_shape].tolist()]
+    fig = Figure(figsize=(6, 1.6 * max(1, len(picks))))
+    for row, (i, k) in enumerate(picks):
+        y, x = (k // g) * c, (k % g) * c
+        orig = originals[i][y:y + c, x:x + c]
+        recon = reconstructions[i].transpose(1, 2, 0)[y:y + c, x:x + c]
+        panels = ((orig, f"drawn: {SHAPES[want[i, k] - 1]}"),
+                  (np.clip(recon, 0, 1), f"read: {('empty', *SHAPES)[got[i, k]]}"),
+                  (recon.max(axis=-1) > THRESHOLD, "silhouette"))
+        for j, (im, title) in enumerate(panels):
+            ax = fig.add_subplot(len(picks), 3, 3 * row + j + 1)
+            ax.imshow(im, cmap="gray" if im.ndim == 2 else None, interpolation="nearest")
+            ax.set_title(title, fontsize=8)
+            ax.axis("off")
+    fig.suptitle("misread cells: original | dVAE reconstruction | what the judge thresholds", fontsize=8)
+    return fig
 
 
 def evaluate(model, data, dvae=None) -> dict:
@@ -142,16 +195,20 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--dvae", action="store_true",
                         help="also read the reconstructions of the cached default dVAE of each seed")
+    parser.add_argument("--dvae-path", default=None,
+                        help="with --dvae: this dVAE checkpoint ('{seed}' replaced) instead of the cached default")
     parser.add_argument("--n-test", type=int, default=1000,
                         help="test and held-out-pair images per seed when a saved judge is re-read")
     args = parser.parse_args(argv)
     out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     runs = json.loads(out.read_text())["runs"] if out.exists() else {}
     for seed in args.seeds:
         path = default_path(seed)
-        if str(seed) in runs and path.exists():  # trained before: keep its record, reload it
+        if path.exists():  # trained before: reload it, keep its training record if this file has it
             model, data = load_checkpoint(Judge, path).eval(), judge_data(DEFAULTS["n_train"], args.n_test, seed)
-            record = runs[str(seed)]
+            record = runs.get(str(seed)) or {"metrics": {**run_eval(model, partial(evaluate, model, data)),
+                                                         "reloaded_from": str(path)}}
         else:
             run = train_judge(seed=seed)
             save_checkpoint(run["model"], path)
@@ -160,15 +217,24 @@ def main(argv=None):
         if args.dvae:
             from minivl.checkpoint import checkpoint_metadata
             from minivl.recipes.dvae import default_path as dvae_path
-            from minivl.recipes.dvae import load_dvae
+            from minivl.recipes.dvae import load_dvae, reconstruct
 
-            if not dvae_path(seed).exists():
-                raise SystemExit(f"no cached dVAE for seed {seed} at {dvae_path(seed)}: run "
-                                 f"python -m minivl.recipes.dvae --seeds {seed} --cache first")
-            dvae = load_dvae(dvae_path(seed))
+            where = Path(args.dvae_path.replace("{seed}", str(seed))) if args.dvae_path else dvae_path(seed)
+            if not where.exists():
+                raise SystemExit(f"no dVAE for seed {seed} at {where}: run "
+                                 f"python -m minivl.recipes.dvae --seeds {seed} --cache (or --save) first")
+            dvae = load_dvae(where)
             record["metrics"].update(run_eval(model, partial(evaluate, model, data, dvae)))
-            record["metrics"]["dvae"] = {"seed": seed, "steps": checkpoint_metadata(dvae_path(seed)).get("steps"),
-                                         "images_per_set": len(data["test"][0])}
+            meta = checkpoint_metadata(where)
+            record["metrics"]["dvae"] = {"seed": seed, "path": str(where), "steps": meta.get("steps"),
+                                         "grid": list(dvae.grid), "vocab_size": dvae.K,
+                                         "images_per_set": len(data["test"][0]),
+                                         "load_average": os.getloadavg()[0]}
+            images, scenes = data["test"]
+            recon = reconstruct(dvae, images).astype(np.float32)
+            record["metrics"]["test_recon_confusion"] = confusion(model, recon, scenes)
+            misread_figure(model, images, recon, scenes).savefig(
+                out.parent / f"{out.stem}_misread_seed{seed}.png", dpi=80)
         runs[str(seed)] = record
         print(json.dumps(record["metrics"]))
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -117,6 +117,21 @@ def test_loss_is_one_eighth_text_plus_seven_eighths_image():
     np.testing.assert_allclose(-np.take_along_axis(full, ids[:, L + 1:, None], -1).mean(), image_nll, rtol=1e-6)
 
 
+def test_code_nll_is_the_image_loss_code_by_code():
+    m = DALLE(**TINY)
+    _, _, ids = _streams(m, seed=2)
+    logits = m(ids[:, :-1]).data.astype(np.float64)
+    L = m.config.text_len
+    image_part = _log_softmax(logits[:, L:, m.image_start:])  # (B, n, K)
+    want = -np.take_along_axis(image_part, ids[:, L + 1:, None] - m.image_start, -1)[..., 0]
+    got = m.code_nll(ids)
+    assert got.shape == (len(ids), m.n_image)
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    np.testing.assert_allclose(got.mean(), m.losses(ids)[1].item(), rtol=1e-5)
+    with pytest.raises(ValueError, match="full streams"):
+        m.code_nll(ids[:, :-1])
+
+
 def test_loss_gradient_reaches_every_weight():
     m = DALLE(**TINY, attention="sparse")
     _, _, ids = _streams(m, seed=2)

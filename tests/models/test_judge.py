@@ -83,3 +83,26 @@ def test_matches_captions_and_scenes(trained):
     assert not model.matches(images[two], shorter).any()
     with pytest.raises(ValueError, match="images but"):
         model.matches(images[:3], captions[:2])
+
+
+def test_confusion_counts_an_erased_object_as_read_empty(trained):
+    from minivl.recipes.judge import confusion
+
+    model, (images, scenes) = trained["model"], trained["data"]["test"]
+    x = pixels(images).copy()
+    erased = {"small": 0, "large": 0}
+    for i, scene in enumerate(scenes[:40]):  # blank the cell of each scene's first object
+        obj = scene.objects[0]
+        x1, y1 = obj.box[:2]
+        cy, cx = (y1 // model.cell) * model.cell, (x1 // model.cell) * model.cell
+        x[i, :, cy:cy + model.cell, cx:cx + model.cell] = 0
+        erased[("small", "large")[obj.size]] += 1
+    table = confusion(model, x, scenes)
+    assert table["columns"][0] == "empty"
+    for size, n in erased.items():
+        part = table["by_size"][size]
+        read_empty = sum(row[0] for row in part["table"].values())
+        assert read_empty >= n  # every erased object is read as an empty cell
+        right = sum(row[i + 1] for i, row in enumerate(part["table"].values()))
+        assert right == pytest.approx(part["shape_accuracy"] * part["objects"])
+        assert sum(map(sum, part["table"].values())) == part["objects"]

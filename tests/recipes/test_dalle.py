@@ -13,7 +13,7 @@ from minivl.data.captions import Caption, holds
 from minivl.data.dalle_pairs import caption_says, make_dalle_data
 from minivl.data.language import Description
 from minivl.data.shapes import Scene, ShapeObject
-from minivl.models.dvae import DiscreteVAE
+from minivl.models.dvae import DiscreteVAE, pixels
 from minivl.recipes.dalle import (
     CHECKPOINT,
     check_words,
@@ -23,8 +23,13 @@ from minivl.recipes.dalle import (
     load_prior,
     reload_prior,
     rerank,
+    swap_losses,
+    swap_run,
+    swap_words,
+    text_ids,
     train_prior,
     train_reranker,
+    validation,
 )
 
 TINY_PRIOR = dict(steps=3, batch_size=8, dim=16, depth=2, heads=2, n_train=200, vocab_size=450, text_len=24,
@@ -180,3 +185,43 @@ def test_patch_codebook_stand_in_round_trips_its_own_codes():
         np.testing.assert_allclose(pixels[b, :, 4 * r:4 * r + 4, 4 * c:4 * c + 4].reshape(-1),
                                    book.centroids[codes[b, r, c]])
     np.testing.assert_array_equal(book.encode_codes(pixels), codes)  # nearest centroid of a centroid: itself
+
+
+def test_swap_words_changes_only_the_named_kind():
+    from minivl.data.shapes import COLOURS, SHAPES
+
+    text = "a red circle left of a large blue ring"
+    assert swap_words(text, SHAPES) == "a red square left of a large blue circle"
+    assert swap_words(text, COLOURS) == "a green circle left of a large yellow ring"
+    assert swap_words("two red crosses", SHAPES) == "two red rings"  # plurals too
+    assert swap_words("a reddish circlet", COLOURS + SHAPES) == "a reddish circlet"  # whole words only
+
+
+def test_swap_losses_are_the_teacher_forced_losses_of_each_caption(run, dvae):
+    from minivl.data.shapes import SHAPES
+
+    r = run[0]
+    model, bpe = r["model"], r["bpe"]
+    pairs = r["data"][1]["held_out_scenes"][:12]
+    codes = dvae.encode_codes(pixels(pairs.images))
+    got = swap_losses(model, bpe, pairs.captions, codes)
+    for name, texts in (("true", pairs.captions), ("shape_swapped", [swap_words(c, SHAPES) for c in pairs.captions])):
+        streams = model.stream(text_ids(model, bpe, texts), codes)
+        want = validation(model, streams)["image_loss"]  # another path; tight: a swap moves this
+        # barely trained prior's loss by only ~1e-4 relative
+        np.testing.assert_allclose(got[f"{name}_nats_per_code"], want, rtol=2e-6)
+    assert got["shape_swapped_gap_per_image"] == pytest.approx(
+        got["shape_swapped_nats_per_image"] - got["true_nats_per_image"], abs=1e-6)
+    assert 0 <= got["colour_swapped_prefers_true"] <= 1 and got["images"] == 12
+
+
+def test_swap_run_measures_the_trained_priors_own_held_out_loss(dvae, tmp_path):
+    path = tmp_path / "dvae.safetensors"
+    save_checkpoint(dvae, path)
+    settings = {k: v for k, v in TINY_PRIOR.items() if k not in ("steps", "progress")}
+    run = swap_run(0, steps=2, n_eval=None, dvae=str(path), progress=False, **settings)
+    for name in ("held_out_scenes", "held_out_pairs"):
+        swap = run["evaluation"][name]["swap"]
+        assert swap["codes_per_image"] == dvae.grid[0] * dvae.grid[1]
+        # every image of the set, after its true caption: the prior's own validation loss
+        assert swap["true_nats_per_code"] == pytest.approx(run["prior"][f"{name}_image_loss"], rel=1e-5)
