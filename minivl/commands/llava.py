@@ -188,14 +188,16 @@ def _diagnose(args):
 
     load_avg, began = [round(x, 2) for x in os.getloadavg()], time.perf_counter()
     folder = Path(args.checkpoints)
-    stage1, stage2 = (load_checkpoint(LLaVA, folder / f"stage{k}.safetensors") for k in (1, 2))
+    stage1 = load_checkpoint(LLaVA, folder / "stage1.safetensors")
+    stage2 = stage1 if args.fits_only else load_checkpoint(LLaVA, folder / "stage2.safetensors")
     data = LLaVAData(args.n_train, 200, args.seed, conversations=args.conversations, balance_kinds=True,
                      lm_text=args.lm_text)  # the study's scenes, tokenizer and held-out scenes
     if data.tokenizer.vocab_size != stage2.config.vocab_size:
         raise SystemExit(f"{folder} does not match the tokenizer of --seed {args.seed} --n-train "
                          f"{args.n_train} --conversations {args.conversations} --lm-text {args.lm_text}")
     data.compute_features(stage2)
-    results = {"checkpoints": str(folder), "stage2": diagnose(stage2, data, args.n_per_type, args.seed),
+    results = {"checkpoints": str(folder),
+               "stage2": {} if args.fits_only else diagnose(stage2, data, args.n_per_type, args.seed),
                "answer_balance_by_form": answer_balance_by_form(data.test_scenes, seed=args.seed),
                "single_type_fit": {}}
     for qtype in args.fit_types:
@@ -324,6 +326,8 @@ def register(subparsers):
     d.add_argument("--oracle-types", nargs="*", default=["exist"],
                    help="of those, the types also fitted on the true cell attributes (one-hot)")
     d.add_argument("--fit-steps", type=int, default=1500)
+    d.add_argument("--fits-only", action="store_true",
+                   help="only the single-type fits, from stage1.safetensors (no stage-2 checkpoint needed)")
     d.add_argument("--out", default="results/llava_diagnose.json")
     d.add_argument("--quiet", action="store_true")
     d.set_defaults(func=_diagnose)
