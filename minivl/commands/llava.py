@@ -20,7 +20,7 @@ def _train(args):
     model, data, h = run_stage(args.stage, args.out, args.steps, args.batch_size, args.projector,
                                args.seed, args.n_train, args.lm_steps, args.clip, args.resume,
                                not args.quiet, args.conversations, args.lm_depth, args.image_position,
-                               args.balance_kinds)
+                               args.balance_kinds, args.lm_text)
     trained = model.num_parameters(trainable_only=True)
     print(f"LLaVA stage {args.stage}: {trained:,} of {model.num_parameters():,} parameters trained; "
           f"{len(h.loss)} steps, loss {h.loss[0]:.3f} -> {np.mean(h.loss[-10:]):.3f}"
@@ -62,13 +62,15 @@ def _study(args):
                   stage2_steps=args.stage2_steps, batch_size=args.batch_size, stage2_lr=args.stage2_lr,
                   clip_cache=args.clip, conversations=args.conversations, rows=tuple(args.rows),
                   lm_depth=args.lm_depth, image_position=args.image_position,
-                  balance_kinds=args.balance_kinds,
+                  balance_kinds=args.balance_kinds, lm_text=args.lm_text,
+                  out=Path(args.checkpoints) / f"seed{seed}" if args.checkpoints else None,
                   progress=not args.quiet, wait_for_clip=args.wait_for_clip, on_row=partial)
         partial(r)
         runs.append(r)
         for name, row in r["rows"].items():
             print(f"seed {seed} {name:>10}: short answers {row['short_answer']:.1%}, description F1 "
-                  f"{row['describe_f1']:.2f}, reasoning {row['reasoning']:.1%}")
+                  f"{row['describe_f1']:.2f}, reasoning {row['reasoning']:.1%}, caption precision "
+                  f"{row['caption_precision']:.2f}")
     if args.out:
         print(f"results: {args.out}")
     return 0
@@ -114,9 +116,11 @@ def summary(runs) -> dict:
     """Mean and per-seed values of the headline metrics of each row."""
     keys = ("short_answer", "short_exist", "short_count", "short_colour", "short_shape",
             "short_relation", "describe_f1", "describe_precision", "describe_recall",
-            "describe_f1_located", "reasoning")
+            "describe_f1_located", "reasoning", "caption_precision", "caption_objects_named")
     rows = [r for r in runs[0]["rows"] if all(r in run["rows"] for run in runs)]
-    return {"mean": {r: {k: float(np.mean([run["rows"][r][k] for run in runs])) for k in keys} for r in rows},
+    have = lambda r, k: all(k in run["rows"][r] for run in runs)  # older runs lack the caption metrics
+    return {"mean": {r: {k: float(np.mean([run["rows"][r][k] for run in runs])) for k in keys if have(r, k)}
+                     for r in rows},
             "seeds": [run["seed"] for run in runs]}
 
 
@@ -173,6 +177,46 @@ def _probe(args):
     return 0
 
 
+def _diagnose(args):
+    """Why exist, count and relation stay at the blind prior: a trained study's checkpoints, measured."""
+    import os
+
+    from minivl.checkpoint import load_checkpoint
+    from minivl.models.llava import LLaVA
+    from minivl.recipes.llava import LLaVAData
+    from minivl.recipes.llava_diagnose import answer_balance_by_form, diagnose, single_type_fit
+
+    load_avg, began = [round(x, 2) for x in os.getloadavg()], time.perf_counter()
+    folder = Path(args.checkpoints)
+    stage1 = load_checkpoint(LLaVA, folder / "stage1.safetensors")
+    stage2 = stage1 if args.fits_only else load_checkpoint(LLaVA, folder / "stage2.safetensors")
+    data = LLaVAData(args.n_train, 200, args.seed, conversations=args.conversations, balance_kinds=True,
+                     lm_text=args.lm_text)  # the study's scenes, tokenizer and held-out scenes
+    if data.tokenizer.vocab_size != stage2.config.vocab_size:
+        raise SystemExit(f"{folder} does not match the tokenizer of --seed {args.seed} --n-train "
+                         f"{args.n_train} --conversations {args.conversations} --lm-text {args.lm_text}")
+    data.compute_features(stage2)
+    results = {"checkpoints": str(folder),
+               "stage2": {} if args.fits_only else diagnose(stage2, data, args.n_per_type, args.seed),
+               "answer_balance_by_form": answer_balance_by_form(data.test_scenes, seed=args.seed),
+               "single_type_fit": {}}
+    for qtype in args.fit_types:
+        for oracle in (False, True) if qtype in args.oracle_types else (False,):
+            name = qtype + ("_oracle" if oracle else "")
+            results["single_type_fit"][name] = single_type_fit(stage1, data, qtype, args.fit_steps, oracle,
+                                                               args.seed, args.n_per_type, not args.quiet)
+            held, trained = results["single_type_fit"][name]["held_out"], results["single_type_fit"][name]["training"]
+            print(f"{name} alone: held-out {held['accuracy']:.2f} (forced {held['forced_choice']:.2f}), "
+                  f"training {trained['accuracy']:.2f}")
+    for where, rows in results["stage2"].items():
+        print(f"{where:>15}:", {t: round(v["accuracy"], 2) if isinstance(v, dict) else round(v, 2)
+                                for t, v in rows.items()})
+    results.update(seconds=time.perf_counter() - began, load_average_at_start=load_avg,
+                   load_average_at_end=[round(x, 2) for x in os.getloadavg()])
+    print(f"results: {write_results(args.out, 'llava diagnose', vars(args), results)}")
+    return 0
+
+
 def _chat(args):
     from minivl.recipes.llava_chat import chat_session
 
@@ -189,12 +233,14 @@ CONV_HELP = "conversation samples per training scene (the weight of short answer
 BALANCE_HELP = "stage 2 draws each kind (conversation, detail, reasoning) equally often"
 POSITION_HELP = ("the <image> placeholder before the first instruction ('<image>\\nquestion') or "
                  "after it ('question\\n<image>')")
+LM_TEXT_HELP = ("the GPT's pretraining text: 'plain' (instruction response) or 'chat' (the same in the "
+                "USER:/ASSISTANT: template, as Vicuna read chats)")
 CLIP_HELP = ("folder of a CLIP run ('minivl clip train --out'); default: the eye cached under "
              "$MINIVL_CACHE (~/.cache/minivl), trained once when absent")
 
 
 def register(subparsers):
-    from minivl.recipes.llava import LR, STUDY, STUDY_ROWS
+    from minivl.recipes.llava import LM_TEXTS, LR, STUDY, STUDY_ROWS
 
     p = subparsers.add_parser("llava", help="LLaVA: a frozen CLIP eye, a projector, a GPT; "
                                             "two-stage visual instruction tuning, chat (S29-S37)")
@@ -216,6 +262,7 @@ def register(subparsers):
                    help=BALANCE_HELP)
     t.add_argument("--image-position", choices=("before", "after"), default=STUDY["image_position"],
                    help=POSITION_HELP + " (stage 1; stage 2 keeps the checkpoint's)")
+    t.add_argument("--lm-text", choices=LM_TEXTS, default=STUDY["lm_text"], help=LM_TEXT_HELP + " (stage 1)")
     t.add_argument("--clip", default=None, help=CLIP_HELP)
     t.add_argument("--out", default="runs/llava", help="folder for gpt/stage1/stage2.safetensors")
     t.add_argument("--resume", default=None, help="a stageN.safetensors to continue to --steps")
@@ -237,6 +284,10 @@ def register(subparsers):
     s.add_argument("--rows", nargs="+", choices=STUDY_ROWS, default=list(STUDY_ROWS),
                    help="which rows to run (the rest can run in another process; --merge joins them)")
     s.add_argument("--batch-size", type=int, default=STUDY["batch_size"])
+    s.add_argument("--lm-text", choices=LM_TEXTS, default=STUDY["lm_text"], help=LM_TEXT_HELP)
+    s.add_argument("--checkpoints", default=None,
+                   help="folder: keep each seed's linear-projector stage1/stage2.safetensors in seedN/ "
+                        "(for 'minivl llava diagnose')")
     s.add_argument("--clip", default=None, help=CLIP_HELP)
     s.add_argument("--out", default="results/llava_study.json")
     s.add_argument("--wait-for-clip", type=int, default=0,
@@ -262,6 +313,24 @@ def register(subparsers):
     pr.add_argument("--clip", default=None, help=CLIP_HELP)
     pr.add_argument("--out", default="results/llava_probe.json")
     pr.set_defaults(func=_probe)
+    d = sub.add_parser("diagnose", help="why some answer types stay at the blind prior (a study's checkpoints)")
+    d.add_argument("--checkpoints", default="runs/llava_study/seed0",
+                   help="a folder with stage1/stage2.safetensors ('minivl llava study --checkpoints')")
+    d.add_argument("--seed", type=int, default=0, help="the study seed that wrote them")
+    d.add_argument("--n-train", type=int, default=STUDY["n_train"], help="as in the study")
+    d.add_argument("--conversations", type=int, default=STUDY["conversations"], help="as in the study")
+    d.add_argument("--lm-text", choices=LM_TEXTS, default=STUDY["lm_text"], help="as in the study")
+    d.add_argument("--n-per-type", type=int, default=60)
+    d.add_argument("--fit-types", nargs="*", default=["exist", "count", "colour"],
+                   help="question types to train stage 2 on alone, from the stage-1 checkpoint")
+    d.add_argument("--oracle-types", nargs="*", default=["exist"],
+                   help="of those, the types also fitted on the true cell attributes (one-hot)")
+    d.add_argument("--fit-steps", type=int, default=1500)
+    d.add_argument("--fits-only", action="store_true",
+                   help="only the single-type fits, from stage1.safetensors (no stage-2 checkpoint needed)")
+    d.add_argument("--out", default="results/llava_diagnose.json")
+    d.add_argument("--quiet", action="store_true")
+    d.set_defaults(func=_diagnose)
     c = sub.add_parser("chat", help="talk about one picture: streaming, /reset, /quit")
     c.add_argument("--checkpoint", default="runs/llava/stage2.safetensors")
     src = c.add_mutually_exclusive_group(required=True)

@@ -73,11 +73,15 @@ def build_corpus(n_train: int = 2000, n_val: int = 200, vocab_size: int = 400, s
 
 
 def lm_stream(docs, tokenizer: BPETokenizer) -> np.ndarray:
-    """All documents as one id stream, each followed by <|endoftext|> -> ``(T,)``."""
+    """All documents as one id stream, each followed by <|endoftext|> -> ``(T,)``.
+
+    A document is a tuple of strings (joined by spaces, then encoded) or an
+    array of ids already encoded (LLaVA's chats, tokenized piece by piece).
+    """
     eot = tokenizer.special_tokens["<|endoftext|>"]
     ids = []
     for doc in docs:
-        ids.extend(tokenizer.encode(" ".join(doc)))
+        ids.extend(doc.tolist() if isinstance(doc, np.ndarray) else tokenizer.encode(" ".join(doc)))
         ids.append(eot)
     return np.asarray(ids, dtype=np.int64)
 

@@ -92,6 +92,20 @@ def plain_text(items: list[Instruction], captions) -> list[tuple[str, str]]:
     return docs
 
 
+def chat_documents(tokenizer, items: list[Instruction], captions) -> list[np.ndarray]:
+    """The same text as ``plain_text`` in the chat template, without the image: the ids of every
+    instruction sample and of every stage-1 pair (``format_conversation(..., image=False)``).
+
+    Vicuna, the language model LLaVA starts from, is a chat model: it has read
+    conversations in this template before it ever sees an image. A GPT
+    pretrained on these documents knows where an answer starts and that
+    ``</s>`` ends it, so stage 1 can align the projector to it.
+    """
+    docs = [format_conversation(tokenizer, it.turns, image=False).ids for it in items]
+    docs += [format_conversation(tokenizer, stage1_turns(c), image=False).ids for _, c in captions]
+    return docs
+
+
 def make_tokenizer(items, captions, vocab_size=480):
     """A byte-level BPE over the template words and every text, with LLaVA's special tokens."""
     lines = [SYSTEM, "USER: ASSISTANT:"] + [" ".join(d) for d in plain_text(items, captions)]
@@ -144,5 +158,5 @@ def statistics(items: list[Instruction], examples: list[LLaVAExample] | None = N
     return out
 
 
-__all__ = ["llava_scenes", "instructions", "caption_pairs", "plain_text", "make_tokenizer",
+__all__ = ["llava_scenes", "instructions", "caption_pairs", "plain_text", "chat_documents", "make_tokenizer",
            "format_items", "format_captions", "statistics", "pieces"]

@@ -14,6 +14,10 @@ same rules the teacher writes with (``minivl/data/instructions.py``).
 * complex reasoning: the teacher's answer to the same question is unique
   (the rules decide it from the scene), so a reply is right when it is that
   answer, word for word.
+* captions (stage 1's own task, S34): the reply to the stage-1 instruction;
+  every "[size] colour shape" phrase it names must fit its own object of the
+  scene (``caption_phrases``, ``caption_hits``): the precision of the named
+  objects. A caption need not name every object, so there is no recall.
 """
 
 from __future__ import annotations
@@ -23,11 +27,14 @@ from collections import Counter
 from dataclasses import replace
 
 from minivl.data.instructions import _answer_sentence, _where
-from minivl.data.language import NUMBER_WORDS
+from minivl.data.language import NUMBER_WORDS, SIZE_WORDS, Description
 from minivl.data.shapes import COLOURS, SHAPES, SIZES
 from minivl.data.vqa import _ANSWER_SETS
 
 EVAL_TYPES = ("exist", "count", "colour", "shape", "relation")
+_SIZE_OF = {w: i for i, words in enumerate(SIZE_WORDS) for w in words}
+_WORDS = {k: "|".join(v) for k, v in (("size", _SIZE_OF), ("colour", COLOURS), ("shape", SHAPES))}
+_PHRASE = re.compile(r"\b(?:({size}) )?({colour}) ({shape})\b".format(**_WORDS))
 _OBJECT = re.compile(r"(?:^|\. )A (\w+) (\w+) (\w+) is (in the centre|in the \w+ \w+|on the \w+|at the \w+)")
 
 
@@ -85,3 +92,23 @@ def prf(pairs) -> dict:
     recall = hit / true if true else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {"precision": precision, "recall": recall, "f1": f1}
+
+
+def caption_phrases(text: str) -> list[Description]:
+    """Every "[size] colour shape" phrase of a caption ("a big red circle left of a blue ring")."""
+    return [Description(shape=SHAPES.index(shape), colour=COLOURS.index(colour),
+                        size=_SIZE_OF[size] if size else None)
+            for size, colour, shape in _PHRASE.findall(text.lower())]
+
+
+def caption_hits(phrases, scene) -> int:
+    """How many of ``phrases`` can each be given their own object of ``scene`` that they fit
+    (the largest such matching, by backtracking: a caption names a handful)."""
+    def best(k, used):
+        if k == len(phrases):
+            return 0
+        skip = best(k + 1, used)
+        fits = [best(k + 1, used | {i}) + 1 for i in phrases[k].select(scene) if i not in used]
+        return max([skip] + fits)
+
+    return best(0, frozenset())

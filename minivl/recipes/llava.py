@@ -35,7 +35,9 @@ from minivl.checkpoint import cache_dir, load_training_state, save_training_stat
 from minivl.data.corpus import TextCorpus
 from minivl.data.instructions import make_instruction
 from minivl.data.llava_data import (
+    STAGE1_INSTRUCTION,
     caption_pairs,
+    chat_documents,
     format_captions,
     format_items,
     instructions,
@@ -44,8 +46,16 @@ from minivl.data.llava_data import (
     plain_text,
     statistics,
 )
-from minivl.data.llava_eval import EVAL_TYPES, described_objects, prf, short_answer, true_objects
-from minivl.data.llava_format import END, IMAGE, PAD, format_conversation, pad_batch
+from minivl.data.llava_eval import (
+    EVAL_TYPES,
+    caption_hits,
+    caption_phrases,
+    described_objects,
+    prf,
+    short_answer,
+    true_objects,
+)
+from minivl.data.llava_format import END, EOT, IMAGE, PAD, format_conversation, pad_batch
 from minivl.data.vqa import ask
 from minivl.models.llava import LLaVA
 from minivl.models.vision import preprocess
@@ -57,8 +67,11 @@ MAX_LEN = 128
 LR = {1: 3e-3, 2: 3e-3}  # peak learning rate of each stage (warm-up, then cosine to a tenth)
 # the study's defaults: about 20 minutes per seed on one core (lectures/10-llava.md, S36)
 STUDY = dict(n_train=2000, lm_steps=500, stage1_steps=200, stage2_steps=3500, batch_size=16,
-             conversations=4, lm_depth=2, image_position="after", balance_kinds=True)
+             conversations=4, lm_depth=2, image_position="after", balance_kinds=True,
+             lm_text="plain")
+LM_TEXTS = ("plain", "chat")  # the GPT's pretraining text: plain (question answer) or in the chat template
 STUDY_ROWS = ("lm_alone", "stage1", "stage2", "stage2_v15")  # S36's four rows
+STUDY_CAPTIONS = 100  # held-out captions per row (stage 1's own task, minivl/data/llava_eval.py)
 CLIP_STEPS = 3000  # minivl clip train's default: zero-shot 0.98, retrieval R@1 0.97 (results/llava_clip.json)
 
 
@@ -111,14 +124,18 @@ class LLaVAData:
     """Everything a run reads: scenes, pictures, features, tokenizer, examples."""
 
     def __init__(self, n_train=3000, n_test=300, seed=0, vocab_size=600, conversations=1,
-                 balance_kinds=False):
-        self.seed, self.balance_kinds = seed, balance_kinds
+                 balance_kinds=False, lm_text="plain"):
+        if lm_text not in LM_TEXTS:
+            raise ValueError(f"lm_text must be one of {LM_TEXTS}, got {lm_text!r}")
+        self.seed, self.balance_kinds, self.lm_text = seed, balance_kinds, lm_text
         self.train_scenes, self.train_images = llava_scenes(n_train, seed)
         self.test_scenes, self.test_images = llava_scenes(n_test, seed + 1000)  # held out
         self.items = instructions(self.train_scenes, seed, conversations=conversations)
         self.captions = caption_pairs(self.train_scenes, seed)
         self.tokenizer = make_tokenizer(self.items, self.captions, vocab_size)
-        self.docs = plain_text(self.items, self.captions)
+        # the Vicuna stand-in's pretraining text: "chat" writes it in the template (chat_documents)
+        self.docs = (plain_text(self.items, self.captions) if lm_text == "plain"
+                     else chat_documents(self.tokenizer, self.items, self.captions))
         self.train_features = self.test_features = None
 
     def compute_features(self, model: LLaVA, batch_size=500):
@@ -233,8 +250,9 @@ def _generate_all(model, tokenizer, prompts, features, max_new_tokens, batch_siz
 
 
 def evaluate(model, data: LLaVAData, image=True, n_per_type=60, n_describe=100, n_reason=100,
-             seed=0) -> dict:
-    """Short-answer accuracy by type, description P/R/F1 and reasoning accuracy on held-out scenes."""
+             seed=0, n_caption=None) -> dict:
+    """Short-answer accuracy by type, description P/R/F1, reasoning accuracy and caption precision
+    on held-out scenes (``n_caption`` captions; None: as many as descriptions)."""
     rng = np.random.default_rng([seed, 36])
     tok, n = data.tokenizer, model.config.num_image_tokens
     scenes, feats = data.test_scenes, data.test_features
@@ -273,7 +291,31 @@ def evaluate(model, data: LLaVAData, image=True, n_per_type=60, n_describe=100, 
     replies = _generate_all(model, tok, prompts, feats[[i for i, _ in made]] if image else None, 48)
     out["reasoning"] = float(np.mean([r == a for (_, (_, a)), r in zip(made, replies)]))
     out["example"] = {"instruction": made[0][1][0], "reply": replies[0], "teacher": made[0][1][1]}
+    out.update(caption_precision(model, data, image, n_describe if n_caption is None else n_caption, seed))
     return out
+
+
+def caption_precision(model, data: LLaVAData, image=True, n=100, seed=0) -> dict:
+    """Stage 1's own task (S34) on ``n`` held-out scenes: the reply to the stage-1 instruction,
+    cut at the end of turn or at the end of the language model's document (stage 1's GPT never
+    learned the template's end), and the share of the objects it names that are in the picture.
+
+    Its own random stream, so the other metrics of ``evaluate`` are those it gave before.
+    """
+    if n < 1:
+        return {}
+    scenes, feats = data.test_scenes, data.test_features
+    idx = np.random.default_rng([seed, 34, 36]).choice(len(scenes), min(n, len(scenes)), replace=False)
+    prompt = format_conversation(data.tokenizer, [(STAGE1_INSTRUCTION, None)], model.config.num_image_tokens,
+                                 image, image_position=model.config.image_position)
+    replies = _generate_all(model, data.tokenizer, [prompt] * len(idx), feats[idx] if image else None, 40)
+    replies = [r.split(EOT)[0].strip() for r in replies]
+    named = [caption_phrases(r) for r in replies]
+    hits = sum(caption_hits(p, scenes[i]) for p, i in zip(named, idx))
+    total = sum(len(p) for p in named)
+    return {"caption_precision": hits / total if total else 0.0,
+            "caption_objects_named": total / len(idx),
+            "caption_example": {"reply": replies[0], "scene": [o.name for o in scenes[idx[0]].objects]}}
 
 
 # --------------------------------------------------------------------------- the study
@@ -288,7 +330,8 @@ def study(seed=0, n_train=STUDY["n_train"], n_test=200, lm_steps=STUDY["lm_steps
           batch_size=STUDY["batch_size"], stage2_lr=None, clip_cache=None, clip_steps=CLIP_STEPS,
           progress=True, out=None, eval_sizes=(60, 60, 60), wait_for_clip=0, on_row=None,
           conversations=STUDY["conversations"], rows=STUDY_ROWS, lm_depth=STUDY["lm_depth"],
-          image_position=STUDY["image_position"], balance_kinds=STUDY["balance_kinds"]) -> dict:
+          image_position=STUDY["image_position"], balance_kinds=STUDY["balance_kinds"],
+          lm_text=STUDY["lm_text"]) -> dict:
     """The four rows of S36 for one seed: LM alone, stage 1, stage 2, stage 2 (v1.5).
 
     ``on_row(partial)`` is called after every row with the result so far.
@@ -299,13 +342,15 @@ def study(seed=0, n_train=STUDY["n_train"], n_test=200, lm_steps=STUDY["lm_steps
         raise ValueError(f"rows must be some of {STUDY_ROWS}, got {rows!r}")
     began = time.perf_counter()
     manual_seed(seed)
-    data = LLaVAData(n_train, n_test, seed, conversations=conversations, balance_kinds=balance_kinds)
+    data = LLaVAData(n_train, n_test, seed, conversations=conversations, balance_kinds=balance_kinds,
+                     lm_text=lm_text)
     gpt, lm_metrics = pretrain_lm(data.tokenizer, data.docs, lm_steps, seed, depth=lm_depth, progress=progress)
     clip = clip_tower(clip_cache, clip_steps, progress, wait_for_clip)
     data.compute_features(build(data, clip, gpt))
     wanted, rows, seconds = rows, {}, {}
     kw = dict(batch_size=batch_size, seed=seed, progress=progress)
-    ev = dict(n_per_type=eval_sizes[0], n_describe=eval_sizes[1], n_reason=eval_sizes[2], seed=seed)
+    ev = dict(n_per_type=eval_sizes[0], n_describe=eval_sizes[1], n_reason=eval_sizes[2], seed=seed,
+              n_caption=STUDY_CAPTIONS)
 
     report = lambda: {"seed": seed, "rows": rows, "lm_pretraining": lm_metrics, "seconds": seconds,
                       "statistics": data.statistics(), "total_seconds": time.perf_counter() - began,
@@ -315,6 +360,7 @@ def study(seed=0, n_train=STUDY["n_train"], n_test=200, lm_steps=STUDY["lm_steps
                       "data": {"train_scenes": n_train, "test_scenes": n_test,
                                "conversations_per_scene": conversations, "lm_depth": lm_depth,
                                "image_position": image_position, "balance_kinds": balance_kinds,
+                               "lm_text": lm_text,
                                "eval_sizes": list(eval_sizes)}, "rows_run": list(wanted)}
     if "lm_alone" in wanted:
         t = time.perf_counter()
@@ -330,7 +376,8 @@ def study(seed=0, n_train=STUDY["n_train"], n_test=200, lm_steps=STUDY["lm_steps
             continue
         t = time.perf_counter()
         model = build(data, clip, gpt, projector, image_position)
-        h1 = train_stage(model, data, 1, stage1_steps, desc=f"{name} stage 1", **kw)
+        h1 = train_stage(model, data, 1, stage1_steps, desc=f"{name} stage 1",
+                         out=out if projector == "linear" else None, **kw)
         if projector == "linear" and "stage1" in wanted:
             rows["stage1"] = evaluate(model, data, **ev)
             rows["stage1"]["final_loss"] = float(np.mean(h1.loss[-20:]))
@@ -354,14 +401,16 @@ def study(seed=0, n_train=STUDY["n_train"], n_test=200, lm_steps=STUDY["lm_steps
 def run_stage(stage, out="runs/llava", steps=None, batch_size=STUDY["batch_size"], projector="linear",
               seed=0, n_train=STUDY["n_train"], lm_steps=STUDY["lm_steps"], clip_cache=None, resume=None,
               progress=True, conversations=STUDY["conversations"], lm_depth=STUDY["lm_depth"],
-              image_position=STUDY["image_position"], balance_kinds=STUDY["balance_kinds"]):
+              image_position=STUDY["image_position"], balance_kinds=STUDY["balance_kinds"],
+              lm_text=STUDY["lm_text"]):
     """``minivl llava train --stage N``: stage 1 from CLIP + a pretrained GPT (cached in ``out``),
     stage 2 from ``out/stage1.safetensors``; returns ``(model, data, history)``."""
     from minivl.checkpoint import load_checkpoint, save_checkpoint
     from minivl.models.gpt import GPT
 
     out = Path(out)
-    data = LLaVAData(n_train, 50, seed, conversations=conversations, balance_kinds=balance_kinds)
+    data = LLaVAData(n_train, 50, seed, conversations=conversations, balance_kinds=balance_kinds,
+                     lm_text=lm_text)
     if stage == 1:
         gpt_path = out / "gpt.safetensors"
         if gpt_path.exists():
