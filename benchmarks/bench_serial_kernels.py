@@ -51,11 +51,11 @@ def main():
     args = parser.parse_args()
     from minivl.threads import limit_threads
 
-    limit_threads(args.threads)  # picks the threading layer before Numba starts its threads
+    limit_threads(args.threads, args.threads)  # BLAS and Numba; the layer is picked before Numba starts
     import numba
     import numpy as np
     from minivl.kernels.numba import gelu, layer_norm, softmax
-    from minivl.kernels.numba._parallel import SERIAL_BELOW, forced_build
+    from minivl.kernels.numba._parallel import SERIAL_BELOW, SERIAL_BELOW_LIGHT, forced_build
 
     rng = np.random.default_rng(0)
     ops = {
@@ -91,13 +91,13 @@ def main():
         crossing[key] = min(wins) if wins else None
     for key, size in crossing.items():
         print(f"{key}: parallel wins from {size} elements")
-    print(f"(SERIAL_BELOW = {SERIAL_BELOW})")
+    print(f"(SERIAL_BELOW = {SERIAL_BELOW}, SERIAL_BELOW_LIGHT = {SERIAL_BELOW_LIGHT})")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "command": "python benchmarks/bench_serial_kernels.py"
                    + (f" --threads {args.threads}" if args.threads != 2 else ""),
         "cores": os.cpu_count(), "threads": numba.get_num_threads(), "layer": numba.threading_layer(),
-        "serial_below": SERIAL_BELOW, "parallel_wins_from": crossing,
+        "serial_below": SERIAL_BELOW, "serial_below_light": SERIAL_BELOW_LIGHT, "parallel_wins_from": crossing,
         "load_average_after": os.getloadavg(), "rows": rows}, indent=2) + "\n")
     print(f"saved {args.out}")
 

@@ -6,10 +6,12 @@ parallel kernel wakes them and waits for them: about 115 us for an empty kernel
 on the 2-core test machine (``benchmarks/results/numba_layers_cpu.json``). A
 training step of the lecture's small models calls hundreds of kernels on a few
 thousand elements each, where that wake-up costs more than the work. So a call
-whose work is below ``SERIAL_BELOW`` elements, or any call when Numba runs one
-thread, takes the serial build; only large calls with threads to share them
-take the parallel one. (``benchmarks/bench_serial_kernels.py`` measures where
-the two builds cross.)
+whose work is below ``SERIAL_BELOW`` elements takes the serial build, and only
+large calls take the parallel one. The rule is the same at one thread (the
+OpenMP layer): entering a parallel kernel costs about 1 us there, the serial
+build is that much faster on small calls, and on large ones the parallel build
+is as fast or faster (its softmax forward vectorises better, 0.8x).
+(``benchmarks/bench_serial_kernels.py`` measures where the two builds cross.)
 
 The serial build is the same Python function compiled without ``parallel``:
 ``prange`` is then plain ``range`` and the results are the same numbers. It is
@@ -30,12 +32,15 @@ from __future__ import annotations
 import contextlib
 import types
 
-import numba
 from numba import njit
 
-# Calls with fewer elements of work than this run serially (the 2-core crossing point measured by
-# benchmarks/bench_serial_kernels.py, results/serial_kernels_cpu.json).
-SERIAL_BELOW = 1 << 16
+# Calls with fewer elements of work than this run serially: where the parallel build starts to win
+# at two threads on the 2-core test machine (benchmarks/bench_serial_kernels.py,
+# benchmarks/results/serial_kernels_cpu.json): about 2**18 elements for the kernels that compute
+# an exp per element (softmax and GELU forward, GELU backward), and beyond 2**20 for those that
+# only stream memory (layer norm, softmax backward), which take ``SERIAL_BELOW_LIGHT``.
+SERIAL_BELOW = 1 << 18
+SERIAL_BELOW_LIGHT = 1 << 21
 
 _FORCED: str | None = None  # "serial" or "parallel" inside ``forced_build`` (the tests use it)
 
@@ -52,7 +57,8 @@ def _renamed_copy(fn):
 class TwoBuilds:
     """A kernel compiled as ``parallel`` (``prange`` shared among Numba's threads) and ``serial``."""
 
-    def __init__(self, fn, options: dict):
+    def __init__(self, fn, options: dict, serial_below: int | None = None):
+        self.serial_below = serial_below  # None: the module's SERIAL_BELOW at call time
         self.parallel = njit(parallel=True, **options)(fn)
         self.serial = njit(**options)(_renamed_copy(fn))
         self.__name__, self.__qualname__, self.__doc__ = fn.__name__, fn.__qualname__, fn.__doc__
@@ -62,17 +68,17 @@ class TwoBuilds:
         """The build a call with ``work`` elements of work takes."""
         if _FORCED is not None:
             return getattr(self, _FORCED)
-        if work < SERIAL_BELOW or numba.get_num_threads() == 1:
-            return self.serial
-        return self.parallel
+        below = SERIAL_BELOW if self.serial_below is None else self.serial_below
+        return self.serial if work < below else self.parallel
 
     def __call__(self, *args, work: int | None = None):
         return self.pick(args[0].size if work is None else work)(*args)
 
 
-def parallel_kernel(**options):
-    """Decorator: ``TwoBuilds`` of the function, both compiled with ``options`` (e.g. ``cache``)."""
-    return lambda fn: TwoBuilds(fn, options)
+def parallel_kernel(serial_below: int | None = None, **options):
+    """Decorator: ``TwoBuilds`` of the function, both compiled with ``options`` (e.g. ``cache``);
+    ``serial_below``: this kernel's own threshold (e.g. ``SERIAL_BELOW_LIGHT``)."""
+    return lambda fn: TwoBuilds(fn, options, serial_below)
 
 
 @contextlib.contextmanager

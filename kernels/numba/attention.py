@@ -46,7 +46,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import attention_rows
-from ._parallel import parallel_kernel
+from ._parallel import SERIAL_BELOW_LIGHT, parallel_kernel
 from ._rows import float_dtype
 from .matmul import gemm_tile
 from .vmath import JIT_OPTIONS, exp, row_max
@@ -99,7 +99,7 @@ def _mask_scores(s, i0, j0, Nq, Nk, causal, key_ok):
                 row[j] = neg_inf
 
 
-@parallel_kernel(**JIT_OPTIONS)
+@parallel_kernel(serial_below=SERIAL_BELOW_LIGHT, **JIT_OPTIONS)
 def _transposed_tiles(x, xt):
     """x (BH, N, d) -> xt (BH, N * d): each tile of BLOCK_K rows stored transposed,
     tile j0 as a C-contiguous (d, nc) block at offset j0 * d (see ``_tile``).
@@ -225,7 +225,7 @@ def _forward_kernel(q, kt, v, key_mask, causal, scale, o, lse):
 # --------------------------------------------------------------------------- backward
 
 
-@parallel_kernel(**JIT_OPTIONS)
+@parallel_kernel(serial_below=SERIAL_BELOW_LIGHT, **JIT_OPTIONS)
 def _row_dot(do, o, delta):
     """delta (BH, Nq) = rowsum(do * o)."""
     BH, Nq, Dv = o.shape

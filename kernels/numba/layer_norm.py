@@ -24,7 +24,7 @@ import math
 import numpy as np
 from numba import prange
 
-from ._parallel import parallel_kernel
+from ._parallel import SERIAL_BELOW_LIGHT, parallel_kernel
 from ._rows import as_rows, float_dtype
 from .vmath import JIT_OPTIONS
 
@@ -33,7 +33,7 @@ from .vmath import JIT_OPTIONS
 _CHUNKS = 64
 
 
-@parallel_kernel(**JIT_OPTIONS)
+@parallel_kernel(serial_below=SERIAL_BELOW_LIGHT, **JIT_OPTIONS)
 def _forward_rows(x, gamma, beta, eps, y, mean, rstd):
     R, C = x.shape
     n = x.dtype.type(C)  # a float of x's type: dividing by an int would promote to float64
@@ -53,7 +53,7 @@ def _forward_rows(x, gamma, beta, eps, y, mean, rstd):
         mean[r], rstd[r] = mu, rs
 
 
-@parallel_kernel(**JIT_OPTIONS)
+@parallel_kernel(serial_below=SERIAL_BELOW_LIGHT, **JIT_OPTIONS)
 def _backward_rows(dy, x, gamma, mean, rstd, dx, dgamma_part, dbeta_part):
     R, C = x.shape
     n = x.dtype.type(C)

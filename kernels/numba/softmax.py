@@ -29,7 +29,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ._parallel import parallel_kernel
+from ._parallel import SERIAL_BELOW_LIGHT, parallel_kernel
 from ._rows import as_rows, check_same_shape, float_dtype
 from .vmath import JIT_OPTIONS, exp, row_max
 
@@ -56,7 +56,7 @@ def _softmax_forward_rows(x, y):
             yr[j] *= inv
 
 
-@parallel_kernel(**JIT_OPTIONS)
+@parallel_kernel(serial_below=SERIAL_BELOW_LIGHT, **JIT_OPTIONS)
 def _softmax_backward_rows(y, dy, dx):
     for r in prange(y.shape[0]):
         yr, dyr, dxr = y[r], dy[r], dx[r]
@@ -81,7 +81,7 @@ def _log_softmax_forward_rows(x, y):
             yr[j] = xr[j] - lse
 
 
-@parallel_kernel(**JIT_OPTIONS)
+@parallel_kernel(serial_below=SERIAL_BELOW_LIGHT, **JIT_OPTIONS)
 def _log_softmax_backward_rows(y, dy, dx):
     for r in prange(y.shape[0]):
         yr, dyr, dxr = y[r], dy[r], dx[r]

@@ -1,17 +1,16 @@
 """Both builds of every parallel Numba kernel (kernels/numba/_parallel.py): the serial
 build and the parallel one each match the float64 reference, whichever a call would
-have picked; small calls and one-thread calls take the serial build, large calls with
-threads to share take the parallel one; the two builds keep separate cache files."""
+have picked; small calls take the serial build, large calls the parallel one (a
+memory-bound kernel at a higher threshold); the two builds keep separate cache files."""
 
 import functools
 
-import numba
 import numpy as np
 import pytest
 from minivl.kernels import reference as ref
 from minivl.kernels.numba import _parallel, bias_gelu, gelu, layer_norm, softmax
 from minivl.kernels.numba import attention as nb_attention
-from minivl.kernels.numba._parallel import SERIAL_BELOW, TwoBuilds, forced_build
+from minivl.kernels.numba._parallel import SERIAL_BELOW, SERIAL_BELOW_LIGHT, TwoBuilds, forced_build
 
 RNG = np.random.default_rng(0)
 X = RNG.standard_normal((37, 70))
@@ -72,18 +71,16 @@ def _kernel():
     return softmax._softmax_forward_rows
 
 
-def test_small_work_or_one_thread_takes_the_serial_build(monkeypatch):
+def test_small_work_takes_the_serial_build():
     kernel = _kernel()
     assert isinstance(kernel, TwoBuilds)
-    monkeypatch.setattr(numba, "get_num_threads", lambda: 2)
     assert kernel.pick(SERIAL_BELOW - 1) is kernel.serial
     assert kernel.pick(SERIAL_BELOW) is kernel.parallel
-    monkeypatch.setattr(numba, "get_num_threads", lambda: 1)
-    assert kernel.pick(10 * SERIAL_BELOW) is kernel.serial
+    light = layer_norm._forward_rows  # streams memory: its own, higher threshold
+    assert light.pick(SERIAL_BELOW) is light.serial and light.pick(SERIAL_BELOW_LIGHT) is light.parallel
     with forced_build("parallel"):
         assert kernel.pick(1) is kernel.parallel
     with forced_build("serial"):
-        monkeypatch.setattr(numba, "get_num_threads", lambda: 2)
         assert kernel.pick(10 * SERIAL_BELOW) is kernel.serial
     assert _parallel._FORCED is None
     with pytest.raises(ValueError, match="which"):
