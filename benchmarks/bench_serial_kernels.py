@@ -6,7 +6,9 @@ kernel on the ``workqueue`` layer wakes the sleeping workers (``bench_numba_laye
 This times softmax, layer norm and exact GELU, forward and backward, over rows of 64 and
 256 floats at sizes from 1,024 to 1,048,576 elements, serial build against parallel
 build (both forced, ``forced_build``), in one process at two Numba threads with the
-layer minivl picks for two threads; medians of 7 blocks of calls.
+layer minivl picks for two threads; medians of 7 blocks of calls. Then one use made of
+small calls only: greedy sampling of 32 tokens from a lecture-sized GPT with the
+key/value cache, with each build forced and with the per-call pick.
 
     python benchmarks/bench_serial_kernels.py [--out benchmarks/results/serial_kernels_cpu.json]
 """
@@ -14,6 +16,7 @@ layer minivl picks for two threads; medians of 7 blocks of calls.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -92,12 +95,27 @@ def main():
     for key, size in crossing.items():
         print(f"{key}: parallel wins from {size} elements")
     print(f"(SERIAL_BELOW = {SERIAL_BELOW}, SERIAL_BELOW_LIGHT = {SERIAL_BELOW_LIGHT})")
+    # a whole use where every call is small: sampling 32 tokens with the key/value cache from the
+    # lecture-sized GPT (one prompt of 8 tokens), each build forced, and the automatic pick
+    import minivl as mv
+    from minivl.models.gpt import GPT
+
+    mv.use("numba")
+    gpt = GPT(vocab_size=400, max_len=64, dim=64, depth=2, num_heads=4).eval()
+    prompt = rng.integers(0, 400, (1, 8))
+    sample = lambda: gpt.generate(prompt, 32, temperature=0)  # noqa: E731
+    sampling = {}
+    for build in ("serial", "parallel", None):
+        with forced_build(build) if build else contextlib.nullcontext():
+            sampling[build or "picked"] = 1e3 * _time(sample, min_seconds=0.2)
+    print("GPT sampling, 32 tokens: " + ", ".join(f"{k} {v:.1f} ms" for k, v in sampling.items()))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "command": "python benchmarks/bench_serial_kernels.py"
                    + (f" --threads {args.threads}" if args.threads != 2 else ""),
         "cores": os.cpu_count(), "threads": numba.get_num_threads(), "layer": numba.threading_layer(),
         "serial_below": SERIAL_BELOW, "serial_below_light": SERIAL_BELOW_LIGHT, "parallel_wins_from": crossing,
+        "gpt_sampling_32_tokens_ms": sampling,
         "load_average_after": os.getloadavg(), "rows": rows}, indent=2) + "\n")
     print(f"saved {args.out}")
 
