@@ -5,8 +5,8 @@ rows) and run small fused kernels. For those, worker threads cost more to wake
 and to join on every call than they save, and when anything else uses the
 cores they wait for each other. Measured on the 2-core development machine:
 
-* the whole quick tour took 226 s at one thread each on a quiet machine
-  (``results/tour_quick.json``) against 780 s at the default two (the same
+* the whole quick tour of the time took 226 s at one thread each on a quiet machine
+  (``results/tour_quick_20261204.json``) against 780 s at the default two (the same
   file as of commit f5a6515; BERT 12 vs 35 s, GPT 5 vs 29 s, ViT 32 vs 123 s,
   CLIP 133 vs 500 s, the same accuracies);
 * its ViLBERT stage (30 + 30 + 30 steps) took 15.3 + 13.4 + 12.0 s at two
@@ -26,14 +26,15 @@ hundreds of short kernels with Python and OpenBLAS in between, so the spinning
 workers take the cores those need. Measured on the quiet 2-core machine
 (``benchmarks/bench_train.py``): GPT's training step took 144 ms at two threads
 on the OpenMP layer against 26.5 ms at one (``benchmarks/results/train_cpu_omp_layer.json``,
-every model 2.4-7.9x slower at two threads than at one), and 21.3 ms at two threads on
+every model 2.4-7.9x slower at two threads than at one), and 22.6 ms at two threads on
 ``workqueue`` (``benchmarks/results/train_cpu_2threads.json``, every model faster
 at two threads than at one); a scratch run (not kept) with ``GOMP_SPINCOUNT=0``,
 which stops the spinning, made the OpenMP layer as fast as ``workqueue``. At one thread the OpenMP layer stays: it
 runs the kernel inline, where ``workqueue`` hands even a one-thread kernel to a
 sleeping worker and waits: entering an empty parallel kernel took 0.67 us on the
 OpenMP layer and 115 us on ``workqueue`` (``benchmarks/bench_numba_layers.py``,
-``benchmarks/results/numba_layers_cpu.json``). A
+``benchmarks/results/numba_layers_cpu.json``). That wake-up is also why small
+calls run a serial build of each kernel (``kernels/numba/_parallel.py``). A
 ``NUMBA_THREADING_LAYER`` the user set is left alone. ``workqueue`` must not be
 entered from two Python threads at once; minivl runs its kernels from one.
 
