@@ -34,9 +34,11 @@ STEPS = {
     # ViLBERT quick: at 30 steps each (an earlier results/tour_quick.json) VQA and refexp stayed below chance;
     # at 300 they reach 0.56 and 0.70 against chance 0.39 and 0.61
     # (results/tour_quick_vilbert_300steps.json), about 0.08 s a step at one thread
-    "vilbert_pretrain": (300, 1500),
+    # With the tour's BERT as the text stream, 300 pretraining steps left held-out alignment at
+    # chance and referring expressions barely above it; 600 of each show both learning
+    "vilbert_pretrain": (600, 1500),
     "vilbert_vqa": (300, 400),
-    "vilbert_refexp": (300, 300),
+    "vilbert_refexp": (600, 300),
     # LLaVA quick: at 60 stage-2 steps (results/tour_quick_20261204.json, 226 s in all) no short answer was right;
     # 1,500 steps at batch 16 teach colour and shape (about 90 s at one thread); the full tour
     # takes the study's steps (lectures/10-llava.md, S36)
