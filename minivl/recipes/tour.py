@@ -4,9 +4,10 @@ runs it.
 
 The stages reuse each model's own recipe (``train_bert``, ``train_gpt``,
 ``train_vit``, ``train_clip``), so the tour is a table of contents, not a
-second implementation. ``--quick`` shortens every run (226 s for all eight stages
-on two cores at one thread each, ``results/tour_quick.json``); without it the runs are long enough to
-reach the targets quoted in each model's notes.
+second implementation. ``--quick`` shortens every run, keeping each long enough
+to show something learned (400 s for all eight stages on two cores at one thread
+each, ``results/tour_quick.json``); without it the runs are the recipes' own,
+long enough to reach the figures quoted in each model's notes.
 """
 
 from __future__ import annotations
