@@ -78,7 +78,9 @@ def test_numba_kernels_run_on_the_workqueue_layer_when_several_threads_will_run(
 
     def layer(prelude, **env_vars):
         code = (f"import numpy as np, numba; {prelude}; from minivl.kernels.numba import KERNELS; "
-                "KERNELS['softmax_forward'](np.ones((4, 3), np.float32)); print(numba.threading_layer())")
+                "KERNELS['softmax_forward'](np.ones((4096, 128), np.float32)); print(numba.threading_layer())")
+        # 2**19 elements: large enough for the parallel build (kernels/numba/_parallel.py), whose
+        # first call starts Numba's threads; the serial build never does
         env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_THREADING_LAYER", "NUMBA_NUM_THREADS")}
         env.update(NUMBA_NUM_THREADS="2", **env_vars)
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
