@@ -15,21 +15,13 @@ from minivl.data.llava_eval import question_type
 from minivl.data.llava_format import format_conversation
 from minivl.data.shapes import COLOURS, SHAPES
 from minivl.data.vqa import ask
-from minivl.models.clip import CLIP
-from minivl.models.gpt import GPT
-from minivl.recipes.llava import LLaVAData, build, evaluate
+from minivl.recipes.llava import build, evaluate
 from minivl.recipes.llava_diagnose import forced_choice, options, oracle_features, single_type_items
 
 
 @pytest.fixture(scope="module")
-def model_data():
-    from minivl.random import manual_seed
-
-    manual_seed(0)
-    data = LLaVAData(n_train=40, n_test=10, seed=0, vocab_size=600)
-    gpt = GPT(vocab_size=data.tokenizer.vocab_size, max_len=128, dim=16, depth=1, num_heads=2)
-    clip = CLIP(image_size=48, patch_size=16, vision_dim=32, vision_depth=2, vision_heads=2,
-                vocab_size=40, context_length=8, text_dim=16, text_depth=1, text_heads=2, embed_dim=8)
+def model_data(parts):
+    data, clip, gpt = parts  # tests/recipes/conftest.py
     model = build(data, clip, gpt, image_position="after")
     data.compute_features(model)
     return model, data
