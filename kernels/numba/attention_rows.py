@@ -20,8 +20,9 @@ the stack and indexes q, k, v straight in their ``(B, N, H, D)`` layout: a
 pass, and the outputs are allocated ``(B, N, H, D)`` and returned as
 ``(B, H, N, D)`` views, so merging the heads afterwards is a free reshape.
 Its memory is O(N) per task like the tiled kernel's. ``attention.py``
-dispatches here when ``Nk <= ROWS_MAX_NK``: CLIP's towers, GPT and BERT
-in the benchmarks; ViT's 65 tokens take the tiled kernel.
+dispatches here when ``serves(Nk, causal)``: causal rows up to 72 keys (GPT,
+the text towers of CLIP and LLaVA), unmasked rows below 15 keys; BERT's,
+ViT's and ViLBERT's longer unmasked rows take the tiled kernel.
 """
 
 from __future__ import annotations
@@ -34,11 +35,21 @@ from numba import prange
 from ._parallel import parallel_kernel
 from .vmath import JIT_OPTIONS, exp
 
-# Longest key sequence served here; longer ones take the tiled kernel. Measured
-# (one thread, H=4, D=16, float32, CPU time, a loaded machine): these rows win
-# at N = 10-48 (1.3-1.8x the tiled forward with a causal mask, about even
-# without one) and lose from N = 65 on, where the tiled kernel's GEMM tiles pay.
-ROWS_MAX_NK = 48
+# Longest key sequences served here; longer ones take the tiled kernel.
+# Measured 2026-12-05 (one thread, B=32-64, H=4, D=16, float32, CPU time of
+# forward + backward, copies included): with a causal mask these rows win up
+# to N = 65 (9.6 against 10.6 ms) and lose from N = 80 on (9.8 against 9.4);
+# without one they win only below N = 17 (N = 13: 1.12 against 1.23 ms;
+# N = 17: 1.60 against 1.43; N = 33: 4.45 against 3.19), where the tiled
+# kernel's register-tiled GEMMs already pay and the skipped half of a causal
+# row does not count for the rows.
+ROWS_MAX_NK_CAUSAL = 72
+ROWS_MAX_NK = 14
+
+
+def serves(nk: int, causal: bool) -> bool:
+    """Whether this kernel (rather than the tiled one) serves ``nk`` keys."""
+    return nk <= (ROWS_MAX_NK_CAUSAL if causal else ROWS_MAX_NK)
 
 
 def heads_last(x, dtype):

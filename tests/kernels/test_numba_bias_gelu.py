@@ -4,6 +4,8 @@ differences, the MLP that uses it against the unfused MLP, and the short-row
 attention kernel (kernels/numba/attention_rows.py) against the reference in
 the (B, H, N, D) head-split views it is fed."""
 
+import contextlib
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -86,6 +88,17 @@ def test_fused_mlp_equals_the_unfused_mlp(activation):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
+@contextlib.contextmanager
+def short_rows_everywhere():
+    """Route every call to the short-row kernel, whatever ``attention_rows.serves`` picks."""
+    saved = attention_rows.ROWS_MAX_NK, attention_rows.ROWS_MAX_NK_CAUSAL
+    attention_rows.ROWS_MAX_NK = attention_rows.ROWS_MAX_NK_CAUSAL = 10**9
+    try:
+        yield
+    finally:
+        attention_rows.ROWS_MAX_NK, attention_rows.ROWS_MAX_NK_CAUSAL = saved
+
+
 @settings(deadline=None, max_examples=25)
 @given(
     dtype=st.sampled_from([np.float32, np.float64]),
@@ -98,7 +111,6 @@ def test_short_row_attention_matches_the_reference_on_head_split_views(dtype, si
     """q, k, v as the (B, H, N, D) views MultiHeadAttention passes (one (B, N, 3, H, D)
     projection, split): the kernel reads them in place and returns views of its own."""
     B, H, Nq, Nk, D = sizes
-    assert Nk <= attention_rows.ROWS_MAX_NK  # the sizes exercise this kernel, not the tiled one
     rng = np.random.default_rng(seed)
     q = rng.standard_normal((B, Nq, H, D)).astype(dtype).transpose(0, 2, 1, 3)
     kv = rng.standard_normal((B, Nk, 2, H, D)).astype(dtype)
@@ -107,13 +119,15 @@ def test_short_row_attention_matches_the_reference_on_head_split_views(dtype, si
     if padded:
         mask = rng.random((B, Nk)) < 0.7
         mask[0] = False  # a fully masked batch row: zero output, lse -inf, zero gradients
-    o, lse = nb_attention.attention_forward(q, k, v, mask, causal)
+    with short_rows_everywhere():  # these sizes exercise this kernel, not the tiled one
+        o, lse = nb_attention.attention_forward(q, k, v, mask, causal)
     o_want, lse_want = ref.attention_forward(q, k, v, mask, causal)
     tol = 2e-5 if dtype == np.float32 else 1e-11
     np.testing.assert_allclose(o, o_want, rtol=tol, atol=tol)
     np.testing.assert_allclose(lse, lse_want, rtol=tol, atol=tol)
     do = rng.standard_normal(o.shape).astype(dtype)
-    grads = nb_attention.attention_backward(q, k, v, o, lse, do, mask, causal)
+    with short_rows_everywhere():
+        grads = nb_attention.attention_backward(q, k, v, o, lse, do, mask, causal)
     for got, want in zip(grads, ref.attention_backward(q, k, v, o_want, lse_want, do, mask, causal)):
         assert got.shape == want.shape and got.dtype == dtype
         np.testing.assert_allclose(got, want, rtol=10 * tol, atol=10 * tol)
