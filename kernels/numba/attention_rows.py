@@ -20,7 +20,7 @@ the stack and indexes q, k, v straight in their ``(B, N, H, D)`` layout: a
 pass, and the outputs are allocated ``(B, N, H, D)`` and returned as
 ``(B, H, N, D)`` views, so merging the heads afterwards is a free reshape.
 Its memory is O(N) per task like the tiled kernel's. ``attention.py``
-dispatches here when ``serves(Nk, causal)``: causal rows up to 72 keys (GPT,
+dispatches here when ``serves(Nk, causal)``: causal rows up to 88 keys (GPT,
 the text towers of CLIP and LLaVA), unmasked rows below 15 keys; BERT's,
 ViT's and ViLBERT's longer unmasked rows take the tiled kernel.
 """
@@ -36,14 +36,14 @@ from ._parallel import parallel_kernel
 from .vmath import JIT_OPTIONS, exp
 
 # Longest key sequences served here; longer ones take the tiled kernel.
-# Measured 2026-12-05 (one thread, B=32-64, H=4, D=16, float32, CPU time of
-# forward + backward, copies included): with a causal mask these rows win up
-# to N = 65 (9.6 against 10.6 ms) and lose from N = 80 on (9.8 against 9.4);
-# without one they win only below N = 17 (N = 13: 1.12 against 1.23 ms;
-# N = 17: 1.60 against 1.43; N = 33: 4.45 against 3.19), where the tiled
-# kernel's register-tiled GEMMs already pay and the skipped half of a causal
-# row does not count for the rows.
-ROWS_MAX_NK_CAUSAL = 72
+# ``python benchmarks/bench_attention_rows.py`` times both kernels forced
+# (one thread, 4 heads of 16 dimensions, CPU time of forward + backward, the
+# tiled kernel's copies included; ``benchmarks/results/attention_rows_cpu.json``):
+# with a causal mask these rows win up to N = 81 and lose from N = 97 on; without
+# one they win only up to N = 13, since they compute every score of a row one
+# axpy at a time, while the tiled kernel's register-tiled products pay from
+# about 16 keys on (a causal row skips half its keys, which helps the rows).
+ROWS_MAX_NK_CAUSAL = 88
 ROWS_MAX_NK = 14
 
 
