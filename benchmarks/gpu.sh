@@ -22,7 +22,7 @@
 # its arguments, and installs nothing.
 #
 # Environment: PYTHON (default python3), KERNELS_FULL=1 for the full kernel sizes (~3 min on
-# its own), GPU_SH_MODELS (default "clip gpt bert vit"), GPU_SH_TOUR (default "gpt,vit";
+# its own), GPU_SH_MODELS (default: all seven models), GPU_SH_TOUR (default "gpt,vit";
 # empty skips part 4).
 
 set -euo pipefail
@@ -44,7 +44,7 @@ OUT_DIR="${OUT_DIR:-${OUT:-benchmarks/results/gpu}}"
 mkdir -p "$OUT_DIR"
 OUT_DIR="$(cd "$OUT_DIR" && pwd)"
 PY="${PYTHON:-python3}"
-MODELS="${GPU_SH_MODELS:-clip gpt bert vit}"
+MODELS="${GPU_SH_MODELS:-clip gpt bert vit dalle llava vilbert}"
 TOUR="${GPU_SH_TOUR-gpt,vit}"
 LOG="$OUT_DIR/gpu_sh.log"
 : > "$LOG"
