@@ -20,6 +20,14 @@ Four checks, cheapest first, written to one JSON:
   first 600 training items and on the test items of that kind.
 
     python -m minivl.recipes.vilbert_foil_probe --out results/vilbert_foil_probe.json
+
+(that file, of the models pretrained with every word masked at 15%, is kept as
+``results/vilbert_foil_probe_mask15.json``). ``--mask-rates`` names the pretraining
+(``pretrain_vilbert``'s ``word_mask_rates``), ``--masked-words-only`` keeps the
+embeddings and masked words and skips the labels and fits:
+
+    python -m minivl.recipes.vilbert_foil_probe --seeds 0 --mask-rates size=0.5 relation=0.5 \
+        --masked-words-only --out results/vilbert_foil_probe_mask50_s0.json
 """
 
 from __future__ import annotations
