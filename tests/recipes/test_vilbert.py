@@ -340,9 +340,11 @@ def test_cli_pretrain_writes_results_and_a_checkpoint_that_loads(tmp_path, monke
     out, results = tmp_path / "run", tmp_path / "pretrain.json"
     code = main(["vilbert", "pretrain", "--steps", "3", "--batch-size", "8", "--n-train", "40", "--n-val", "20",
                  "--eval-every", "3", "--seeds", "0", "1", "--kinds", "vilbert", "text_only", "--out", str(out),
-                 "--results", str(results), "--quiet"])
+                 "--results", str(results), "--quiet", "--mask-rates", "shape=0.5", "colour=1"])
     assert code == 0
     runs = json.loads(results.read_text())["results"]["runs"]
+    assert all(r["word_mask_rates"] == {"shape": 0.5, "colour": 1.0} for r in runs)
+    assert runs[0]["word_mask_tokens"] == len(word_mask_ids(tokenizer, {"shape": 0.5, "colour": 1.0})) > 0
     assert [(r["kind"], r["seed"]) for r in runs] == [("vilbert", 0), ("vilbert", 1), ("text_only", 0), ("text_only", 1)]
     assert set(runs[0]["loss_curves"]) == {"every", "masked_words", "masked_regions", "alignment"}
     model = load_checkpoint(ViLBERT, out / "seed1" / "vilbert.safetensors")
