@@ -34,7 +34,7 @@ def _regions(detector):
 
 def _one_pretraining(kind, seed, args):
     """One (kind, seed) run and its record (a process of its own under --workers)."""
-    from minivl.recipes.vilbert import pretrain_vilbert
+    from minivl.recipes.vilbert import parse_mask_rates, pretrain_vilbert
 
     load = os.getloadavg()
     out = Path(args.out) / f"seed{seed}" if len(args.seeds) > 1 else Path(args.out)
@@ -42,7 +42,8 @@ def _one_pretraining(kind, seed, args):
                          n_train=args.n_train, n_val=args.n_val, eval_every=args.eval_every,
                          regions=_regions(args.detector), progress=not args.quiet and args.workers == 1, out=out,
                          weights=None if args.alignment_weight is None else {"alignment": args.alignment_weight},
-                         hard_negatives=args.hard_negatives)
+                         hard_negatives=args.hard_negatives,
+                         word_mask_rates=None if args.mask_rates is None else parse_mask_rates(args.mask_rates))
     m, h = r["metrics"], r["metrics"]["held_out"]
     print(f"{kind} seed {seed}: {m['parameters']:,} parameters, {m['steps']} steps in "
           f"{m['train_seconds']:.0f} s (load average {load[0]:.1f}); held-out alignment "
@@ -121,6 +122,9 @@ def register(subparsers):
     t.add_argument("--hard-negatives", type=float, default=HARD_SHARE,
                    help="share of alignment negatives that swap one size or relation word of the true caption "
                         "(default HARD_SHARE; 0: random captions only, the paper's recipe)")
+    t.add_argument("--mask-rates", nargs="*", metavar="KIND=RATE", default=None,
+                   help="masking rate of the words of a kind (size, relation, colour, shape), e.g. size=0.5; "
+                        "with no value, 15%% for every word (default: WORD_MASK_RATES)")
     t.add_argument("--n-train", type=int, default=4000, help="training scenes (two captions each)")
     t.add_argument("--n-val", type=int, default=500, help="held-out scenes")
     t.add_argument("--eval-every", type=int, default=250)

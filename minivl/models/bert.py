@@ -166,13 +166,17 @@ HF_RULES = [
 ]
 
 
-def mask_tokens(ids, special_ids, vocab_size, mask_id, rng, prob=0.15):
+def mask_tokens(ids, special_ids, vocab_size, mask_id, rng, prob=0.15, id_probs=None):
     """BERT's masked-LM corruption of ``ids (B, N)``.
 
     Each token not in ``special_ids`` ([CLS], [SEP], [PAD], ...) is chosen with
     probability ``prob``. A chosen token becomes ``mask_id`` with probability
     0.8, a random non-special id with 0.1, and stays itself with 0.1, so the
     model cannot tell from the input which tokens it will be asked about.
+    ``id_probs`` ``{token id: probability}``: those ids are chosen with their own
+    probability instead of ``prob`` (ViLBERT's pretraining asks more often about
+    size and relation words; the 80/10/10 split is the same). The draws from
+    ``rng`` do not depend on ``id_probs``.
     Returns ``(inputs, labels)``: labels hold the original id at chosen
     positions and -100 everywhere else.
     """
@@ -181,11 +185,16 @@ def mask_tokens(ids, special_ids, vocab_size, mask_id, rng, prob=0.15):
         raise TypeError(f"mask_tokens: ids must be integers, got dtype {ids.dtype}")
     if not 0.0 <= prob <= 1.0:
         raise ValueError(f"mask_tokens: prob must be in [0, 1], got {prob}")
+    rate = np.full(ids.shape, float(prob))
+    for token, p in (id_probs or {}).items():
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"mask_tokens: id_probs[{token}] must be in [0, 1], got {p}")
+        rate[ids == token] = p
     special = np.asarray(sorted(set(int(i) for i in special_ids)), dtype=np.int64)
     ordinary = np.setdiff1d(np.arange(vocab_size), special)  # ids a random swap may pick
     if len(ordinary) == 0:
         raise ValueError(f"mask_tokens: every id of vocab_size={vocab_size} is special")
-    chosen = (rng.random(ids.shape) < prob) & ~np.isin(ids, special)
+    chosen = (rng.random(ids.shape) < rate) & ~np.isin(ids, special)
     labels = np.where(chosen, ids, IGNORE_INDEX)
     action = rng.random(ids.shape)  # < 0.8: [MASK]; < 0.9: random; else unchanged
     inputs = ids.copy()

@@ -20,6 +20,14 @@ Four checks, cheapest first, written to one JSON:
   first 600 training items and on the test items of that kind.
 
     python -m minivl.recipes.vilbert_foil_probe --out results/vilbert_foil_probe.json
+
+(that file, of the models pretrained with every word masked at 15%, is kept as
+``results/vilbert_foil_probe_mask15.json``). ``--mask-rates`` names the pretraining
+(``pretrain_vilbert``'s ``word_mask_rates``), ``--masked-words-only`` keeps the
+embeddings and masked words and skips the labels and fits:
+
+    python -m minivl.recipes.vilbert_foil_probe --seeds 0 --mask-rates size=0.5 relation=0.5 \
+        --masked-words-only --out results/vilbert_foil_probe_mask50_s0.json
 """
 
 from __future__ import annotations
@@ -35,16 +43,13 @@ from dataclasses import replace
 import numpy as np
 
 from minivl.data.captions import holds
-from minivl.data.language import SIZE_WORDS
-from minivl.data.shapes import COLOURS, SHAPES, object_extent
+from minivl.data.shapes import object_extent
+from minivl.recipes.vilbert import WORD_KINDS
 from minivl.tensor import no_grad
 
 WORD_PAIRS = (("small", "large"), ("little", "big"), ("left", "right"), ("above", "below"),
               ("over", "under"), ("bigger", "smaller"), ("red", "blue"), ("green", "yellow"),
               ("circle", "square"), ("triangle", "ring"))
-WORD_KINDS = {"size": [w for ws in SIZE_WORDS for w in ws],
-              "relation": ["left", "right", "above", "below", "over", "under", "bigger", "larger", "smaller"],
-              "colour": list(COLOURS), "shape": list(SHAPES)}
 
 
 def subset(split, index):
@@ -141,35 +146,47 @@ def masked_word_accuracy(model, tokenizer, n_scenes: int = 400) -> dict:
     return out
 
 
-def run(steps: int = 600, seeds=(0, 1), pretrain_steps: int = 3000, log=print) -> dict:
+def run(steps: int = 600, seeds=(0, 1), pretrain_steps: int = 3000, log=print, word_mask_rates=None,
+        masked_words_only: bool = False) -> dict:
+    """The four checks on the pretrained ViLBERTs of ``seeds`` (pretrained with
+    ``word_mask_rates``, ``pretrain_vilbert``'s); ``masked_words_only``: the embeddings and
+    masked words alone (no labels, no fits)."""
     from minivl.checkpoint import cache_dir
     from minivl.data.regions import RegionEncoder
     from minivl.data.vilbert_tasks import make_task, scene_parts
     from minivl.data.world import ShapesWorld
     from minivl.recipes.vilbert import default_bert
-    from minivl.recipes.vilbert_table import base_config, fresh_encoder, pretrained_encoder
+    from minivl.recipes.vilbert_table import base_config, fresh_encoder, pretrain_recipe, pretrained_encoder
     from minivl.recipes.vilbert_transfer import finetune
 
     begin = time.perf_counter()
     bert, tokenizer = default_bert()
     regions = RegionEncoder.load_default()
-    world = ShapesWorld(image_size=regions.image_size, max_objects=3, seed=0)
-    parts = scene_parts(world, regions, (2000, 300, 1000), seed=0)  # the table's scenes
-    data = make_task("foil", world, tokenizer, regions, seed=0, max_len=64, parts=parts)
-    out = {"load_average_start": os.getloadavg(), "labels": check_labels(data)}
-    pretrained = {s: pretrained_encoder("vilbert", s, pretrain_steps, cache_dir(), False, regions) for s in seeds}
+    out = {"load_average_start": os.getloadavg(), "pretrain_recipe": pretrain_recipe(word_mask_rates)}
+    if not masked_words_only:
+        world = ShapesWorld(image_size=regions.image_size, max_objects=3, seed=0)
+        parts = scene_parts(world, regions, (2000, 300, 1000), seed=0)  # the table's scenes
+        data = make_task("foil", world, tokenizer, regions, seed=0, max_len=64, parts=parts)
+        out["labels"] = check_labels(data)
+    pretrained = {s: pretrained_encoder("vilbert", s, pretrain_steps, cache_dir(), False, regions, word_mask_rates)
+                  for s in seeds}
     out["embeddings"] = embedding_cosines(
         {"bert": bert.embeddings.token.weight.data,
          **{f"vilbert_seed{s}": m.text_embeddings.token.weight.data for s, m in pretrained.items()}}, tokenizer)
     out["masked_words"] = {f"vilbert_seed{s}": masked_word_accuracy(m, tokenizer) for s, m in pretrained.items()}
     log(json.dumps({k: out[k] for k in ("embeddings", "masked_words")}, indent=1))
+    if masked_words_only:
+        out["seconds"] = time.perf_counter() - begin
+        out["load_average_end"] = os.getloadavg()
+        return out
     out["fit"] = []
     config = base_config(bert, tokenizer, regions)
     for kind in ("size", "relation"):
         split = {p: subset(s, np.flatnonzero(s.groups == kind)) for p, s in data.items()}
         for pretrain in (True, False):
             for head in ("linear", "token"):
-                encoder = pretrained_encoder("vilbert", 0, pretrain_steps, cache_dir(), False, regions) if pretrain \
+                encoder = pretrained_encoder("vilbert", 0, pretrain_steps, cache_dir(), False, regions,
+                                             word_mask_rates) if pretrain \
                     else fresh_encoder("vilbert", config, bert)
                 m = finetune("foil", encoder, split, steps=steps, batch_size=32, lr=1e-3, head_lr=3e-3, seed=0,
                              progress=False, train_scores=600, foil_head=head)["metrics"]
@@ -188,10 +205,18 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="results/vilbert_foil_probe.json")
     parser.add_argument("--steps", type=int, default=600, help="fine-tuning steps of each fit")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--mask-rates", nargs="*", metavar="KIND=RATE",
+                        help="the pretraining's masking rate per word kind (default: WORD_MASK_RATES)")
+    parser.add_argument("--masked-words-only", action="store_true", help="embeddings and masked words only")
     args = parser.parse_args(argv)
+    from minivl.recipes.vilbert import parse_mask_rates
+
+    rates = None if args.mask_rates is None else parse_mask_rates(args.mask_rates)
     words = sys.argv[1:] if argv is None else argv
     result = {"command": "python -m minivl.recipes.vilbert_foil_probe " + " ".join(words),
-              "machine": platform.machine(), **run(args.steps)}
+              "machine": platform.machine(), **run(args.steps, tuple(args.seeds), word_mask_rates=rates,
+                                                 masked_words_only=args.masked_words_only)}
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)
     print(f"wrote {args.out}")

@@ -70,18 +70,30 @@ def _kind(variant: str) -> str:
     return "vilbert" if variant.startswith("vilbert") else variant
 
 
-def pretrained_encoder(kind: str, seed: int, steps: int, folder: Path, progress: bool, regions=None):
+def pretrain_recipe(word_mask_rates: dict | None = None) -> str:
+    """The pretraining recipe's name in the cache folder: ``PRETRAIN_RECIPE``, then "-hard" and
+    the percentage with hard negatives, then "-mask-" and each kind's percentage when words of
+    some kinds are masked at their own rate (``word_mask_rates``; None: the default)."""
+    from minivl.recipes.vilbert import HARD_SHARE, WORD_MASK_RATES, check_mask_rates
+
+    rates = check_mask_rates(WORD_MASK_RATES if word_mask_rates is None else word_mask_rates)
+    return (PRETRAIN_RECIPE + (f"-hard{round(100 * HARD_SHARE)}" if HARD_SHARE else "")
+            + "".join(f"-mask-{kind}{round(100 * rate)}" for kind, rate in sorted(rates.items())))
+
+
+def pretrained_encoder(kind: str, seed: int, steps: int, folder: Path, progress: bool, regions=None,
+                       word_mask_rates: dict | None = None):
     """A ``kind`` model after multi-modal pretraining with ``seed``, read from ``folder`` or
-    pretrained (``pretrain_vilbert``, regions from the ``regions`` encoder) and saved there."""
+    pretrained (``pretrain_vilbert``, regions from the ``regions`` encoder, words masked at
+    ``word_mask_rates``) and saved there."""
     from minivl.checkpoint import load_checkpoint
     from minivl.models.vilbert import MODELS
-    from minivl.recipes.vilbert import HARD_SHARE, pretrain_vilbert
+    from minivl.recipes.vilbert import pretrain_vilbert
 
-    recipe = PRETRAIN_RECIPE + (f"-hard{round(100 * HARD_SHARE)}" if HARD_SHARE else "")
-    path = folder / f"{kind}-seed{seed}-steps{steps}-{recipe}" / f"{kind}.safetensors"
+    path = folder / f"{kind}-seed{seed}-steps{steps}-{pretrain_recipe(word_mask_rates)}" / f"{kind}.safetensors"
     if not path.exists():
         pretrain_vilbert(kind, steps=steps, seed=seed, progress=progress, out=path.parent,
-                         eval_every=max(steps // 4, 1),
+                         eval_every=max(steps // 4, 1), word_mask_rates=word_mask_rates,
                          regions=regions and (lambda scenes, rng: regions.encode_scenes(scenes, rng=rng)))
     return load_checkpoint(MODELS[kind], path)
 
@@ -111,14 +123,15 @@ def run_table(tasks=TASKS, variants=VARIANTS, seeds=(0, 1), sizes=(2000, 300, 10
               lr: float = 1e-3, head_lr: float = 3e-3, pretrain_steps: int = 3000,
               pretrain_baselines: bool = False, n_queries: int = 20, cache: str | Path | None = None,
               detector: str | Path | None = None, progress: bool = True, log=print, train_scores: int = 0,
-              foil_head: str = FOIL_HEAD,
+              foil_head: str = FOIL_HEAD, word_mask_rates: dict | None = None,
               out: str | Path | None = None, command: str = "python -m minivl.recipes.vilbert_table") -> dict:
     """Fine-tune every variant on every task for every seed; scores on the held-out test part.
 
     ``cache``: where pretrained encoders are kept (default ``$MINIVL_CACHE`` or
     ``~/.cache/minivl``). ``detector``: a saved ``Detector`` to read regions with (default:
     ``RegionEncoder.load_default()``). ``train_scores``: also score that many training items
-    (``finetune``). With ``out``, the JSON is rewritten after every run, so
+    (``finetune``). ``word_mask_rates``: pretraining's masking rate per word kind
+    (``pretrain_vilbert``; None: its default). With ``out``, the JSON is rewritten after every run, so
     a long table that is stopped keeps what it measured.
     """
     from minivl.data.regions import RegionEncoder
@@ -151,6 +164,7 @@ def run_table(tasks=TASKS, variants=VARIANTS, seeds=(0, 1), sizes=(2000, 300, 10
              "variants": list(variants), "seeds": list(seeds), "sizes_scenes": list(sizes),
              "schedule": {t: schedule[t] for t in tasks}, "lr": lr, "head_lr": head_lr,
              "pretrain_steps": pretrain_steps, "pretrain_baselines": pretrain_baselines, "foil_head": foil_head,
+             "pretrain_recipe": pretrain_recipe(word_mask_rates),
              "region_source": f"trained detector features ({detector or 'RegionEncoder.load_default()'})",
              "items": {t: {p: len(s) for p, s in data[t].items()} for t in tasks},
              "chance": {t: chance(t, data[t]["test"]) for t in tasks}, "targets": TARGETS,
@@ -162,7 +176,8 @@ def run_table(tasks=TASKS, variants=VARIANTS, seeds=(0, 1), sizes=(2000, 300, 10
             pretrain = variant == "vilbert" or (pretrain_baselines and variant != "vilbert_no_pretraining")
             for task in tasks:
                 if pretrain:
-                    encoder = pretrained_encoder(kind, seed, pretrain_steps, folder, progress, regions)
+                    encoder = pretrained_encoder(kind, seed, pretrain_steps, folder, progress, regions,
+                                                 word_mask_rates)
                 else:
                     encoder = fresh_encoder(kind, config, bert)
                 steps, batch_size = schedule[task]
@@ -250,6 +265,9 @@ def main(argv=None) -> None:
     parser.add_argument("--foil-head", choices=FOIL_HEADS, default=FOIL_HEAD,
                         help="FOIL's detection head: linear or mlp on the fused vector, or token "
                              "(one softmax over [CLS] and the words)")
+    parser.add_argument("--mask-rates", nargs="*", metavar="KIND=RATE",
+                        help="pretraining's masking rate of the words of a kind (size, relation, colour, shape); "
+                             "with no value, 15%% for every word (default: WORD_MASK_RATES)")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--merge", nargs="+", help="only merge these tables (run apart) into --out")
     args = parser.parse_args(argv)
@@ -261,11 +279,14 @@ def main(argv=None) -> None:
 
     threadpool_limits(1)  # one BLAS thread: on a shared 2-core machine several threads fight
     schedule = {t: (args.steps, b) for t, (_, b) in SCHEDULE.items()} if args.steps else None
+    from minivl.recipes.vilbert import parse_mask_rates
+
+    rates = None if args.mask_rates is None else parse_mask_rates(args.mask_rates)
     run_table(args.tasks, args.variants, tuple(args.seeds), tuple(args.scenes), schedule,
               pretrain_steps=args.pretrain_steps, pretrain_baselines=args.pretrain_baselines,
               n_queries=args.queries, detector=args.detector, progress=not args.no_progress, out=args.out,
               command=command, train_scores=args.train_scores,
-              foil_head=args.foil_head)
+              foil_head=args.foil_head, word_mask_rates=rates)
 
 
 if __name__ == "__main__":

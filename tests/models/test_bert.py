@@ -109,6 +109,33 @@ def test_mask_tokens_statistics():
     assert not np.isin(inputs[swapped], specials).any()  # random tokens are ordinary ones
 
 
+def test_mask_tokens_id_probs_set_the_rate_of_exactly_the_named_ids():
+    """Named ids at their own rate (0 and 1 included), every other id at ``prob``, the same
+    80/10/10 split for both; with no named ids the draws are the plain ones."""
+    rng = np.random.default_rng(0)
+    vocab, mask_id, specials = 1000, 3, [0, 1, 2, 3]
+    ids = rng.integers(8, vocab, (400, 250))
+    spots = rng.random(ids.shape)
+    ids[spots < 0.3], ids[(spots >= 0.3) & (spots < 0.35)], ids[(spots >= 0.35) & (spots < 0.4)] = 5, 6, 7
+    ids[:, 0], ids[:, -1] = 1, 2
+    rates = {5: 0.6, 6: 0.0, 7: 1.0}
+    inputs, labels = mask_tokens(ids, specials, vocab, mask_id, np.random.default_rng(1), id_probs=rates)
+    chosen = labels != IGNORE_INDEX
+    assert abs(chosen[ids == 5].mean() - 0.6) < 0.01  # about 30,000 fives
+    assert not chosen[ids == 6].any() and chosen[ids == 7].all()
+    others = ~np.isin(ids, [5, 6, 7, *specials])
+    assert abs(chosen[others].mean() - 0.15) < 0.006
+    assert not chosen[np.isin(ids, specials)].any()
+    for part in (chosen & (ids == 5), chosen & others):
+        masked, kept = (inputs[part] == mask_id).mean(), (inputs[part] == ids[part]).mean()
+        assert abs(masked - 0.8) < 0.015 and abs(kept - 0.1) < 0.015 and abs(1 - masked - kept - 0.1) < 0.015
+    plain = mask_tokens(ids, specials, vocab, mask_id, np.random.default_rng(1))
+    for a, b in zip(plain, mask_tokens(ids, specials, vocab, mask_id, np.random.default_rng(1), id_probs={})):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="id_probs"):
+        mask_tokens(ids, specials, vocab, mask_id, rng, id_probs={5: 1.5})
+
+
 @settings(deadline=None, max_examples=20)
 @given(st.integers(1, 6), st.integers(1, 30), st.floats(0.0, 1.0), st.integers(0, 2**32 - 1))
 def test_mask_tokens_invariants(B, N, prob, seed):

@@ -24,15 +24,18 @@ from minivl.models.bert import IGNORE_INDEX
 from minivl.models.vilbert import ViLBERT, ViLBERTConfig
 from minivl.recipes.vilbert import (
     NEVER_MASKED,
+    WORD_KINDS,
     alignment_pairs,
     caption_tokens,
     captioned_scenes,
     mask_regions,
     masked_region_loss,
+    parse_mask_rates,
     pretrain_vilbert,
     pretraining_batch,
     pretraining_loss,
     pretraining_losses,
+    word_mask_ids,
 )
 
 FEAT = 12
@@ -131,6 +134,48 @@ def test_masking_does_not_give_the_alignment_label_away(data, tokenizer):
     clean = pretraining_batch(data, np.arange(len(data)), tokenizer, np.random.default_rng(6), mask=False)
     assert not clean["region_chosen"].any() and (clean["word_labels"] == IGNORE_INDEX).all()
     np.testing.assert_array_equal(clean["feats"], data.regions[np.arange(len(data))].feats)
+
+
+def test_word_mask_rates_choose_the_named_kinds_at_their_rate(tokenizer):
+    """``word_mask_ids`` names every size and relation word (one token each with this
+    vocabulary) and nothing else; in a pretraining batch those words are chosen at their
+    rate, every other word at 15%, with the 80/10/10 split; swapped pairs carry no labels."""
+    wide = build_corpus(n_train=300, n_val=10, vocab_size=420, seed=0).tokenizer  # whole words
+    rates = word_mask_ids(wide, {"size": 0.6, "relation": 0.4})
+    named = {kind: {wide.encode(" " + w)[0] for w in WORD_KINDS[kind]} for kind in ("size", "relation")}
+    assert rates == {**dict.fromkeys(named["size"], 0.6), **dict.fromkeys(named["relation"], 0.4)}
+    scenes = ShapesWorld(image_size=32, max_objects=3, seed=0).iid_scenes(3000, "train")
+    data = captioned_scenes(scenes, fake_regions, wide, np.random.default_rng(0))
+    batch = pretraining_batch(data, np.arange(len(data)), wide, np.random.default_rng(1), word_rates=rates)
+    special = [wide.special_tokens[s] for s in NEVER_MASKED]
+    labels, inputs, matching = batch["word_labels"], batch["ids"], batch["aligned"] == 1
+    chosen = labels != IGNORE_INDEX
+    assert not chosen[~matching].any()
+    original = np.where(chosen, labels, inputs)[matching]
+    chosen, inputs, real = chosen[matching], inputs[matching], batch["text_mask"][matching]
+    size, relation = np.isin(original, list(named["size"])), np.isin(original, list(named["relation"]))
+    other = real & ~size & ~relation & ~np.isin(original, special)
+    assert size.sum() > 800 and relation.sum() > 300  # 3 sigma of the rates: about 0.05 and 0.08
+    assert abs(chosen[size].mean() - 0.6) < 0.05 and abs(chosen[relation].mean() - 0.4) < 0.08
+    assert abs(chosen[other].mean() - 0.15) < 0.02
+    picked = chosen & (size | relation)
+    assert abs((inputs[picked] == wide.special_tokens["[MASK]"]).mean() - 0.8) < 0.05
+    assert abs((inputs[picked] == original[picked]).mean() - 0.1) < 0.04
+    # a word split into pieces keeps 15% (its pieces are other words' too)
+    split = [w for w in WORD_KINDS["size"] + WORD_KINDS["relation"] if len(tokenizer.encode(" " + w)) > 1]
+    whole = {tokenizer.encode(" " + w)[0]: 0.5 for w in WORD_KINDS["relation"] if len(tokenizer.encode(" " + w)) == 1}
+    assert split and word_mask_ids(tokenizer, {"size": 0.5, "relation": 0.5}) == whole
+
+
+@pytest.mark.parametrize("items, expected", [(["size=0.5", "relation=1"], {"size": 0.5, "relation": 1.0}),
+                                             ([], {}), (["sizes=0.5"], "KIND=RATE"), (["size"], "KIND=RATE"),
+                                             (["colour=1.5"], "rates in")])
+def test_parse_mask_rates(items, expected):
+    if isinstance(expected, dict):
+        assert parse_mask_rates(items) == expected
+    else:
+        with pytest.raises(ValueError, match=expected):
+            parse_mask_rates(items)
 
 
 def test_alignment_labels_and_false_negatives(data):
@@ -295,9 +340,11 @@ def test_cli_pretrain_writes_results_and_a_checkpoint_that_loads(tmp_path, monke
     out, results = tmp_path / "run", tmp_path / "pretrain.json"
     code = main(["vilbert", "pretrain", "--steps", "3", "--batch-size", "8", "--n-train", "40", "--n-val", "20",
                  "--eval-every", "3", "--seeds", "0", "1", "--kinds", "vilbert", "text_only", "--out", str(out),
-                 "--results", str(results), "--quiet"])
+                 "--results", str(results), "--quiet", "--mask-rates", "shape=0.5", "colour=1"])
     assert code == 0
     runs = json.loads(results.read_text())["results"]["runs"]
+    assert all(r["word_mask_rates"] == {"shape": 0.5, "colour": 1.0} for r in runs)
+    assert runs[0]["word_mask_tokens"] == len(word_mask_ids(tokenizer, {"shape": 0.5, "colour": 1.0})) > 0
     assert [(r["kind"], r["seed"]) for r in runs] == [("vilbert", 0), ("vilbert", 1), ("text_only", 0), ("text_only", 1)]
     assert set(runs[0]["loss_curves"]) == {"every", "masked_words", "masked_regions", "alignment"}
     model = load_checkpoint(ViLBERT, out / "seed1" / "vilbert.safetensors")

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from minivl.recipes.vilbert_table import merge, run_table, summary
+from minivl.recipes.vilbert_table import PRETRAIN_RECIPE, merge, pretrain_recipe, run_table, summary
 
 
 def _run(task, variant, seed, value):
@@ -58,3 +58,17 @@ def test_a_run_measured_again_replaces_the_earlier_one(tmp_path):
 def test_bad_options_raise_before_any_work(bad, match):
     with pytest.raises(ValueError, match=match):
         run_table(**bad)
+
+
+def test_each_word_masking_recipe_has_its_own_cache_name(monkeypatch):
+    """Checkpoints pretrained with other word masking rates are never reused for each other;
+    with every word at 15% the name is the one the earlier checkpoints were cached under."""
+    import minivl.recipes.vilbert as recipe
+
+    monkeypatch.setattr(recipe, "WORD_MASK_RATES", {})
+    assert pretrain_recipe({}) == pretrain_recipe() == PRETRAIN_RECIPE
+    both = pretrain_recipe({"size": 0.5, "relation": 0.5})
+    assert both == PRETRAIN_RECIPE + "-mask-relation50-mask-size50"
+    assert len({both, pretrain_recipe({"size": 0.5}), pretrain_recipe({"size": 0.3, "relation": 0.5})}) == 3
+    monkeypatch.setattr(recipe, "WORD_MASK_RATES", {"size": 0.5, "relation": 0.5})
+    assert pretrain_recipe() == both and pretrain_recipe({}) == PRETRAIN_RECIPE
