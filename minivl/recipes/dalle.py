@@ -53,7 +53,7 @@ CHECKPOINT = "prior.safetensors"
 # draw whole objects (results/dalle.json); 2312 / 2095 s at load 3 on two shared cores (seeds 0 / 1):
 # over the issue's 15-minute budget for the prior.
 DEFAULTS = dict(steps=3000, batch_size=32, lr=2e-3, warmup=100, dim=64, depth=4, heads=4,
-                attention="full", n_train=20000, text_len=16, vocab_size=512)
+                attention="full", n_train=20000, text_len=16, vocab_size=512, image_positions="flat")
 RERANKER = dict(steps=500, batch_size=64, lr=2e-3, dim=64, depth=2, heads=4, embed_dim=64,
                 patch_size=16, vocab_size=512)
 
@@ -173,7 +173,7 @@ def validation(model, streams, batch_size=200) -> dict:
 
 def train_prior(dvae=None, steps=None, batch_size=None, lr=None, warmup=None, dim=None, depth=None,
                 heads=None, attention=None, n_train=None, text_len=None, vocab_size=None,
-                eval_every=250, seed=0, progress=True, out=None, data=None) -> dict:
+                image_positions=None, eval_every=250, seed=0, progress=True, out=None, data=None) -> dict:
     """Train a DALL-E prior on the codes of ``dvae`` (default: the cached default dVAE).
 
     Every argument left None takes ``DEFAULTS``. Returns ``{"model", "bpe",
@@ -183,7 +183,8 @@ def train_prior(dvae=None, steps=None, batch_size=None, lr=None, warmup=None, di
     """
     o = {k: v if v is not None else DEFAULTS[k] for k, v in dict(
         steps=steps, batch_size=batch_size, lr=lr, warmup=warmup, dim=dim, depth=depth, heads=heads,
-        attention=attention, n_train=n_train, text_len=text_len, vocab_size=vocab_size).items()}
+        attention=attention, n_train=n_train, text_len=text_len, vocab_size=vocab_size,
+        image_positions=image_positions).items()}
     began = time.perf_counter()
     manual_seed(seed)
     if dvae is None:
@@ -200,7 +201,7 @@ def train_prior(dvae=None, steps=None, batch_size=None, lr=None, warmup=None, di
     words = sorted({w for c in train_pairs.captions for w in caption_words(c)})
     model = DALLE(text_vocab=bpe.vocab_size, text_len=o["text_len"], image_vocab=dvae.K,
                   grid_h=dvae.grid[0], grid_w=dvae.grid[1], dim=o["dim"], depth=o["depth"],
-                  num_heads=o["heads"], attention=o["attention"])
+                  num_heads=o["heads"], attention=o["attention"], image_positions=o["image_positions"])
     streams = model.stream(text_ids(model, bpe, train_pairs.captions), codes)
     val = {k: model.stream(text_ids(model, bpe, v.captions), eval_codes[k]) for k, v in evals.items()}
     data_seconds = time.perf_counter() - began
@@ -604,6 +605,8 @@ def main(argv=None):
                         "again instead of training one; with one seed")
     parser.add_argument("--dim", type=int, default=None)
     parser.add_argument("--depth", type=int, default=None)
+    parser.add_argument("--image-positions", choices=("flat", "axial"), default=None,
+                        help=f"position embeddings of image tokens (default {DEFAULTS['image_positions']})")
     parser.add_argument("--swap-only", action="store_true",
                         help="train and measure only the shape/colour word-swap losses (swap_run)")
     parser.add_argument("--backend", default="numba", help="kernel backend (default: numba)")
@@ -624,7 +627,8 @@ def main(argv=None):
 
     mask_figure().savefig(out.parent / "dalle_masks.png", dpi=100)
     for seed in args.seeds:
-        size = {k: v for k, v in (("dim", args.dim), ("depth", args.depth)) if v is not None}
+        size = {k: v for k, v in (("dim", args.dim), ("depth", args.depth),
+                                  ("image_positions", args.image_positions)) if v is not None}
         if args.swap_only:
             run = swap_run(seed, args.steps, args.n_eval, args.dvae, not args.quiet, **size)
             write("runs", str(seed), run)
