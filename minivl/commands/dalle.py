@@ -38,10 +38,11 @@ def _train_prior(args):
 
     r = train_prior(dvae=_dvae(args.dvae, args.out, not args.quiet), steps=args.steps, batch_size=args.batch_size,
                     lr=args.lr, dim=args.dim, depth=args.depth, heads=args.heads, attention=args.attention,
-                    n_train=args.n_train, seed=args.seed, progress=not args.quiet, out=args.out)
+                    image_positions=args.image_positions, n_train=args.n_train, seed=args.seed,
+                    progress=not args.quiet, out=args.out)
     m = r["metrics"]
-    print(f"DALL-E prior ({m['attention']} attention): {m['parameters']:,} parameters, {m['steps']} steps "
-          f"of {m['batch_size']} in {m['train_seconds']:.0f} s")
+    print(f"DALL-E prior ({m['attention']} attention, {m['image_positions']} positions): "
+          f"{m['parameters']:,} parameters, {m['steps']} steps of {m['batch_size']} in {m['train_seconds']:.0f} s")
     print(f"held-out scenes: text loss {m['held_out_scenes_text_loss']:.3f}, image loss "
           f"{m['held_out_scenes_image_loss']:.3f} nats/token")
     if args.results:
@@ -103,6 +104,8 @@ def register(subparsers):
     t.add_argument("--depth", type=int, default=None)
     t.add_argument("--heads", type=int, default=None)
     t.add_argument("--attention", choices=["full", "row", "column", "conv", "sparse"], default=None)
+    t.add_argument("--image-positions", choices=["flat", "axial"], default=None,
+                   help="image tokens' position embeddings: one 1-D table, or row + column tables")
     t.add_argument("--n-train", type=int, default=None)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", default="runs/dalle", help="folder for prior.safetensors + its tokenizer")

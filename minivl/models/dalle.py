@@ -35,6 +35,14 @@ token:
   ``(i - 2) % 4 == 0``, row otherwise, conv in the last layer;
 * ``"full"``: plain causal attention (the fused attention kernel).
 
+Position embeddings (``image_positions``): ``"flat"`` gives every stream
+position one learned vector of a 1-D table (GPT's), so that "the cell above"
+(``w`` positions back) has to be learned from scratch; ``"axial"`` keeps the
+1-D table for the caption and <soi> and gives the image token holding cell
+``(r, c)`` the sum ``row[r] + column[c]`` of two small learned tables (the
+factorised "axial" embedding of the reference implementations, e.g.
+DALLE-pytorch; the paper does not spell its own out).
+
 ``generate`` samples the codes of a caption with temperature / top-k and a
 key/value cache, exactly as the uncached loop would; decoding to pixels is the
 dVAE's job (``minivl.recipes.dalle``).
@@ -53,6 +61,7 @@ from minivl.models.text import CausalTextEncoder, init_weights, sample_next
 from minivl.tensor import Tensor, no_grad
 
 ATTENTION = ("full", "row", "column", "conv", "sparse")
+IMAGE_POSITIONS = ("flat", "axial")
 
 
 @dataclass
@@ -71,6 +80,10 @@ class DALLEConfig:
     kernel: int = 3  # window of "conv" attention
     text_weight: float = 1 / 8
     image_weight: float = 7 / 8
+    # "flat": one 1-D table over the stream; "axial": image tokens get row[r] + column[c].
+    # "flat" here so that checkpoints saved before the option load as they were trained;
+    # the recipe (minivl.recipes.dalle.DEFAULTS) picks "axial".
+    image_positions: str = "flat"
 
 
 def layer_kinds(attention: str, depth: int) -> list[str]:
@@ -114,6 +127,38 @@ def attention_mask(kind: str, text_len: int, grid_h: int, grid_w: int, kernel: i
     return mask
 
 
+class AxialStreamEmbedding(nn.Module):
+    """``token[ids] + position`` for the prior's stream, where the position of
+    caption slot / <soi> ``p <= L`` is ``text_position[p]`` and that of the
+    token holding cell ``i = p - L - 1`` (row ``i // w``, column ``i % w``)
+    is ``row[i // w] + column[i % w]``. Same interface as
+    ``minivl.models.text.TokenPositionEmbedding`` (``forward(ids, start)``,
+    ``token``, ``max_len``), so ``CausalTextEncoder`` and its caches use it unchanged."""
+
+    def __init__(self, vocab_size, text_len, grid_h, grid_w, dim):
+        super().__init__()
+        self.text_len, self.grid_w = text_len, grid_w
+        self.max_len = text_len + grid_h * grid_w  # the stream minus its last code
+        self.token = nn.Embedding(vocab_size, dim)
+        self.text_position = nn.Embedding(text_len + 1, dim)  # caption slots and <soi>
+        self.row = nn.Embedding(grid_h, dim)
+        self.column = nn.Embedding(grid_w, dim)
+
+    def positions(self, start, n):
+        """``(n, D)`` position vectors of stream positions ``start .. start + n - 1``."""
+        p = np.arange(start, start + n)
+        text_p, cell = p[p <= self.text_len], p[p > self.text_len] - self.text_len - 1
+        parts = []
+        if len(text_p):
+            parts.append(self.text_position(text_p))  # (n_text, D)
+        if len(cell):
+            parts.append(self.row(cell // self.grid_w) + self.column(cell % self.grid_w))  # (n_cells, D)
+        return parts[0] if len(parts) == 1 else F.concat(parts, axis=0)
+
+    def forward(self, ids, start=0):
+        return self.token(ids) + self.positions(start, ids.shape[1])  # (B, N, D)
+
+
 class DALLE(nn.Module):
     """The stage-2 prior: ``forward(ids (B, N))`` -> logits ``(B, N, vocab_size)``."""
 
@@ -123,11 +168,16 @@ class DALLE(nn.Module):
         super().__init__()
         c = self.config = DALLEConfig(**{**(vars(config) if config else {}), **overrides})
         layer_kinds(c.attention, c.depth)  # validates the name
+        if c.image_positions not in IMAGE_POSITIONS:
+            raise ValueError(f"image_positions must be one of {IMAGE_POSITIONS}, got {c.image_positions!r}")
         for name in ("text_vocab", "text_len", "image_vocab", "grid_h", "grid_w", "depth"):
             if getattr(c, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(c, name)}")
         self.transformer = CausalTextEncoder(self.vocab_size, self.max_len, c.dim, c.depth, c.num_heads,
                                              c.mlp_ratio, "gelu_tanh", c.dropout)
+        if c.image_positions == "axial":  # swap the 1-D table for text + row + column tables
+            self.transformer.embeddings = AxialStreamEmbedding(self.vocab_size, c.text_len, c.grid_h,
+                                                               c.grid_w, c.dim)
         self.head = nn.Linear(c.dim, self.vocab_size, bias=False)
         init_weights(self, residual_depth=c.depth)
 
@@ -309,4 +359,5 @@ class DALLE(nn.Module):
         return (codes, np.stack(drawn, axis=1)) if return_logits else codes
 
 
-__all__ = ["ATTENTION", "DALLE", "DALLEConfig", "attention_mask", "layer_kinds"]
+__all__ = ["ATTENTION", "DALLE", "IMAGE_POSITIONS", "AxialStreamEmbedding", "DALLEConfig", "attention_mask",
+           "layer_kinds"]

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from minivl.checkpoint import load_checkpoint, save_checkpoint
+from minivl.io import load, load_metadata, save
 from minivl.models.dalle import DALLE, attention_mask, layer_kinds
 
 TINY = dict(text_vocab=20, text_len=4, image_vocab=7, grid_h=2, grid_w=3, dim=16, depth=2, num_heads=2)
@@ -132,8 +133,9 @@ def test_code_nll_is_the_image_loss_code_by_code():
         m.code_nll(ids[:, :-1])
 
 
-def test_loss_gradient_reaches_every_weight():
-    m = DALLE(**TINY, attention="sparse")
+@pytest.mark.parametrize("positions", ["flat", "axial"])
+def test_loss_gradient_reaches_every_weight(positions):
+    m = DALLE(**TINY, attention="sparse", image_positions=positions)
     _, _, ids = _streams(m, seed=2)
     m.loss(ids).backward()
     for name, p in m.named_parameters():
@@ -142,10 +144,11 @@ def test_loss_gradient_reaches_every_weight():
         assert p.grad is not None and np.abs(p.grad).sum() > 0, name
 
 
+@pytest.mark.parametrize("positions", ["flat", "axial"])
 @pytest.mark.parametrize("attention", ["full", "sparse", "conv"])
 @pytest.mark.parametrize("temperature, top_k", [(1.0, None), (0.7, 3), (0.0, None)])
-def test_cached_sampling_equals_uncached(attention, temperature, top_k):
-    m = DALLE(**TINY, attention=attention)
+def test_cached_sampling_equals_uncached(attention, temperature, top_k, positions):
+    m = DALLE(**TINY, attention=attention, image_positions=positions)
     text, _, _ = _streams(m, seed=3)
     a, la = m.generate(text, temperature, top_k, use_cache=True, generator=np.random.default_rng(7),
                        return_logits=True)
@@ -160,8 +163,8 @@ def test_cached_sampling_equals_uncached(attention, temperature, top_k):
 
 def test_cached_sampling_equals_uncached_on_a_16x16_grid():
     """The default dVAE writes a 16 x 16 grid: 256 image positions; "sparse" at depth 6 runs
-    row, column and conv masks of width 16 (the shorter grids above test "full")."""
-    m = DALLE(**{**TINY, "grid_h": 16, "grid_w": 16, "depth": 6}, attention="sparse")
+    row, column and conv masks of width 16 (the shorter grids above test "full"); axial positions."""
+    m = DALLE(**{**TINY, "grid_h": 16, "grid_w": 16, "depth": 6}, attention="sparse", image_positions="axial")
     text, _, _ = _streams(m, seed=4, B=2)
     a, la = m.generate(text, 1.0, None, use_cache=True, generator=np.random.default_rng(1), return_logits=True)
     b = m.generate(text, 1.0, None, use_cache=False, generator=np.random.default_rng(1))
@@ -188,3 +191,48 @@ def test_bad_inputs_raise_and_checkpoints_round_trip(tmp_path):
     back = load_checkpoint(DALLE, tmp_path / "prior.safetensors")
     assert back.config == m.config
     np.testing.assert_allclose(back(ids[:, :-1]).data, m(ids[:, :-1]).data)
+
+
+def test_axial_positions_are_code_plus_row_plus_column():
+    """Cell (r, c)'s token: its code's vector + row[r] + column[c]; caption slots and <soi>
+    keep their 1-D vectors; the same from any start (the cached path feeds one token)."""
+    m = DALLE(**{**TINY, "grid_h": 3, "grid_w": 4}, image_positions="axial")
+    _, _, ids = _streams(m, seed=5)
+    e = m.transformer.embeddings
+    got = e(ids[:, :-1]).data  # (B, L + n, D)
+    L, w = m.config.text_len, m.config.grid_w
+    token, text_pos, row, col = (t.weight.data for t in (e.token, e.text_position, e.row, e.column))
+    for p in range(m.max_len):
+        if p <= L:
+            want = token[ids[:, p]] + text_pos[p]
+        else:
+            r, c = divmod(p - L - 1, w)  # the cell this position holds
+            want = token[ids[:, p]] + row[r] + col[c]
+        np.testing.assert_allclose(got[:, p], want, rtol=1e-5, atol=1e-7, err_msg=f"position {p}")
+        np.testing.assert_allclose(e(ids[:, p:p + 1], start=p).data[:, 0], want, rtol=1e-5, atol=1e-7)
+    assert "transformer.embeddings.position.weight" not in dict(m.named_parameters())
+    with pytest.raises(ValueError, match="image_positions"):
+        DALLE(**TINY, image_positions="diagonal")
+
+
+def test_checkpoints_saved_before_the_option_load_as_flat(tmp_path):
+    """A config written without ``image_positions`` (the priors saved so far) rebuilds the
+    flat-position model it was trained as; an axial one round-trips as axial."""
+    import json
+
+    old = DALLE(**TINY)
+    path = tmp_path / "old.safetensors"
+    save_checkpoint(old, path)
+    meta = load_metadata(path)
+    config = json.loads(meta["config"])
+    del config["image_positions"]
+    save(load(path), path, metadata={**meta, "config": json.dumps(config)})
+    _, _, ids = _streams(old)
+    back = load_checkpoint(DALLE, path)
+    assert back.config.image_positions == "flat"
+    np.testing.assert_allclose(back(ids[:, :-1]).data, old(ids[:, :-1]).data)
+    axial = DALLE(**TINY, image_positions="axial")
+    save_checkpoint(axial, tmp_path / "axial.safetensors")
+    back = load_checkpoint(DALLE, tmp_path / "axial.safetensors")
+    assert back.config.image_positions == "axial"
+    np.testing.assert_allclose(back(ids[:, :-1]).data, axial(ids[:, :-1]).data)

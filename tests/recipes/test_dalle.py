@@ -166,9 +166,10 @@ def test_cli_trains_a_vae_then_a_prior_that_finds_it(tmp_path, monkeypatch, caps
     assert main(["dalle", "train-prior", "--steps", "2", "--dim", "16", "--depth", "1", "--heads", "2",
                  "--batch-size", "4", "--n-train", "300", "--out", str(tmp_path), "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert "DALL-E prior (full attention)" in out and "held-out scenes" in out
+    assert "DALL-E prior (full attention, axial positions)" in out and "held-out scenes" in out
     model, _, _ = load_prior(tmp_path / CHECKPOINT)
     assert model.config.image_vocab == 16  # the prior read the codes of the dVAE beside it
+    assert model.config.image_positions == "axial"  # the recipe's default reaches the command
 
 
 def test_patch_codebook_stand_in_round_trips_its_own_codes():
