@@ -20,7 +20,7 @@ def _train(args):
     model, data, h = run_stage(args.stage, args.out, args.steps, args.batch_size, args.projector,
                                args.seed, args.n_train, args.lm_steps, args.clip, args.resume,
                                not args.quiet, args.conversations, args.lm_depth, args.image_position,
-                               args.balance_kinds, args.lm_text)
+                               args.balance_kinds, args.lm_text, args.short_answers, args.short_share)
     trained = model.num_parameters(trainable_only=True)
     print(f"LLaVA stage {args.stage}: {trained:,} of {model.num_parameters():,} parameters trained; "
           f"{len(h.loss)} steps, loss {h.loss[0]:.3f} -> {np.mean(h.loss[-10:]):.3f}"
@@ -63,6 +63,7 @@ def _study(args):
                   clip_cache=args.clip, conversations=args.conversations, rows=tuple(args.rows),
                   lm_depth=args.lm_depth, image_position=args.image_position,
                   balance_kinds=args.balance_kinds, lm_text=args.lm_text,
+                  short_answers=args.short_answers, short_share=args.short_share, curve_every=args.curve_every,
                   out=Path(args.checkpoints) / f"seed{seed}" if args.checkpoints else None,
                   progress=not args.quiet, wait_for_clip=args.wait_for_clip, on_row=partial)
         partial(r)
@@ -235,6 +236,8 @@ POSITION_HELP = ("the <image> placeholder before the first instruction ('<image>
                  "after it ('question\\n<image>')")
 LM_TEXT_HELP = ("the GPT's pretraining text: 'plain' (instruction response) or 'chat' (the same in the "
                 "USER:/ASSISTANT: template, as Vicuna read chats)")
+SHORT_HELP = "one-round short questions per training scene for stage 2 (0: none)"
+SHARE_HELP = "the share of stage-2 batches drawn from the short questions alone"
 CLIP_HELP = ("folder of a CLIP run ('minivl clip train --out'); default: the eye cached under "
              "$MINIVL_CACHE (~/.cache/minivl), trained once when absent")
 
@@ -263,6 +266,8 @@ def register(subparsers):
     t.add_argument("--image-position", choices=("before", "after"), default=STUDY["image_position"],
                    help=POSITION_HELP + " (stage 1; stage 2 keeps the checkpoint's)")
     t.add_argument("--lm-text", choices=LM_TEXTS, default=STUDY["lm_text"], help=LM_TEXT_HELP + " (stage 1)")
+    t.add_argument("--short-answers", type=int, default=STUDY["short_answers"], help=SHORT_HELP)
+    t.add_argument("--short-share", type=float, default=STUDY["short_share"], help=SHARE_HELP)
     t.add_argument("--clip", default=None, help=CLIP_HELP)
     t.add_argument("--out", default="runs/llava", help="folder for gpt/stage1/stage2.safetensors")
     t.add_argument("--resume", default=None, help="a stageN.safetensors to continue to --steps")
@@ -285,6 +290,10 @@ def register(subparsers):
                    help="which rows to run (the rest can run in another process; --merge joins them)")
     s.add_argument("--batch-size", type=int, default=STUDY["batch_size"])
     s.add_argument("--lm-text", choices=LM_TEXTS, default=STUDY["lm_text"], help=LM_TEXT_HELP)
+    s.add_argument("--short-answers", type=int, default=STUDY["short_answers"], help=SHORT_HELP)
+    s.add_argument("--short-share", type=float, default=STUDY["short_share"], help=SHARE_HELP)
+    s.add_argument("--curve-every", type=int, default=0,
+                   help="also measure short answers by type every this many stage-2 steps (0: never)")
     s.add_argument("--checkpoints", default=None,
                    help="folder: keep each seed's linear-projector stage1/stage2.safetensors in seedN/ "
                         "(for 'minivl llava diagnose')")

@@ -12,7 +12,9 @@ stage-1 caption pairs and stage-2 instructions, with their statistics
 * stage 1 (S34): ``<image>`` + one caption, the answer being the caption;
 * stage 2 (S35): the teacher's conversations, detailed descriptions and
   complex reasoning (``minivl/data/instructions.py``), in the template of
-  ``minivl/data/llava_format.py``.
+  ``minivl/data/llava_format.py``; optionally also ``short_questions``,
+  one-round questions answered in the teacher's sentence (what LLaVA-1.5 adds
+  to the mix with its academic VQA data, Liu et al. 2023b, Table 7).
 
 ``statistics`` counts what a data set holds: kinds, turns, lengths, question
 types, as the paper's Table 1 does for LLaVA-Instruct-158K.
@@ -68,6 +70,32 @@ def instructions(scenes, seed, kinds=INSTRUCTION_KINDS, conversations=1) -> list
                 item = make_instruction(scene, i, "conversation", more)
                 if item is not None:
                     out.append(item)
+    return out
+
+
+SHORT_TYPES = ("exist", "count", "colour", "shape", "relation")  # the evaluation's types (llava_eval.EVAL_TYPES)
+
+
+def short_questions(scenes, seed, per_scene=1, types=SHORT_TYPES) -> list[Instruction]:
+    """``per_scene`` one-round samples of kind ``"short"`` per scene: one question of a type drawn
+    uniformly from ``types``, answered in the teacher's sentence (as in its conversations).
+
+    LLaVA-1.5 adds short-answer VQA data (VQAv2, GQA: the training splits of
+    the benchmarks it reports) to LLaVA-Instruct; these are our world's
+    equivalent, written on the training scenes only.
+    """
+    from minivl.data.instructions import _answer_sentence, _sentence
+    from minivl.data.vqa import ask
+
+    if per_scene < 0:
+        raise ValueError(f"per_scene must be >= 0, got {per_scene}")
+    rng = np.random.default_rng([seed, 31, 3])
+    out = []
+    for i, scene in enumerate(scenes):
+        for _ in range(per_scene):
+            q = ask(scene, str(rng.choice(list(types))), rng)
+            if q is not None:
+                out.append(Instruction("short", ((_sentence(q.text), _answer_sentence(q)),), i))
     return out
 
 
@@ -143,7 +171,7 @@ def statistics(items: list[Instruction], examples: list[LLaVAExample] | None = N
     turns = [len(it.turns) for it in items]
     q_words = [len(q.split()) for it in items for q, _ in it.turns]
     a_words = [len(a.split()) for it in items for _, a in it.turns]
-    qtypes = Counter(question_type(q) for it in items if it.kind == "conversation" for q, _ in it.turns)
+    qtypes = Counter(question_type(q) for it in items if it.kind in ("conversation", "short") for q, _ in it.turns)
     out = {"samples": len(items), "kinds": dict(kinds), "turns": sum(turns),
            "turns_per_sample": round(float(np.mean(turns)), 2),
            "instruction_words_mean": round(float(np.mean(q_words)), 1),
@@ -158,5 +186,5 @@ def statistics(items: list[Instruction], examples: list[LLaVAExample] | None = N
     return out
 
 
-__all__ = ["llava_scenes", "instructions", "caption_pairs", "plain_text", "chat_documents", "make_tokenizer",
-           "format_items", "format_captions", "statistics", "pieces"]
+__all__ = ["llava_scenes", "instructions", "short_questions", "caption_pairs", "plain_text", "chat_documents",
+           "make_tokenizer", "format_items", "format_captions", "statistics", "pieces"]

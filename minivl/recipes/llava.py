@@ -44,6 +44,7 @@ from minivl.data.llava_data import (
     llava_scenes,
     make_tokenizer,
     plain_text,
+    short_questions,
     statistics,
 )
 from minivl.data.llava_eval import (
@@ -66,9 +67,9 @@ from minivl.train import History, train
 MAX_LEN = 128
 LR = {1: 3e-3, 2: 3e-3}  # peak learning rate of each stage (warm-up, then cosine to a tenth)
 # the study's defaults: about 20 minutes per seed on one core (lectures/10-llava.md, S36)
-STUDY = dict(n_train=2000, lm_steps=500, stage1_steps=200, stage2_steps=3500, batch_size=16,
-             conversations=4, lm_depth=2, image_position="after", balance_kinds=True,
-             lm_text="plain")
+STUDY = dict(n_train=2000, lm_steps=500, stage1_steps=200, stage2_steps=10000, batch_size=16,
+             conversations=4, lm_depth=4, image_position="after", balance_kinds=True,
+             lm_text="plain", short_answers=4, short_share=0.75)
 LM_TEXTS = ("plain", "chat")  # the GPT's pretraining text: plain (question answer) or in the chat template
 STUDY_ROWS = ("lm_alone", "stage1", "stage2", "stage2_v15")  # S36's four rows
 STUDY_CAPTIONS = 100  # held-out captions per row (stage 1's own task, minivl/data/llava_eval.py)
@@ -105,9 +106,12 @@ def clip_tower(cache=None, steps=CLIP_STEPS, progress=True, wait=0):
                       progress=progress)["model"]
 
 
-def pretrain_lm(tokenizer, docs, steps=300, seed=0, dim=64, depth=STUDY["lm_depth"], heads=4, batch_size=16,
+def pretrain_lm(tokenizer, docs, steps=300, seed=0, dim=64, depth=2, heads=4, batch_size=16,
                 progress=True):
-    """GPT pretrained on plain-text ``docs`` (the Vicuna stand-in); returns ``(model, metrics)``."""
+    """GPT pretrained on plain-text ``docs`` (the Vicuna stand-in); returns ``(model, metrics)``.
+
+    ``depth``: 2 blocks for the tour and the notebook; the study passes its own (``STUDY["lm_depth"]``).
+    """
     from minivl.recipes.gpt import train_gpt
 
     n_val = max(len(docs) // 20, 20)
@@ -124,14 +128,21 @@ class LLaVAData:
     """Everything a run reads: scenes, pictures, features, tokenizer, examples."""
 
     def __init__(self, n_train=3000, n_test=300, seed=0, vocab_size=600, conversations=1,
-                 balance_kinds=False, lm_text="plain"):
+                 balance_kinds=False, lm_text="plain", short_answers=0, short_share=0.0):
         if lm_text not in LM_TEXTS:
             raise ValueError(f"lm_text must be one of {LM_TEXTS}, got {lm_text!r}")
+        if not 0.0 <= short_share < 1.0 or (short_share > 0) != (short_answers > 0):
+            raise ValueError(f"short_share must be in [0, 1) and > 0 exactly when short_answers > 0, "
+                             f"got short_share={short_share}, short_answers={short_answers}")
         self.seed, self.balance_kinds, self.lm_text = seed, balance_kinds, lm_text
         self.train_scenes, self.train_images = llava_scenes(n_train, seed)
         self.test_scenes, self.test_images = llava_scenes(n_test, seed + 1000)  # held out
         self.items = instructions(self.train_scenes, seed, conversations=conversations)
         self.captions = caption_pairs(self.train_scenes, seed)
+        # stage 2's one-round short questions, drawn in batches of their own (``batches``); the
+        # tokenizer and the GPT's text are those of the teacher's three kinds, as without them
+        self.short_items = short_questions(self.train_scenes, seed, short_answers)
+        self.short_share = short_share
         self.tokenizer = make_tokenizer(self.items, self.captions, vocab_size)
         # the Vicuna stand-in's pretraining text: "chat" writes it in the template (chat_documents)
         self.docs = (plain_text(self.items, self.captions) if lm_text == "plain"
@@ -153,8 +164,16 @@ class LLaVAData:
             out = format_items(self.tokenizer, self.items, num_image_tokens, image, image_position)
         return [e for e in out if len(e.formatted) <= max_len]
 
+    def short_examples(self, num_image_tokens, image=True, image_position="before"):
+        """Stage 2's one-round short questions (``short_questions``), formatted."""
+        return format_items(self.tokenizer, self.short_items, num_image_tokens, image, image_position)
+
     def statistics(self, num_image_tokens=9):
-        return statistics(self.items, self.examples(2, num_image_tokens))
+        out = statistics(self.items, self.examples(2, num_image_tokens))
+        if self.short_items:
+            out["short"] = statistics(self.short_items, self.short_examples(num_image_tokens))
+            out["short"]["share_of_batches"] = self.short_share
+        return out
 
 
 def kind_weights(examples):
@@ -164,18 +183,28 @@ def kind_weights(examples):
     return np.array([1.0 / (len(count) * count[k]) for k in kinds])
 
 
-def batches(examples, features, pad_id, batch_size, seed, start=0, balance_kinds=False):
+def batches(examples, features, pad_id, batch_size, seed, start=0, balance_kinds=False, short=(),
+            short_share=0.0):
     """Random batches ``(features | None, ids, labels)`` forever; batch s depends on (seed, s).
 
     ``balance_kinds``: draw each kind (conversation, detail, reasoning) equally
     often, however many samples of it there are; otherwise every sample equally.
+    ``short``, ``short_share``: that share of the batches is drawn from the
+    examples ``short`` alone (one-round questions: short sequences, so cheap
+    batches; LLaVA-1.5 too groups its batches by length and modality).
     """
+    if short_share and not short:
+        raise ValueError(f"short_share={short_share} needs short examples, got none")
     step = start
     p = kind_weights(examples) if balance_kinds else None
     while True:
         step += 1
-        pick = np.random.default_rng([seed, step]).choice(len(examples), batch_size, replace=False, p=p)
-        chosen = [examples[i] for i in pick]
+        rng = np.random.default_rng([seed, step])
+        if short_share and np.random.default_rng([seed, step, 2]).random() < short_share:
+            pool, pick = short, rng.choice(len(short), batch_size, replace=False)
+        else:
+            pool, pick = examples, rng.choice(len(examples), batch_size, replace=False, p=p)
+        chosen = [pool[i] for i in pick]
         ids, labels = pad_batch([e.formatted for e in chosen], pad_id)
         feats = None if features is None else features[[e.scene_index for e in chosen]]
         yield feats, ids, labels
@@ -195,8 +224,12 @@ def freeze_for_stage(model: LLaVA, stage: int) -> LLaVA:
 
 
 def train_stage(model, data: LLaVAData, stage, steps, batch_size=32, lr=None, seed=0, image=True,
-                out=None, resume=None, stop_after=None, progress=True, desc=None) -> History:
-    """Train ``model`` for stage ``stage`` (``image=False``: the text-only baseline, LM alone)."""
+                out=None, resume=None, stop_after=None, progress=True, desc=None, evaluate=None,
+                eval_every=0) -> History:
+    """Train ``model`` for stage ``stage`` (``image=False``: the text-only baseline, LM alone).
+
+    ``evaluate()`` (a dict of metrics), every ``eval_every`` steps: learning curves in ``History.evals``.
+    """
     freeze_for_stage(model, stage)
     lr = lr or LR[stage]
     params = [p for p in model.parameters() if p.requires_grad]
@@ -207,8 +240,10 @@ def train_stage(model, data: LLaVAData, stage, steps, batch_size=32, lr=None, se
     n = model.config.num_image_tokens
     feats = data.train_features if image else None
     examples = data.examples(stage, n, image, model.config.max_len, model.config.image_position)
+    short = data.short_examples(n, image, model.config.image_position) if stage == 2 else ()
     stream = batches(examples, feats, data.tokenizer.special_tokens[PAD],
-                     batch_size, seed, begin, balance_kinds=data.balance_kinds and stage == 2)
+                     batch_size, seed, begin, balance_kinds=data.balance_kinds and stage == 2,
+                     short=short, short_share=data.short_share if stage == 2 else 0.0)
     path = None if out is None else Path(out) / f"stage{stage}.safetensors"
 
     def save(step):
@@ -219,6 +254,7 @@ def train_stage(model, data: LLaVAData, stage, steps, batch_size=32, lr=None, se
     if end > begin:
         history = train(model, lambda m, b: m.loss(*b), stream, optimizer, end - begin, scheduler,
                         clip_norm=1.0, progress=progress, desc=desc or f"llava stage {stage}",
+                        evaluate=evaluate, eval_every=eval_every,
                         on_step=(lambda s: save(begin + s) if (begin + s) % 200 == 0 else None)
                         if path else None)
         history.steps = [begin + s for s in history.steps]
@@ -249,16 +285,13 @@ def _generate_all(model, tokenizer, prompts, features, max_new_tokens, batch_siz
     return replies
 
 
-def evaluate(model, data: LLaVAData, image=True, n_per_type=60, n_describe=100, n_reason=100,
-             seed=0, n_caption=None) -> dict:
-    """Short-answer accuracy by type, description P/R/F1, reasoning accuracy and caption precision
-    on held-out scenes (``n_caption`` captions; None: as many as descriptions)."""
-    rng = np.random.default_rng([seed, 36])
+def evaluate_short(model, data: LLaVAData, image=True, n_per_type=60, seed=0, rng=None) -> dict:
+    """Short-answer accuracy by type (``n_per_type`` questions each) and overall, on held-out scenes."""
+    rng = np.random.default_rng([seed, 36]) if rng is None else rng
     tok, n = data.tokenizer, model.config.num_image_tokens
     scenes, feats = data.test_scenes, data.test_features
     fmt = lambda q: format_conversation(tok, [(q, None)], n, image, image_position=model.config.image_position)
     pick = lambda: int(rng.integers(len(scenes)))
-    # short answers
     questions = []
     for qtype in EVAL_TYPES:
         got = 0
@@ -275,6 +308,18 @@ def evaluate(model, data: LLaVAData, image=True, n_per_type=60, n_describe=100, 
         right[q.qtype].append(short_answer(q, reply) == q.answer)
     out = {f"short_{t}": float(np.mean(right[t])) for t in EVAL_TYPES}
     out["short_answer"] = float(np.mean([v for t in EVAL_TYPES for v in right[t]]))
+    return out
+
+
+def evaluate(model, data: LLaVAData, image=True, n_per_type=60, n_describe=100, n_reason=100,
+             seed=0, n_caption=None) -> dict:
+    """Short-answer accuracy by type, description P/R/F1, reasoning accuracy and caption precision
+    on held-out scenes (``n_caption`` captions; None: as many as descriptions)."""
+    rng = np.random.default_rng([seed, 36])
+    tok, n = data.tokenizer, model.config.num_image_tokens
+    scenes, feats = data.test_scenes, data.test_features
+    fmt = lambda q: format_conversation(tok, [(q, None)], n, image, image_position=model.config.image_position)
+    out = evaluate_short(model, data, image, n_per_type, seed, rng)  # first: the same draws as before
     # detailed descriptions
     idx = rng.choice(len(scenes), min(n_describe, len(scenes)), replace=False)
     prompts = [fmt("Describe the image in detail.") for _ in idx]
@@ -331,19 +376,22 @@ def study(seed=0, n_train=STUDY["n_train"], n_test=200, lm_steps=STUDY["lm_steps
           progress=True, out=None, eval_sizes=(60, 60, 60), wait_for_clip=0, on_row=None,
           conversations=STUDY["conversations"], rows=STUDY_ROWS, lm_depth=STUDY["lm_depth"],
           image_position=STUDY["image_position"], balance_kinds=STUDY["balance_kinds"],
-          lm_text=STUDY["lm_text"]) -> dict:
+          lm_text=STUDY["lm_text"], short_answers=STUDY["short_answers"],
+          short_share=STUDY["short_share"], curve_every=0) -> dict:
     """The four rows of S36 for one seed: LM alone, stage 1, stage 2, stage 2 (v1.5).
 
     ``on_row(partial)`` is called after every row with the result so far.
     ``rows``: which of ``STUDY_ROWS`` to run (the others can run in another
     process; ``minivl llava study --merge`` joins the rows of one seed).
+    ``curve_every``: also measure short answers by type (40 per type) every
+    that many stage-2 steps, kept as each row's ``curve``.
     """
     if not rows or set(rows) - set(STUDY_ROWS):
         raise ValueError(f"rows must be some of {STUDY_ROWS}, got {rows!r}")
     began = time.perf_counter()
     manual_seed(seed)
     data = LLaVAData(n_train, n_test, seed, conversations=conversations, balance_kinds=balance_kinds,
-                     lm_text=lm_text)
+                     lm_text=lm_text, short_answers=short_answers, short_share=short_share)
     gpt, lm_metrics = pretrain_lm(data.tokenizer, data.docs, lm_steps, seed, depth=lm_depth, progress=progress)
     clip = clip_tower(clip_cache, clip_steps, progress, wait_for_clip)
     data.compute_features(build(data, clip, gpt))
@@ -360,13 +408,24 @@ def study(seed=0, n_train=STUDY["n_train"], n_test=200, lm_steps=STUDY["lm_steps
                       "data": {"train_scenes": n_train, "test_scenes": n_test,
                                "conversations_per_scene": conversations, "lm_depth": lm_depth,
                                "image_position": image_position, "balance_kinds": balance_kinds,
-                               "lm_text": lm_text,
+                               "lm_text": lm_text, "short_answers_per_scene": short_answers,
+                               "short_share": short_share,
                                "eval_sizes": list(eval_sizes)}, "rows_run": list(wanted)}
+
+    def curve(model, image=True):  # short answers by type during stage 2 (``curve_every``)
+        if not curve_every:
+            return {}
+        return dict(evaluate=lambda: {t: evaluate_short(model, data, image, 40, seed)[f"short_{t}"]
+                                      for t in EVAL_TYPES}, eval_every=curve_every)
+
     if "lm_alone" in wanted:
         t = time.perf_counter()
         blind = build(data, clip, gpt, image_position=image_position)
-        train_stage(blind, data, 2, stage2_steps, lr=stage2_lr, image=False, desc="llava text only", **kw)
+        h = train_stage(blind, data, 2, stage2_steps, lr=stage2_lr, image=False, desc="llava text only",
+                        **kw, **curve(blind, False))
         rows["lm_alone"] = evaluate(blind, data, image=False, **ev)
+        if h.evals:
+            rows["lm_alone"]["curve"] = h.evals
         seconds["lm_alone"] = time.perf_counter() - t
         if on_row:
             on_row(report())
@@ -386,9 +445,11 @@ def study(seed=0, n_train=STUDY["n_train"], n_test=200, lm_steps=STUDY["lm_steps
         if name not in wanted:
             continue
         h2 = train_stage(model, data, 2, stage2_steps, lr=stage2_lr, desc=f"{name} stage 2",
-                         out=out if projector == "linear" else None, **kw)
+                         out=out if projector == "linear" else None, **kw, **curve(model))
         rows[name] = evaluate(model, data, **ev)
         rows[name]["final_loss"] = float(np.mean(h2.loss[-20:]))
+        if h2.evals:
+            rows[name]["curve"] = h2.evals
         seconds[name] = time.perf_counter() - t
         if on_row:
             on_row(report())
@@ -402,7 +463,7 @@ def run_stage(stage, out="runs/llava", steps=None, batch_size=STUDY["batch_size"
               seed=0, n_train=STUDY["n_train"], lm_steps=STUDY["lm_steps"], clip_cache=None, resume=None,
               progress=True, conversations=STUDY["conversations"], lm_depth=STUDY["lm_depth"],
               image_position=STUDY["image_position"], balance_kinds=STUDY["balance_kinds"],
-              lm_text=STUDY["lm_text"]):
+              lm_text=STUDY["lm_text"], short_answers=STUDY["short_answers"], short_share=STUDY["short_share"]):
     """``minivl llava train --stage N``: stage 1 from CLIP + a pretrained GPT (cached in ``out``),
     stage 2 from ``out/stage1.safetensors``; returns ``(model, data, history)``."""
     from minivl.checkpoint import load_checkpoint, save_checkpoint
@@ -410,7 +471,7 @@ def run_stage(stage, out="runs/llava", steps=None, batch_size=STUDY["batch_size"
 
     out = Path(out)
     data = LLaVAData(n_train, 50, seed, conversations=conversations, balance_kinds=balance_kinds,
-                     lm_text=lm_text)
+                     lm_text=lm_text, short_answers=short_answers, short_share=short_share)
     if stage == 1:
         gpt_path = out / "gpt.safetensors"
         if gpt_path.exists():

@@ -135,3 +135,20 @@ def test_conversations_per_scene_only_add_conversations():
     assert sum(len(t) == 3 for t in turns.values()) > 0.8 * len(scenes)
     with pytest.raises(ValueError, match="conversations"):
         instructions(scenes, 0, conversations=-1)
+
+
+def test_short_questions_are_one_round_of_the_named_types():
+    from minivl.data.llava_data import SHORT_TYPES, short_questions
+
+    scenes, _ = llava_scenes(60, 5)
+    items = short_questions(scenes, 0, per_scene=3)
+    assert all(it.kind == "short" and len(it.turns) == 1 for it in items)
+    per_scene = Counter(it.scene_index for it in items)
+    assert max(per_scene.values()) == 3 and len(items) > 0.9 * 3 * len(scenes)  # a one-object scene has no relation
+    types = Counter(question_type(it.turns[0][0]) for it in items)
+    assert set(types) == set(SHORT_TYPES) and min(types.values()) > 0.1 * len(items), types  # drawn uniformly
+    only = short_questions(scenes, 0, per_scene=2, types=("exist",))
+    assert {question_type(it.turns[0][0]) for it in only} == {"exist"} and len(only) == 2 * len(scenes)
+    assert short_questions(scenes, 0, per_scene=0) == []
+    with pytest.raises(ValueError, match="per_scene"):
+        short_questions(scenes, 0, per_scene=-1)

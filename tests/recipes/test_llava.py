@@ -191,3 +191,32 @@ def test_study_rows_run_apart_are_joined_per_seed():
         join_seeds(runs + [run(0, {"stage2": 0.2})])
     with pytest.raises(ValueError, match="rows"):
         study(rows=("stage3",))
+
+
+def test_short_batches_take_their_share_and_leave_the_old_stream_alone(parts):
+    """``short_share`` of the batches come from the short questions alone, the others from the
+    teacher's mix alone; with no share the batches are those drawn before the option existed."""
+    from dataclasses import replace
+
+    from minivl.data.llava_data import format_items, short_questions
+    from minivl.recipes.llava import batches
+
+    data, _, _ = parts
+    mix = data.examples(2, 9)[:50]
+    short = format_items(data.tokenizer, short_questions(data.train_scenes, 0, 2), 9)
+    mix = [replace(e, scene_index=i) for i, e in enumerate(mix)]  # the feature says which sample
+    short = [replace(e, scene_index=len(mix) + i) for i, e in enumerate(short)]
+    feats = np.arange(len(mix) + len(short))[:, None, None] * np.ones((1, 9, 1))
+    stream = batches(mix, feats, 0, 4, seed=0, short=short, short_share=0.3)
+    drawn = [next(stream)[0][:, 0, 0] >= len(mix) for _ in range(800)]
+    assert all(d.all() or not d.any() for d in drawn)  # a batch is of one pool
+    assert abs(np.mean([d.all() for d in drawn]) - 0.3) < 0.04
+    # short_share 0: batch s is still default_rng([seed, s]).choice(...) of the mix
+    old = batches(mix, feats, 0, 4, seed=7, short=short, short_share=0.0)
+    for s in range(1, 4):
+        pick = np.random.default_rng([7, s]).choice(len(mix), 4, replace=False)
+        np.testing.assert_array_equal(next(old)[0][:, 0, 0], pick)
+    with pytest.raises(ValueError, match="short_share"):
+        next(batches(mix, feats, 0, 4, seed=0, short=(), short_share=0.5))
+    with pytest.raises(ValueError, match="short_share"):
+        LLaVAData(n_train=5, n_test=2, short_answers=0, short_share=0.5)
