@@ -1,11 +1,13 @@
 """Which Numba attention kernel should serve a short sequence: the short-row kernel or the tiled one.
 
 ``kernels/numba/attention.py`` sends a call to ``attention_rows.py`` when
-``attention_rows.serves(Nk, causal)``, else to its tiled FlashAttention kernel.
+``attention_rows.serves(Nq, Nk, causal)``, else to its tiled FlashAttention kernel.
 This times both kernels, forced, on the lecture models' shapes (4 heads of 16
 dimensions, q, k, v as the head-split views ``MultiHeadAttention`` passes, so
 the tiled kernel's copies are counted), forward and forward + backward, with
-and without a causal mask, at sequence lengths from 9 to 129, beside torch's
+and without a causal mask, at sequence lengths from 9 to 129, and (unmasked)
+with a few queries over many keys, as ViLBERT's region queries read the words,
+beside torch's
 ``scaled_dot_product_attention`` on the same arrays; each result is validated
 against the reference first. One thread; CPU time (``time.process_time``), so a
 busy host inflates the figures less than wall time would; medians of 15 calls.
@@ -25,6 +27,7 @@ from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results" / "attention_rows_cpu.json"
 LENGTHS = (9, 13, 17, 33, 49, 65, 81, 97, 129)
+CROSS = ((4, 20), (8, 20), (12, 20), (16, 20), (4, 65), (8, 65), (16, 65))  # (queries, keys)
 HEADS, DIM = 4, 16
 TOKENS = 64 * 65  # batch * N kept near ViT's benchmark batch (64 images of 65 tokens)
 
@@ -44,29 +47,32 @@ def _route(rows_kernel: bool):
     """Force every call to the short-row kernel (True) or the tiled one (False)."""
     from minivl.kernels.numba import attention_rows
 
-    saved = attention_rows.ROWS_MAX_NK, attention_rows.ROWS_MAX_NK_CAUSAL
+    saved = attention_rows.ROWS_MAX_NK, attention_rows.ROWS_MAX_NK_CAUSAL, attention_rows.ROWS_MAX_NQ
     limit = 10**9 if rows_kernel else -1
-    attention_rows.ROWS_MAX_NK = attention_rows.ROWS_MAX_NK_CAUSAL = limit
+    attention_rows.ROWS_MAX_NK = attention_rows.ROWS_MAX_NK_CAUSAL = attention_rows.ROWS_MAX_NQ = limit
     try:
         yield
     finally:
-        attention_rows.ROWS_MAX_NK, attention_rows.ROWS_MAX_NK_CAUSAL = saved
+        attention_rows.ROWS_MAX_NK, attention_rows.ROWS_MAX_NK_CAUSAL, attention_rows.ROWS_MAX_NQ = saved
 
 
-def _measure(causal, n, rng):
-    """One row of the table: both kernels forced, and torch, on ``n`` tokens."""
+def _measure(causal, n, rng, nq=None):
+    """One row of the table: both kernels forced, and torch, on ``nq`` (default ``n``) queries over ``n`` keys."""
     import numpy as np
     import torch
     import torch.nn.functional as TF
     from minivl.kernels import reference as ref
     from minivl.kernels.numba import attention, attention_rows
 
+    nq = n if nq is None else nq
     batch = max(1, TOKENS // n)
-    q, k, v, do = (rng.standard_normal((batch, n, HEADS, DIM)).astype(np.float32).transpose(0, 2, 1, 3)
-                   for _ in range(4))  # (B, H, N, D) views of (B, N, H, D) arrays
+    k, v = (rng.standard_normal((batch, n, HEADS, DIM)).astype(np.float32).transpose(0, 2, 1, 3)
+            for _ in range(2))  # (B, H, N, D) views of (B, N, H, D) arrays
+    q, do = (rng.standard_normal((batch, nq, HEADS, DIM)).astype(np.float32).transpose(0, 2, 1, 3)
+             for _ in range(2))
     o_want, _ = ref.attention_forward(q, k, v, None, causal)
-    row = {"causal": causal, "n": n, "batch": batch, "heads": HEADS, "head_dim": DIM,
-           "served_by": "rows" if attention_rows.serves(n, causal) else "tiled"}
+    row = {"causal": causal, "n": n, "queries": nq, "batch": batch, "heads": HEADS, "head_dim": DIM,
+           "served_by": "rows" if attention_rows.serves(nq, n, causal) else "tiled"}
     for name in ("rows", "tiled"):
         with _route(name == "rows"):
             o, lse = attention.attention_forward(q, k, v, causal=causal)
@@ -100,13 +106,13 @@ def main():
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
     rows = []
-    for causal in (True, False):
-        for n in LENGTHS:
-            row = _measure(causal, n, rng)
-            rows.append(row)
-            print(f"{'causal' if causal else 'full  '} N={n:4d}  rows {row['rows_ms']:6.2f}  tiled "
-                  f"{row['tiled_ms']:6.2f}  torch {row['torch_ms']:6.2f} ms (fwd+bwd)  served by "
-                  f"{row['served_by']}, faster: {row['faster']}")
+    cases = [(c, n, n) for c in (True, False) for n in LENGTHS] + [(False, nq, nk) for nq, nk in CROSS]
+    for causal, nq, n in cases:
+        row = _measure(causal, n, rng, nq)
+        rows.append(row)
+        print(f"{'causal' if causal else 'full  '} Nq={nq:4d} Nk={n:4d}  rows {row['rows_ms']:6.2f}  tiled "
+              f"{row['tiled_ms']:6.2f}  torch {row['torch_ms']:6.2f} ms (fwd+bwd)  served by "
+              f"{row['served_by']}, faster: {row['faster']}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "command": "python benchmarks/bench_attention_rows.py", "machine": f"{os.cpu_count()} cores",

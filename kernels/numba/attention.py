@@ -333,7 +333,7 @@ def _prepare(name, q, k, v, key_padding_mask, scale, flat=True):
 
 def attention_forward(q, k, v, key_padding_mask=None, causal=False, scale=None):
     """softmax(q k^T * scale + mask) v and the per-row log-sum-exp, in O(N) memory."""
-    if attention_rows.serves(np.shape(k)[2], causal):  # short rows: no copies, no tiles
+    if attention_rows.serves(np.shape(q)[2], np.shape(k)[2], causal):  # short rows: no copies, no tiles
         return attention_rows.attention_forward(
             *_prepare("attention_forward", q, k, v, key_padding_mask, scale, flat=False), causal=causal)
     q3, k3, v3, mask, scale, dtype = _prepare("attention_forward", q, k, v, key_padding_mask, scale)
@@ -350,7 +350,7 @@ def attention_forward(q, k, v, key_padding_mask=None, causal=False, scale=None):
 
 def attention_backward(q, k, v, o, lse, do, key_padding_mask=None, causal=False, scale=None):
     """(dq, dk, dv) of ``attention_forward``, rebuilding P from the saved lse."""
-    if attention_rows.serves(np.shape(k)[2], causal):
+    if attention_rows.serves(np.shape(q)[2], np.shape(k)[2], causal):
         q, k, v, mask, scale, dtype = _prepare("attention_backward", q, k, v, key_padding_mask, scale, flat=False)
         B, H, Nq, _ = q.shape
         assert np.shape(o) == (B, H, Nq, v.shape[3]) and np.shape(do) == np.shape(o) and np.shape(lse) == (B, H, Nq), (

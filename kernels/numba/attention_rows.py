@@ -20,9 +20,10 @@ the stack and indexes q, k, v straight in their ``(B, N, H, D)`` layout: a
 pass, and the outputs are allocated ``(B, N, H, D)`` and returned as
 ``(B, H, N, D)`` views, so merging the heads afterwards is a free reshape.
 Its memory is O(N) per task like the tiled kernel's. ``attention.py``
-dispatches here when ``serves(Nk, causal)``: causal rows up to 88 keys (GPT,
-the text towers of CLIP and LLaVA), unmasked rows below 15 keys; BERT's,
-ViT's and ViLBERT's longer unmasked rows take the tiled kernel.
+dispatches here when ``serves(Nq, Nk, causal)``: causal rows up to 88 keys (GPT,
+the text towers of CLIP and LLaVA), unmasked rows below 15 keys or heads of at
+most 12 queries (ViLBERT's regions); BERT's, ViT's and ViLBERT's text
+self-attention take the tiled kernel.
 """
 
 from __future__ import annotations
@@ -35,21 +36,26 @@ from numba import prange
 from ._parallel import parallel_kernel
 from .vmath import JIT_OPTIONS, exp
 
-# Longest key sequences served here; longer ones take the tiled kernel.
+# Which calls this kernel serves; the rest take the tiled kernel.
 # ``python benchmarks/bench_attention_rows.py`` times both kernels forced
 # (one thread, 4 heads of 16 dimensions, CPU time of forward + backward, the
 # tiled kernel's copies included; ``benchmarks/results/attention_rows_cpu.json``):
-# with a causal mask these rows win up to N = 81 and lose from N = 97 on; without
-# one they win only up to N = 13, since they compute every score of a row one
-# axpy at a time, while the tiled kernel's register-tiled products pay from
-# about 16 keys on (a causal row skips half its keys, which helps the rows).
+# with a causal mask these rows win up to N = 81 keys and lose from N = 97 on;
+# without one they win up to N = 13 keys, or at any length when a head has at
+# most 12 queries (ViLBERT's region queries over the words): they compute
+# every score of a row one axpy at a time, while the tiled kernel's
+# register-tiled products pay from about 16 keys and 16 query rows on (a
+# causal row skips half its keys, which helps the rows).
 ROWS_MAX_NK_CAUSAL = 88
 ROWS_MAX_NK = 14
+ROWS_MAX_NQ = 12
 
 
-def serves(nk: int, causal: bool) -> bool:
-    """Whether this kernel (rather than the tiled one) serves ``nk`` keys."""
-    return nk <= (ROWS_MAX_NK_CAUSAL if causal else ROWS_MAX_NK)
+def serves(nq: int, nk: int, causal: bool) -> bool:
+    """Whether this kernel (rather than the tiled one) serves ``nq`` queries over ``nk`` keys."""
+    if causal:
+        return nk <= ROWS_MAX_NK_CAUSAL
+    return nk <= ROWS_MAX_NK or nq <= ROWS_MAX_NQ
 
 
 def heads_last(x, dtype):

@@ -91,12 +91,12 @@ def test_fused_mlp_equals_the_unfused_mlp(activation):
 @contextlib.contextmanager
 def short_rows_everywhere():
     """Route every call to the short-row kernel, whatever ``attention_rows.serves`` picks."""
-    saved = attention_rows.ROWS_MAX_NK, attention_rows.ROWS_MAX_NK_CAUSAL
-    attention_rows.ROWS_MAX_NK = attention_rows.ROWS_MAX_NK_CAUSAL = 10**9
+    saved = attention_rows.ROWS_MAX_NK, attention_rows.ROWS_MAX_NK_CAUSAL, attention_rows.ROWS_MAX_NQ
+    attention_rows.ROWS_MAX_NK = attention_rows.ROWS_MAX_NK_CAUSAL = attention_rows.ROWS_MAX_NQ = 10**9
     try:
         yield
     finally:
-        attention_rows.ROWS_MAX_NK, attention_rows.ROWS_MAX_NK_CAUSAL = saved
+        attention_rows.ROWS_MAX_NK, attention_rows.ROWS_MAX_NK_CAUSAL, attention_rows.ROWS_MAX_NQ = saved
 
 
 @settings(deadline=None, max_examples=25)
