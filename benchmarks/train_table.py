@@ -1,8 +1,9 @@
-"""The README's training-step table, printed from benchmarks/results/train_cpu.json
+"""The README's training-step tables, printed from benchmarks/results/train_cpu.json
 (written by ``python benchmarks/bench_train.py --threads 1 2 --profile``), so every
-figure quoted is one the benchmark measured.
+figure quoted is one the benchmark measured: the ratios to torch, and (``--gaps``)
+where each step's time goes, by kind of op, minivl's numba backend against torch.
 
-    python benchmarks/train_table.py [--json benchmarks/results/train_cpu.json]
+    python benchmarks/train_table.py [--json benchmarks/results/train_cpu.json] [--gaps]
 """
 
 from __future__ import annotations
@@ -40,12 +41,57 @@ def top_ops(data, model, threads=1, n=4):
     return "; ".join(out)
 
 
+# Kinds of op in the per-op profiles: minivl's autograd nodes, torch's aten ops.
+KINDS = {
+    "GEMM": (("Linear.", "MatMul."), ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear")),
+    "attention": (("FusedAttention.",), ("aten::_scaled_dot_product",)),
+    "GELU": (("BiasGELU.", "GELU."), ("aten::gelu",)),
+    "layer norm": (("LayerNorm.",), ("aten::native_layer_norm",)),
+}
+
+
+def kind_ms(ops, side):
+    """ms per step of each kind of op (and the rest) in one backend's profile."""
+    out = {kind: 0.0 for kind in KINDS}
+    for name, ms in ops.items():
+        if name == "total":
+            continue
+        for kind, prefixes in KINDS.items():
+            if name.startswith(prefixes[side]):
+                out[kind] += ms
+                break
+    out["rest"] = ops["total"] - sum(out.values())
+    return out
+
+
+def gaps(data, threads=1):
+    """Per model: ms per step by kind of op, numba / torch, from the instrumented profile
+    (its totals include the timers' own overhead, so they exceed the plain timings)."""
+    kinds = list(KINDS) + ["rest"]
+    lines = ["| model | " + " | ".join(f"{k} (numba / torch ms)" for k in kinds) + " | total |",
+             "| --- |" + " --- |" * (len(kinds) + 1)]
+    for model, by_threads in data.get("per_op_ms", {}).items():
+        prof = by_threads.get(f"threads_{threads}")
+        if not prof:
+            continue
+        ours, theirs = kind_ms(prof["numba"], 0), kind_ms(prof["torch"], 1)
+        cells = [f"{ours[k]:.1f} / {theirs[k]:.1f}" for k in kinds]
+        lines.append(f"| {model} | " + " | ".join(cells)
+                     + f" | {prof['numba']['total']:.1f} / {prof['torch']['total']:.1f} |")
+    return "\n".join(lines)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", type=Path, default=RESULTS)
+    parser.add_argument("--gaps", action="store_true", help="also print the time by kind of op")
     args = parser.parse_args()
     data = json.loads(args.json.read_text())
     print(table(data))
+    if args.gaps:
+        threads = sorted({int(k[8:]) for r in data["per_op_ms"].values() for k in r})
+        for n in threads:
+            print(f"\nms per step by kind of op, {n} thread(s), instrumented:\n{gaps(data, n)}")
     print(f"\nload average before / after: {data['load_average_before']} / {data['load_average_after']}")
     for model in data["results"]:
         print(f"{model} top ops (ms/step, 1 thread): {top_ops(data, model)}")
