@@ -18,7 +18,6 @@ busy host inflates the figures less than wall time would; medians of 15 calls.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import statistics
@@ -42,20 +41,6 @@ def _cpu_ms(fn, repeats=15):
     return 1e3 * statistics.median(times)
 
 
-@contextlib.contextmanager
-def _route(rows_kernel: bool):
-    """Force every call to the short-row kernel (True) or the tiled one (False)."""
-    from minivl.kernels.numba import attention_rows
-
-    saved = attention_rows.ROWS_MAX_NK, attention_rows.ROWS_MAX_NK_CAUSAL, attention_rows.ROWS_MAX_NQ
-    limit = 10**9 if rows_kernel else -1
-    attention_rows.ROWS_MAX_NK = attention_rows.ROWS_MAX_NK_CAUSAL = attention_rows.ROWS_MAX_NQ = limit
-    try:
-        yield
-    finally:
-        attention_rows.ROWS_MAX_NK, attention_rows.ROWS_MAX_NK_CAUSAL, attention_rows.ROWS_MAX_NQ = saved
-
-
 def _measure(causal, n, rng, nq=None):
     """One row of the table: both kernels forced, and torch, on ``nq`` (default ``n``) queries over ``n`` keys."""
     import numpy as np
@@ -74,7 +59,7 @@ def _measure(causal, n, rng, nq=None):
     row = {"causal": causal, "n": n, "queries": nq, "batch": batch, "heads": HEADS, "head_dim": DIM,
            "served_by": "rows" if attention_rows.serves(nq, n, causal) else "tiled"}
     for name in ("rows", "tiled"):
-        with _route(name == "rows"):
+        with attention_rows.forced_kernel(name):
             o, lse = attention.attention_forward(q, k, v, causal=causal)
             np.testing.assert_allclose(o, o_want, rtol=1e-4, atol=1e-5)  # validate before timing
             forward = _cpu_ms(lambda: attention.attention_forward(q, k, v, causal=causal))

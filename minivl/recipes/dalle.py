@@ -51,7 +51,7 @@ CHECKPOINT = "prior.safetensors"
 # forward + backward at batch 32: results/dalle_mask_timing.json). 600 steps (results/dalle_600steps.json)
 # left shapes ragged (held-out image loss 0.90 nats per code); 3000 steps halve that loss (0.43) and
 # draw whole objects (results/dalle_flat_3000steps.json); 2312 / 2095 s at load 3 on two shared cores (seeds 0 / 1):
-# over the 15-minute budget for the prior (that run: results/dalle_flat_3000steps.json).
+# over the 15-minute budget for the prior.
 # Image tokens now get axial row + column position embeddings (``image_positions="axial"``): at 1000
 # steps, seed 0, held-out image loss 0.694 against 0.746 with the flat 1-D table, and the
 # shape / colour word-swap gaps double (results/dalle_axial_1000steps.json, dalle_flat_1000steps.json).

@@ -57,7 +57,7 @@ from minivl import functional as F
 from minivl.checkpoint import load_checkpoint, save_checkpoint
 from minivl.data.captions import holds, sample_caption
 from minivl.data.foil import foil_candidates
-from minivl.data.language import SIZE_WORDS
+from minivl.data.language import RELATION_WORDS, SIZE_WORDS
 from minivl.data.loader import pad_sequences
 from minivl.data.shapes import COLOURS, SHAPES
 from minivl.data.world import ShapesWorld
@@ -86,9 +86,11 @@ TERM_WEIGHTS = {"masked_words": 1.0, "masked_regions": 1.0, "alignment": 5.0}
 HARD_KINDS = ("size", "relation")
 HARD_SHARE = 0.0
 # Words by kind, as captions write them (``minivl/data/language.py``; relation phrases by
-# their one deciding word: "to the left of" by "left"). Each is one token after a space.
+# their deciding word: "to the left of" by "left"). Each is one token after a space.
+_LINKING = {"to", "the", "of", "than"}
 WORD_KINDS = {"size": [w for ws in SIZE_WORDS for w in ws],
-              "relation": ["left", "right", "above", "below", "over", "under", "bigger", "larger", "smaller"],
+              "relation": list(dict.fromkeys(w for phrases in RELATION_WORDS.values() for p in phrases
+                                             for w in p.split() if w not in _LINKING)),
               "colour": list(COLOURS), "shape": list(SHAPES)}
 # Masking rate per word kind in pretraining, for the kinds named here; every other word is
 # chosen at BERT's 15% (S08; empty: the paper's rule for every word). Size and relation words

@@ -4,8 +4,6 @@ differences, the MLP that uses it against the unfused MLP, and the short-row
 attention kernel (kernels/numba/attention_rows.py) against the reference in
 the (B, H, N, D) head-split views it is fed."""
 
-import contextlib
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -88,17 +86,6 @@ def test_fused_mlp_equals_the_unfused_mlp(activation):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
-@contextlib.contextmanager
-def short_rows_everywhere():
-    """Route every call to the short-row kernel, whatever ``attention_rows.serves`` picks."""
-    saved = attention_rows.ROWS_MAX_NK, attention_rows.ROWS_MAX_NK_CAUSAL, attention_rows.ROWS_MAX_NQ
-    attention_rows.ROWS_MAX_NK = attention_rows.ROWS_MAX_NK_CAUSAL = attention_rows.ROWS_MAX_NQ = 10**9
-    try:
-        yield
-    finally:
-        attention_rows.ROWS_MAX_NK, attention_rows.ROWS_MAX_NK_CAUSAL, attention_rows.ROWS_MAX_NQ = saved
-
-
 @settings(deadline=None, max_examples=25)
 @given(
     dtype=st.sampled_from([np.float32, np.float64]),
@@ -119,14 +106,14 @@ def test_short_row_attention_matches_the_reference_on_head_split_views(dtype, si
     if padded:
         mask = rng.random((B, Nk)) < 0.7
         mask[0] = False  # a fully masked batch row: zero output, lse -inf, zero gradients
-    with short_rows_everywhere():  # these sizes exercise this kernel, not the tiled one
+    with attention_rows.forced_kernel("rows"):  # these sizes exercise this kernel, not the tiled one
         o, lse = nb_attention.attention_forward(q, k, v, mask, causal)
     o_want, lse_want = ref.attention_forward(q, k, v, mask, causal)
     tol = 2e-5 if dtype == np.float32 else 1e-11
     np.testing.assert_allclose(o, o_want, rtol=tol, atol=tol)
     np.testing.assert_allclose(lse, lse_want, rtol=tol, atol=tol)
     do = rng.standard_normal(o.shape).astype(dtype)
-    with short_rows_everywhere():
+    with attention_rows.forced_kernel("rows"):
         grads = nb_attention.attention_backward(q, k, v, o, lse, do, mask, causal)
     for got, want in zip(grads, ref.attention_backward(q, k, v, o_want, lse_want, do, mask, causal)):
         assert got.shape == want.shape and got.dtype == dtype
