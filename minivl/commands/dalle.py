@@ -39,6 +39,7 @@ def _train_prior(args):
     r = train_prior(dvae=_dvae(args.dvae, args.out, not args.quiet), steps=args.steps, batch_size=args.batch_size,
                     lr=args.lr, dim=args.dim, depth=args.depth, heads=args.heads, attention=args.attention,
                     image_positions=args.image_positions, n_train=args.n_train, seed=args.seed,
+                    caption_dropout=args.caption_dropout,
                     progress=not args.quiet, out=args.out)
     m = r["metrics"]
     print(f"DALL-E prior ({m['attention']} attention, {m['image_positions']} positions): "
@@ -52,18 +53,20 @@ def _train_prior(args):
 
 
 def _generate(args):
-    from minivl.recipes.dalle import CHECKPOINT, check_pair, decode, generate_codes, load_prior, rerank
+    from minivl.recipes.dalle import CHECKPOINT, GUIDANCE, check_pair, decode, generate_codes, load_prior, rerank
     from minivl.viz.images import image_grid
 
     if args.n < 1:
         raise SystemExit("--n must be >= 1")
+    if args.guidance is None:
+        args.guidance = GUIDANCE
     path = Path(args.checkpoint)
     try:
         model, bpe, words = load_prior(path / CHECKPOINT if path.is_dir() else path)
         dvae = _dvae(args.dvae, path if path.is_dir() else path.parent, not args.quiet)
         check_pair(model, dvae)
         codes = generate_codes(model, bpe, [args.caption], args.n, args.temperature, args.top_k, args.seed,
-                               progress=not args.quiet, words=words)
+                               progress=not args.quiet, words=words, guidance=args.guidance)
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
     images = decode(dvae, codes)  # (1, n, S, S, 3)
@@ -107,6 +110,9 @@ def register(subparsers):
     t.add_argument("--image-positions", choices=["flat", "axial"], default=None,
                    help="image tokens' position embeddings: one 1-D table, or row + column tables")
     t.add_argument("--n-train", type=int, default=None)
+    t.add_argument("--caption-dropout", type=float, default=None,
+                   help="probability that a training caption is replaced by the empty caption, for "
+                   "classifier-free guidance (a later addition, not DALL-E 1; default: the recipe's)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", default="runs/dalle", help="folder for prior.safetensors + its tokenizer")
     t.add_argument("--results", default=None, help="write the metrics as JSON here")
@@ -121,6 +127,9 @@ def register(subparsers):
                    help="the prior's dVAE (default: dvae.safetensors beside the prior, else the cached default)")
     g.add_argument("--temperature", type=float, default=1.0)
     g.add_argument("--top-k", type=int, default=None)
+    g.add_argument("--guidance", type=float, default=None,
+                   help="classifier-free guidance scale S (a later addition, not DALL-E 1; 1 = the paper's "
+                   "sampling; needs a prior trained with caption dropout; default: the recipe's)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--out", default="dalle.png")
     g.add_argument("--quiet", action="store_true")

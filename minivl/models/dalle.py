@@ -46,6 +46,17 @@ DALLE-pytorch; the paper does not spell its own out).
 ``generate`` samples the codes of a caption with temperature / top-k and a
 key/value cache, exactly as the uncached loop would; decoding to pixels is the
 dVAE's job (``minivl.recipes.dalle``).
+
+**Classifier-free guidance (a later addition, not DALL-E 1).** Make-A-Scene
+(Gafni et al. 2022) and Parti (Yu et al. 2022) sharpen the text condition of
+an autoregressive text-to-image transformer: train with the caption dropped
+now and then (``drop_captions``: a dropped caption becomes the all-pad stream
+``empty_text``, the same per-position pad tokens a short caption ends with), so
+that one model gives both ``c``, the next-code logits after the caption, and
+``u``, those after the empty caption; sample from ``u + s * (c - u)``.
+``generate(guidance=s)``: ``s = 1`` is the paper's sampling exactly (the empty
+stream is not even run), ``s = 0`` samples as if the caption were empty, ``s >
+1`` pushes away from what the prior would draw without the caption.
 """
 
 from __future__ import annotations
@@ -221,6 +232,26 @@ class DALLE(nn.Module):
             out[b, :len(tokens)] = tokens
         return out
 
+    def empty_text(self, batch: int) -> np.ndarray:
+        """``(batch, L)`` empty captions: pad ``i`` at every position ``i`` (``pad_text([[]] * batch)``)."""
+        V, L = self.config.text_vocab, self.config.text_len
+        return np.tile(np.arange(V, V + L), (batch, 1))
+
+    def drop_captions(self, ids, p: float, generator: np.random.Generator) -> np.ndarray:
+        """Caption dropout for classifier-free guidance (not DALL-E 1; see the module
+        docstring): a copy of ``ids (B, >= L)`` (captions or full streams) in which each row,
+        with probability ``p``, has its ``L`` caption positions replaced by ``empty_text``;
+        <soi> and the codes are kept."""
+        ids = np.array(ids)
+        L = self.config.text_len
+        if ids.ndim != 2 or ids.shape[1] < L:
+            raise ValueError(f"ids must have shape (B, >= text_len={L}), got {ids.shape}")
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"caption dropout p must lie in [0, 1], got {p}")
+        drop = generator.random(len(ids)) < p  # (B,)
+        ids[drop, :L] = self.empty_text(int(drop.sum()))
+        return ids
+
     def stream(self, text, codes) -> np.ndarray:
         """``text (B, L)`` from ``pad_text`` and ``codes (B, h, w)`` in [0, K) -> ``(B, L + 1 + n)``."""
         c = self.config
@@ -320,7 +351,7 @@ class DALLE(nn.Module):
     # sampling
 
     def generate(self, text, temperature=1.0, top_k=None, use_cache=True, generator=None,
-                 return_logits=False):
+                 return_logits=False, guidance=1.0):
         """Sample the codes of captions ``text (B, L)`` (from ``pad_text``) -> ``(B, h, w)`` in [0, K).
 
         Each code is drawn from the image logits at ``temperature`` (0: greedy),
@@ -328,7 +359,16 @@ class DALLE(nn.Module):
         With ``use_cache`` each step feeds only the newest token and reuses the
         keys and values of the earlier ones. ``return_logits``: also the
         ``(B, n, K)`` image logits each code was drawn from.
+
+        ``guidance`` (classifier-free guidance, a later addition: not DALL-E 1):
+        ``s = 1`` samples as the paper does. Otherwise the empty caption's stream
+        runs beside each caption's (rows ``B .. 2B-1`` of one batch, so each has
+        its own cached keys and values), both get every drawn code, and the code
+        is drawn from ``u + s * (c - u)`` (``c``: the caption's logits, ``u``:
+        the empty caption's), temperature and top-k applied after the mixing.
         """
+        if not np.isfinite(guidance):
+            raise ValueError(f"guidance must be a finite number, got {guidance}")
         c = self.config
         text = np.asarray(text)
         if text.ndim != 2 or text.shape[1] != c.text_len or text.dtype.kind not in "iu":
@@ -336,7 +376,10 @@ class DALLE(nn.Module):
         if text.min() < 0 or text.max() >= self.soi:
             raise ValueError(f"text ids must lie in [0, {self.soi}) (BPE ids and pads), got "
                              f"[{text.min()}, {text.max()}]")
-        ids = np.concatenate([text, np.full((len(text), 1), self.soi)], axis=1)  # (B, L + 1)
+        B, guided = len(text), guidance != 1
+        if guided:  # (2B, L): the captions, then as many empty captions
+            text = np.concatenate([text, self.empty_text(B).astype(text.dtype)])
+        ids = np.concatenate([text, np.full((len(text), 1), self.soi)], axis=1)  # (B or 2B, L + 1)
         was_training, caches, drawn = self.training, None, []
         self.eval()
         try:
@@ -349,13 +392,18 @@ class DALLE(nn.Module):
                         logits = self(ids, caches=caches)
                     else:
                         logits = self(ids[:, -1:], caches=caches)  # only the newest token
-                    row = logits.numpy()[:, -1, self.image_start:]  # (B, K)
+                    row = logits.numpy()[:, -1, self.image_start:]  # (B or 2B, K)
+                    if guided:
+                        cond, uncond = row[:B], row[B:]  # (B, K) each
+                        row = uncond + guidance * (cond - uncond)
                     drawn.append(row)
-                    code = sample_next(row, temperature, top_k, generator=generator)
+                    code = sample_next(row, temperature, top_k, generator=generator)  # (B,)
+                    if guided:
+                        code = np.concatenate([code, code])  # the empty stream continues with the same code
                     ids = np.concatenate([ids, (code + self.image_start)[:, None].astype(ids.dtype)], axis=1)
         finally:
             self.train(was_training)
-        codes = (ids[:, c.text_len + 1:] - self.image_start).reshape(len(text), c.grid_h, c.grid_w)
+        codes = (ids[:B, c.text_len + 1:] - self.image_start).reshape(B, c.grid_h, c.grid_w)
         return (codes, np.stack(drawn, axis=1)) if return_logits else codes
 
 

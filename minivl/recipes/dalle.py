@@ -6,8 +6,13 @@ lecture S22, S24, S26-S28; Ramesh et al. 2021).
   are the argmax codes of the frozen dVAE (``minivl.recipes.dvae.default_dvae``);
 * ``train_prior``: AdamW + warm-up/cosine on the 1/8 text + 7/8 image loss,
   teacher-forced validation losses on the held-out sets;
-* ``generate_images``: temperature / top-k sampling with the key/value cache,
-  decoded by the dVAE decoder;
+* ``generate_codes``: temperature / top-k sampling with the key/value cache,
+  decoded by the dVAE decoder (``decode``);
+* classifier-free guidance, a later addition (Make-A-Scene, Parti; not DALL-E
+  1): ``train_prior(caption_dropout=p)`` trains on captions replaced by the
+  empty caption with probability p, and ``generate_codes(guidance=s)`` samples
+  from ``u + s * (c - u)`` (``minivl.models.dalle.DALLE.generate``); s = 1 is
+  the paper's sampling;
 * ``rerank``: a CLIP trained on the same pairs at the same 32 px
   (``train_reranker`` reuses ``minivl.recipes.clip``'s batches, loss and
   optimizer; ``default_reranker`` caches it) orders each caption's candidates;
@@ -56,8 +61,13 @@ CHECKPOINT = "prior.safetensors"
 # steps, seed 0, held-out image loss 0.694 against 0.746 with the flat 1-D table, and the
 # shape / colour word-swap gaps double (results/dalle_axial_1000steps.json, dalle_flat_1000steps.json).
 # 1500 steps to stay inside the 15-minute budget (results/dalle.json).
+# caption_dropout: the fraction of training captions replaced by the empty caption, for
+# classifier-free guidance (a later addition, not DALL-E 1; 0 = the paper's training).
 DEFAULTS = dict(steps=1500, batch_size=32, lr=2e-3, warmup=100, dim=64, depth=4, heads=4,
-                attention="full", n_train=20000, text_len=16, vocab_size=512, image_positions="axial")
+                attention="full", n_train=20000, text_len=16, vocab_size=512, image_positions="axial",
+                caption_dropout=0.0)
+# The guidance scale s of sampling (1 = the paper's sampling; see generate_codes).
+GUIDANCE = 1.0
 RERANKER = dict(steps=500, batch_size=64, lr=2e-3, dim=64, depth=2, heads=4, embed_dim=64,
                 patch_size=16, vocab_size=512)
 
@@ -155,6 +165,17 @@ def batches(streams, batch_size, seed, start=0):
         yield streams[np.random.default_rng([seed, step]).choice(len(streams), batch_size, replace=False)]
 
 
+def drop_captions(model, batches, p, seed):
+    """``batches`` with each row's caption replaced by the empty caption with probability ``p``
+    (``DALLE.drop_captions``); the draw of batch ``s`` depends only on ``(seed, s)``. ``p = 0``
+    passes the batches through untouched. Classifier-free guidance's training (not DALL-E 1)."""
+    if p == 0:
+        yield from batches
+        return
+    for step, batch in enumerate(batches, 1):
+        yield model.drop_captions(batch, p, np.random.default_rng([seed, step, 1]))
+
+
 def make_optimizer(model, lr, steps, warmup, weight_decay=0.01):
     """AdamW (decay on matrices only) with warm-up and cosine decay to lr / 20."""
     params = [p for p in model.parameters() if p.requires_grad]
@@ -177,18 +198,20 @@ def validation(model, streams, batch_size=200) -> dict:
 
 def train_prior(dvae=None, steps=None, batch_size=None, lr=None, warmup=None, dim=None, depth=None,
                 heads=None, attention=None, n_train=None, text_len=None, vocab_size=None,
-                image_positions=None, eval_every=250, seed=0, progress=True, out=None, data=None) -> dict:
+                image_positions=None, caption_dropout=None, eval_every=250, seed=0, progress=True, out=None,
+                data=None) -> dict:
     """Train a DALL-E prior on the codes of ``dvae`` (default: the cached default dVAE).
 
     Every argument left None takes ``DEFAULTS``. Returns ``{"model", "bpe",
     "words", "dvae", "history", "metrics", "data"}``; ``data`` is ``(train,
     evals, streams)`` and may be passed in to reuse it. With ``out`` the prior
-    goes to ``out/prior.safetensors`` (and its BPE beside it).
+    goes to ``out/prior.safetensors`` (and its BPE beside it). ``caption_dropout``: the
+    probability that a training caption is replaced by the empty caption (for guidance).
     """
     o = {k: v if v is not None else DEFAULTS[k] for k, v in dict(
         steps=steps, batch_size=batch_size, lr=lr, warmup=warmup, dim=dim, depth=depth, heads=heads,
         attention=attention, n_train=n_train, text_len=text_len, vocab_size=vocab_size,
-        image_positions=image_positions).items()}
+        image_positions=image_positions, caption_dropout=caption_dropout).items()}
     began = time.perf_counter()
     manual_seed(seed)
     if dvae is None:
@@ -215,7 +238,8 @@ def train_prior(dvae=None, steps=None, batch_size=None, lr=None, warmup=None, di
 
     optimizer, scheduler = make_optimizer(model, o["lr"], o["steps"], o["warmup"])
     start = {"step": 0, **run_eval(model, evaluate)}
-    history: History = train(model, lambda m, b: m.loss(b), batches(streams, o["batch_size"], seed),
+    stream_batches = drop_captions(model, batches(streams, o["batch_size"], seed), o["caption_dropout"], seed)
+    history: History = train(model, lambda m, b: m.loss(b), stream_batches,
                              optimizer, o["steps"], scheduler, clip_norm=1.0, evaluate=evaluate,
                              eval_every=eval_every, progress=progress, desc=f"dalle prior ({o['attention']})")
     history.after(0, start)
@@ -253,13 +277,15 @@ def load_prior(path):
 
 
 def generate_codes(model, bpe, captions, n=1, temperature=1.0, top_k=None, seed=0, batch_size=512,
-                   progress=False, words=None) -> np.ndarray:
-    """``n`` sampled code grids per caption: ``(len(captions), n, h, w)``."""
+                   progress=False, words=None, guidance=1.0) -> np.ndarray:
+    """``n`` sampled code grids per caption: ``(len(captions), n, h, w)``. ``guidance``: the
+    classifier-free guidance scale (1: the paper's sampling; a prior trained with
+    ``caption_dropout`` is needed for any other)."""
     if words is not None:
         check_words(captions, words)
     text = np.repeat(text_ids(model, bpe, captions), n, axis=0)  # (C * n, L), candidates together
     generator = np.random.default_rng(seed)
-    out = [model.generate(text[i:i + batch_size], temperature, top_k, generator=generator)
+    out = [model.generate(text[i:i + batch_size], temperature, top_k, generator=generator, guidance=guidance)
            for i in tqdm(range(0, len(text), batch_size), desc="sampling", disable=not progress, leave=False)]
     return np.concatenate(out).reshape(len(captions), n, model.config.grid_h, model.config.grid_w)
 
@@ -337,7 +363,7 @@ def rerank(clip, tokenizer, images, captions):
 
 
 def evaluate(model, bpe, dvae, evals, judge, reranker=None, n_candidates=16, n_eval=None, seed=0,
-             temperature=1.0, top_k=None, progress=False) -> dict:
+             temperature=1.0, top_k=None, progress=False, guidance=1.0) -> dict:
     """Judge the generations of each evaluation set's captions.
 
     ``judge(images uint8 (N, S, S, 3), captions: list[Caption]) -> bool (N,)``:
@@ -346,7 +372,8 @@ def evaluate(model, bpe, dvae, evals, judge, reranker=None, n_candidates=16, n_e
     ``reranker = (clip, tokenizer)``), ``correct_any`` (some candidate is
     correct: the ceiling of reranking), ``correct_shuffled`` (each first sample
     judged against another caption of the set: a generator that ignored the
-    text), ``real`` (the judge on the real images) and the code perplexity.
+    text), ``real`` (the judge on the real images) and the code perplexity. ``guidance``: the
+    classifier-free guidance scale of the sampling (1: the paper's).
     """
     from minivl.recipes.dvae import code_usage
 
@@ -354,7 +381,7 @@ def evaluate(model, bpe, dvae, evals, judge, reranker=None, n_candidates=16, n_e
     for name, pairs in evals.items():
         pairs = pairs[:n_eval] if n_eval else pairs
         codes = generate_codes(model, bpe, pairs.captions, n_candidates, temperature, top_k, seed,
-                               progress=progress)  # (C, n, h, w)
+                               progress=progress, guidance=guidance)  # (C, n, h, w)
         images = decode(dvae, codes)  # (C, n, S, S, 3)
         C, n = codes.shape[:2]
         ok = judge(images.reshape(C * n, *images.shape[2:]),
@@ -502,14 +529,19 @@ def _grid_figure(images, captions, scores, path):
 
 
 def run_seed(seed, steps=None, n_eval=100, n_candidates=16, progress=True, folder=None, dvae=None,
-             temperature=1.0, top_k=None, prior=None, stem="dalle", **overrides) -> dict:
+             temperature=1.0, top_k=None, prior=None, stem="dalle", guidance=1.0, **overrides) -> dict:
     """One seed of the results file: train the prior (on the default dVAE), the reranker,
     judge its generations; a PNG grid of reranked samples into ``folder``. ``dvae``: a
     checkpoint path (default: the cached default dVAE). The prior is
     saved in ``runs/dalle-seed{seed}`` (for ``minivl dalle generate --checkpoint``).
     ``prior``: the path of a prior saved that way, judged again (e.g. at another
     temperature or top-k) instead of training one; its training record is kept. The PNG is
-    ``{stem}_samples_seed{seed}.png`` (``stem``: the results file's stem)."""
+    ``{stem}_samples_seed{seed}.png`` (``stem``: the results file's stem).
+
+    ``guidance``: a classifier-free guidance scale, or several, each judged on the same
+    prior; ``evaluation`` holds the first, ``evaluation_by_guidance`` every one (keyed
+    ``str(float(s))``), and scales after the first get their own PNG
+    (``..._seed{seed}_guidance{s}.png``)."""
     from minivl.recipes.dvae import default_dvae, load_dvae
     from minivl.recipes.judge import default_judge
 
@@ -530,8 +562,14 @@ def run_seed(seed, steps=None, n_eval=100, n_candidates=16, progress=True, folde
     reranker = default_reranker(seed, progress, pairs=train_pairs)
     reranker_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
-    scores = evaluate(r["model"], r["bpe"], dvae, evals, judge.matches, reranker, n_candidates, n_eval,
-                      seed, temperature, top_k, progress=progress)
+    scales = [float(s) for s in np.atleast_1d(guidance)]
+    by_scale, seconds = {}, {}
+    for s in scales:
+        t1 = time.perf_counter()
+        by_scale[str(s)] = evaluate(r["model"], r["bpe"], dvae, evals, judge.matches, reranker, n_candidates,
+                                    n_eval, seed, temperature, top_k, progress=progress, guidance=s)
+        seconds[str(s)] = time.perf_counter() - t1
+    scores = by_scale[str(scales[0])]
     for name, pairs in evals.items():  # what the judge reads in the dVAE's reconstructions
         codes = encode_images(dvae, pairs.images[:n_eval])
         recon = decode(dvae, codes[:, None])[:, 0]
@@ -539,13 +577,17 @@ def run_seed(seed, steps=None, n_eval=100, n_candidates=16, progress=True, folde
         scores[name]["swap"] = swap_losses(r["model"], r["bpe"], pairs.captions[:n_eval], codes)
     if folder is not None:
         pairs = evals["held_out_pairs"]
-        codes = generate_codes(r["model"], r["bpe"], pairs.captions[:6], 8, temperature, top_k, seed=seed)
-        images = decode(dvae, codes)
-        order, ranked = rerank(*reranker, images, pairs.captions[:6])
-        _grid_figure(np.take_along_axis(images, order[:, :, None, None, None], 1), pairs.captions[:6], ranked,
-                     Path(folder) / f"{stem}_samples_seed{seed}.png")
+        for k, s in enumerate(scales):
+            codes = generate_codes(r["model"], r["bpe"], pairs.captions[:6], 8, temperature, top_k, seed=seed,
+                                   guidance=s)
+            images = decode(dvae, codes)
+            order, ranked = rerank(*reranker, images, pairs.captions[:6])
+            name = f"{stem}_samples_seed{seed}" + (f"_guidance{s:g}" if k else "") + ".png"
+            _grid_figure(np.take_along_axis(images, order[:, :, None, None, None], 1), pairs.captions[:6],
+                         ranked, Path(folder) / name)
     history = r["history"]
     return {"prior": r["metrics"], "evaluation": scores, "temperature": temperature, "top_k": top_k,
+            "guidance": scales[0], "evaluation_by_guidance": by_scale, "evaluation_seconds_by_guidance": seconds,
             "dvae": str(dvae_path) if dvae_path else "default_dvae(0)",
             "load_average_after_training": load_after_training,
             "load_average_after_evaluation": _load(), "evaluation_seconds": time.perf_counter() - t0,
@@ -605,6 +647,11 @@ def main(argv=None):
                         "or 'kmeans' for the PatchCodebook stand-in")
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--top-k", type=int, default=None, help="sample among the k likeliest codes only")
+    parser.add_argument("--guidance", type=float, nargs="+", default=[GUIDANCE],
+                        help="classifier-free guidance scale(s), each judged on the same prior; the first is "
+                        "the run's 'evaluation' (1 = DALL-E's sampling; guidance is a later addition)")
+    parser.add_argument("--caption-dropout", type=float, default=None,
+                        help=f"training captions replaced by the empty one (default {DEFAULTS['caption_dropout']})")
     parser.add_argument("--prior", default=None, help="judge this saved prior (runs/dalle-seedN/prior.safetensors) "
                         "again instead of training one; with one seed")
     parser.add_argument("--dim", type=int, default=None)
@@ -632,17 +679,19 @@ def main(argv=None):
     mask_figure().savefig(out.parent / "dalle_masks.png", dpi=100)
     for seed in args.seeds:
         size = {k: v for k, v in (("dim", args.dim), ("depth", args.depth),
-                                  ("image_positions", args.image_positions)) if v is not None}
+                                  ("image_positions", args.image_positions),
+                                  ("caption_dropout", args.caption_dropout)) if v is not None}
         if args.swap_only:
             run = swap_run(seed, args.steps, args.n_eval, args.dvae, not args.quiet, **size)
             write("runs", str(seed), run)
             print(json.dumps(run["evaluation"]))
             continue
         run = run_seed(seed, args.steps, args.n_eval, args.candidates, not args.quiet, out.parent, args.dvae,
-                       temperature=args.temperature, top_k=args.top_k, prior=args.prior, stem=out.stem, **size)
+                       temperature=args.temperature, top_k=args.top_k, prior=args.prior, stem=out.stem,
+                       guidance=args.guidance, **size)
         write("runs", str(seed), run)
-        print(json.dumps({k: {m: round(v, 3) for m, v in s.items() if "correct" in m}
-                          for k, s in run["evaluation"].items()}))
+        print(json.dumps({g: {k: {m: round(v, 3) for m, v in s.items() if "correct" in m} for k, s in e.items()}
+                          for g, e in run["evaluation_by_guidance"].items()}))
     if args.mask_timing:  # the 8 x 8 grid of the earlier dVAE and the 16 x 16 of the default one
         for g, key in ((8, "batch32"), (16, "batch32_16x16")):
             model = DALLE(text_vocab=384, text_len=DEFAULTS["text_len"], image_vocab=512, grid_h=g, grid_w=g,

@@ -61,18 +61,25 @@ ROWS = [
 
 
 def _dalle(dvae, dalle) -> str:
-    """Stage 1's PSNR and codes in use; the judged generations of stage 2 when ``dalle.json`` has a run."""
+    """Stage 1's PSNR and codes in use; the judged generations of stage 2 when ``dalle.json`` has a run
+    (at the recipe's classifier-free guidance scale where the run judged several)."""
     m = dvae["runs"]["0"]["metrics"]
     text = "stage 1: held-out PSNR {:.1f} dB, {} of {} codes used (seed 0)".format(
         m["psnr_test"], m["used_codes"], m["vocab_size"])
     runs = (dalle or {}).get("runs", {})
     if "0" not in runs:
         return text + "; generations not yet judged"
-    e = runs["0"]["evaluation"]
+    from minivl.recipes.dalle import GUIDANCE  # the recipe's guidance scale (1: DALL-E's own sampling)
+
+    run = runs["0"]
+    by_scale = run.get("evaluation_by_guidance", {})
+    g = float(GUIDANCE) if str(float(GUIDANCE)) in by_scale else float(run.get("guidance", 1.0))
+    e = by_scale.get(str(g), run["evaluation"])
+    scale = f", guidance {g:g}" if g != 1 else ""
     return text + ("; generations correct {:.2f} on held-out captions, {:.2f} on unseen colour-shape pairs "
-                   "({:.2f} / {:.2f} CLIP-reranked, seed 0)").format(
+                   "({:.2f} / {:.2f} CLIP-reranked, seed 0{})").format(
         e["held_out_scenes"]["correct"], e["held_out_pairs"]["correct"],
-        e["held_out_scenes"]["correct_rerank"], e["held_out_pairs"]["correct_rerank"])
+        e["held_out_scenes"]["correct_rerank"], e["held_out_pairs"]["correct_rerank"], scale)
 
 
 def figures(name, results_dir=None) -> str:

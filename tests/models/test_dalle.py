@@ -1,6 +1,8 @@
 """The DALL-E prior (``minivl/models/dalle.py``): the sparse masks against masks built
 cell by cell, pad tokens, the vocabulary each position may predict, the 1/8 : 7/8
-loss against a hand computation, and cached sampling equal to uncached sampling."""
+loss against a hand computation, and cached sampling equal to uncached sampling; classifier-free
+guidance (a later addition): scale 1 and 0 against plain sampling, the mixed logits against
+teacher-forced ones, and caption dropout."""
 
 from __future__ import annotations
 
@@ -236,3 +238,62 @@ def test_checkpoints_saved_before_the_option_load_as_flat(tmp_path):
     back = load_checkpoint(DALLE, tmp_path / "axial.safetensors")
     assert back.config.image_positions == "axial"
     np.testing.assert_allclose(back(ids[:, :-1]).data, axial(ids[:, :-1]).data)
+
+
+# classifier-free guidance (a later addition, not DALL-E 1)
+
+
+def test_guidance_one_is_plain_sampling_and_zero_is_the_empty_caption():
+    m = DALLE(**TINY, image_positions="axial")
+    text, _, _ = _streams(m, seed=6, B=4)
+    plain = m.generate(text, 0.8, None, generator=np.random.default_rng(3))
+    np.testing.assert_array_equal(m.generate(text, 0.8, None, generator=np.random.default_rng(3), guidance=1.0),
+                                  plain)
+    empty, le = m.generate(m.empty_text(4), 0.8, None, generator=np.random.default_rng(3), return_logits=True)
+    zero, lz = m.generate(text, 0.8, None, generator=np.random.default_rng(3), return_logits=True, guidance=0.0)
+    np.testing.assert_array_equal(zero, empty)  # token for token: the caption plays no part
+    np.testing.assert_allclose(lz, le, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(m.empty_text(2), m.pad_text([[], []]))
+    with pytest.raises(ValueError, match="guidance"):
+        m.generate(text, guidance=float("nan"))
+
+
+@pytest.mark.parametrize("attention", ["full", "sparse"])
+@pytest.mark.parametrize("guidance, temperature, top_k", [(3.0, 1.0, None), (5.0, 0.7, 3), (-1.0, 0.0, None)])
+def test_guided_sampling_mixes_caption_and_empty_caption_logits(attention, guidance, temperature, top_k):
+    """Cached guided sampling = uncached, and each code is drawn from u + s (c - u), where c and
+    u are the teacher-forced logits of the finished codes after the caption and after the empty one."""
+    m = DALLE(**TINY, attention=attention, image_positions="axial")
+    text, _, _ = _streams(m, seed=8)
+    a, la = m.generate(text, temperature, top_k, generator=np.random.default_rng(2), return_logits=True,
+                       guidance=guidance)
+    b, lb = m.generate(text, temperature, top_k, use_cache=False, generator=np.random.default_rng(2),
+                       return_logits=True, guidance=guidance)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(la, lb, rtol=1e-4, atol=1e-5)
+    L, k0 = m.config.text_len, m.image_start
+    c = m(m.stream(text, a)[:, :-1]).data[:, L:, k0:].astype(np.float64)  # (B, n, K)
+    u = m(m.stream(m.empty_text(len(text)), a)[:, :-1]).data[:, L:, k0:].astype(np.float64)
+    np.testing.assert_allclose(la, u + guidance * (c - u), rtol=1e-4, atol=1e-4)
+    assert not np.allclose(c, u)  # the check above can tell the two apart
+
+
+def test_caption_dropout_replaces_exactly_the_captions_at_the_rate():
+    m = DALLE(**TINY)
+    rng = np.random.default_rng(0)
+    N = 4000
+    text = m.pad_text([rng.integers(0, m.config.text_vocab, int(k)) for k in rng.integers(1, 4, N)])
+    ids = m.stream(text, rng.integers(0, m.config.image_vocab, (N, m.config.grid_h, m.config.grid_w)))
+    before = ids.copy()
+    out = m.drop_captions(ids, 0.3, np.random.default_rng(1))
+    np.testing.assert_array_equal(ids, before)  # the input is not changed
+    L = m.config.text_len
+    np.testing.assert_array_equal(out[:, L:], ids[:, L:])  # <soi> and the codes are kept
+    dropped = (out[:, :L] != ids[:, :L]).any(axis=1)
+    np.testing.assert_array_equal(out[dropped, :L], m.empty_text(int(dropped.sum())))
+    np.testing.assert_array_equal(out[~dropped, :L], ids[~dropped, :L])
+    assert abs(dropped.mean() - 0.3) < 4 * np.sqrt(0.3 * 0.7 / N)  # the rate, within 4 standard errors
+    np.testing.assert_array_equal(m.drop_captions(ids, 0.0, np.random.default_rng(1)), ids)
+    np.testing.assert_array_equal(m.drop_captions(ids, 1.0, np.random.default_rng(1))[:, :L], m.empty_text(N))
+    with pytest.raises(ValueError, match="caption dropout"):
+        m.drop_captions(ids, 1.5, np.random.default_rng(1))

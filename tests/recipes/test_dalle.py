@@ -44,7 +44,7 @@ def dvae():
 @pytest.fixture(scope="module")
 def run(dvae, tmp_path_factory):
     out = tmp_path_factory.mktemp("dalle")
-    return train_prior(dvae, attention="sparse", out=out, **TINY_PRIOR), out
+    return train_prior(dvae, attention="sparse", out=out, caption_dropout=0.5, **TINY_PRIOR), out
 
 
 def test_held_out_sets_share_no_caption_with_training():
@@ -72,7 +72,7 @@ def test_caption_says_needs_every_object_named():
 def test_prior_trains_saves_and_samples_through_the_dvae(run, dvae):
     r, out = run
     m = r["metrics"]
-    assert m["steps"] == 3 and np.isfinite(m["held_out_scenes_image_loss"])
+    assert m["steps"] == 3 and np.isfinite(m["held_out_scenes_image_loss"]) and m["caption_dropout"] == 0.5
     assert r["history"].evals[0]["step"] == 0 and len(r["history"].loss) == 3
     model, bpe, words = load_prior(out / CHECKPOINT)
     assert model.config == r["model"].config and "circle" in words
@@ -127,6 +127,8 @@ def test_cli_generates_a_grid_and_names_its_errors(run, dvae, tmp_path, capsys):
     assert main(["dalle", "generate", "a red circle.", "--n", "2", "--checkpoint", str(out),
                  "--dvae", str(dvae_path), "--out", str(png), "--quiet"]) == 0
     assert png.stat().st_size > 0
+    assert main(["dalle", "generate", "a red circle.", "--n", "2", "--checkpoint", str(out), "--guidance", "3",
+                 "--dvae", str(dvae_path), "--out", str(png), "--quiet"]) == 0
     with pytest.raises(SystemExit, match="unknown word.*'orange'"):
         main(["dalle", "generate", "an orange circle.", "--checkpoint", str(out), "--dvae", str(dvae_path),
               "--out", str(png), "--quiet"])
@@ -141,6 +143,30 @@ def test_cli_generates_a_grid_and_names_its_errors(run, dvae, tmp_path, capsys):
     with pytest.raises(SystemExit, match="DALLE"):  # a dVAE file given as the prior
         main(["dalle", "generate", "a red circle.", "--checkpoint", str(dvae_path), "--dvae", str(dvae_path),
               "--quiet"])
+
+
+def test_training_batches_drop_captions_reproducibly(run):
+    """Caption dropout in training (classifier-free guidance, not DALL-E 1): batch s depends only
+    on (seed, s); a row keeps its caption or gets the empty one, never anything else; p = 0
+    leaves the batches as they were."""
+    from itertools import islice
+
+    from minivl.recipes.dalle import batches, drop_captions
+
+    model, streams = run[0]["model"], np.asarray(run[0]["data"][3])
+    L = model.config.text_len
+    streams = model.stream(text_ids(model, run[0]["bpe"], run[0]["data"][0].captions), streams)
+    plain = list(islice(batches(streams, 64, 4), 3))
+    a = list(islice(drop_captions(model, batches(streams, 64, 4), 0.5, 4), 3))
+    b = list(islice(drop_captions(model, batches(streams, 64, 4), 0.5, 4), 3))
+    for x, y, p in zip(a, b, plain):
+        np.testing.assert_array_equal(x, y)
+        np.testing.assert_array_equal(x[:, L:], p[:, L:])
+        empty = (x[:, :L] == model.empty_text(1)).all(axis=1)
+        np.testing.assert_array_equal(x[~empty], p[~empty])
+        assert 0 < (empty & (p[:, :L] != model.empty_text(1)).any(axis=1)).sum() < 64
+    for x, p in zip(drop_captions(model, iter(plain), 0.0, 4), plain):
+        assert x is p
 
 
 def test_a_saved_prior_is_judged_again_as_it_was_trained(run, dvae):

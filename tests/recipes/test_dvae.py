@@ -81,3 +81,30 @@ def test_a_few_steps_on_a_handful_of_scenes_use_many_codes_and_beat_a_blank_pict
     blank = psnr(np.zeros_like(x), x)
     assert usage["used_codes"] >= 6, usage
     assert psnr(model.reconstruct(x), x) > blank + 1.0
+
+
+def test_finetuning_the_decoder_keeps_the_codes_and_lowers_its_loss_on_them():
+    """``finetune_decoder`` trains the decoder and codebook alone on the frozen encoder's argmax
+    codes: the encoder, hence every code a prior was trained on, stays as it was, and the
+    reconstruction error of those codes falls."""
+    from minivl.recipes.dvae import encode_all, finetune_decoder
+
+    manual_seed(0)
+    images = make_world(0).render(make_world(0).iid_scenes(64, "train", split="train", key="scene"))
+    model = DiscreteVAE(image_size=32, vocab_size=16, widths=(8, 16), codebook_dim=8).eval()
+    encoder = {n: p.data.copy() for n, p in model.named_parameters() if not n.startswith(("dec_", "codebook"))}
+    decoder = {n: p.data.copy() for n, p in model.named_parameters() if n.startswith(("dec_", "codebook"))}
+    codes = encode_all(model, images)
+    error = np.mean((model.decode_codes(codes) - pixels(images)) ** 2)
+    history = finetune_decoder(model, images, steps=60, batch_size=16, lr=1e-2, progress=False)
+    assert len(history.loss) == 60 and not model.training
+    for n, p in model.named_parameters():
+        if n in encoder:
+            np.testing.assert_array_equal(p.data, encoder[n], err_msg=n)
+    for n in ("dec_out.weight", "codebook"):
+        assert not np.array_equal(dict(model.named_parameters())[n].data, decoder[n]), n
+    np.testing.assert_array_equal(encode_all(model, images), codes)
+    after = model.decode_codes(codes)
+    assert np.mean((after - pixels(images)) ** 2) < 0.8 * error
+    # fitted to each image's own codes, not to the mean picture: another image's codes decode worse
+    assert np.mean((after - pixels(images)) ** 2) < 0.85 * np.mean((np.roll(after, 1, 0) - pixels(images)) ** 2)

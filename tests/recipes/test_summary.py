@@ -41,3 +41,27 @@ def test_the_dalle_row_reads_stage_one_and_the_judged_generations(tmp_path):
     assert figures("DALL-E", tmp_path).endswith(
         "generations correct 0.50 on held-out captions, 0.25 on unseen colour-shape pairs (0.75 / 0.13 "
         "CLIP-reranked, seed 0) (`results/dvae.json`, `results/dalle.json`)")
+
+
+def test_the_dalle_row_quotes_the_recipes_guidance_scale(tmp_path, monkeypatch):
+    """A run judged at several guidance scales: the row quotes the recipe's (GUIDANCE), and says so
+    unless it is 1 (DALL-E's own sampling); a run without the sweep falls back to ``evaluation``."""
+    from minivl.recipes import dalle
+
+    (tmp_path / "dvae.json").write_text(json.dumps({"runs": {"0": {"metrics": {
+        "psnr_test": 24.26, "used_codes": 198, "vocab_size": 256}}}}))
+
+    def sets(x):
+        return {"held_out_scenes": {"correct": x, "correct_rerank": x},
+                "held_out_pairs": {"correct": x, "correct_rerank": x}}
+
+    (tmp_path / "dalle.json").write_text(json.dumps({"runs": {"0": {"evaluation": sets(0.1),
+                                                                     "evaluation_by_guidance": {
+                                                                         "1.0": sets(0.1), "3.0": sets(0.3)}}}}))
+    assert "correct 0.10 on held-out captions" in figures("DALL-E", tmp_path)
+    assert "guidance" not in figures("DALL-E", tmp_path)
+    monkeypatch.setattr(dalle, "GUIDANCE", 3.0)
+    assert "correct 0.30 on held-out captions, 0.30 on unseen colour-shape pairs (0.30 / 0.30 CLIP-reranked, " \
+           "seed 0, guidance 3)" in figures("DALL-E", tmp_path)
+    monkeypatch.setattr(dalle, "GUIDANCE", 5.0)  # not judged at 5: the run's own evaluation, unlabelled
+    assert "correct 0.10" in figures("DALL-E", tmp_path) and "guidance" not in figures("DALL-E", tmp_path)
