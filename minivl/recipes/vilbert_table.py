@@ -249,12 +249,20 @@ def write(table: dict, path) -> None:
         f.write("\n")
 
 
-def merge(paths, out, command: str = "") -> dict:
+def setting(run: dict) -> tuple:
+    """What a cell's seeds must share to be averaged: training items, steps and batch size."""
+    return run.get("train_items"), run.get("steps"), run.get("batch_size")
+
+
+def merge(paths, out, command: str = "", same_setting: bool = False) -> dict:
     """One table from tables run apart (e.g. one process per seed): their runs together. A
     (task, variant, seed) measured again in a later table replaces the earlier run (a
-    recipe change re-run); the replaced runs are listed under ``replaced``."""
+    recipe change re-run); the replaced runs are listed under ``replaced``. With
+    ``same_setting``, a cell (task, variant) keeps only the runs of the ``setting`` of its
+    latest run: a seed left at an earlier setting (fewer scenes, other steps) is dropped, not
+    averaged in, and listed under ``dropped``."""
     tables = [json.loads(Path(p).read_text()) for p in paths]
-    latest, replaced = {}, []
+    latest, replaced, dropped = {}, [], []
     for k, t in enumerate(tables):
         for r in t["runs"]:
             key = (r["task"], r["variant"], r["seed"])
@@ -262,9 +270,19 @@ def merge(paths, out, command: str = "") -> dict:
                 replaced.append({"task": key[0], "variant": key[1], "seed": key[2],
                                  "from": str(paths[latest[key][0]]), "by": str(paths[k])})
             latest[key] = (k, r)
+    if same_setting:
+        newest = {}  # (task, variant) -> the setting of its run in the latest table
+        for (task, variant, _), (_k, r) in sorted(latest.items(), key=lambda item: item[1][0]):
+            newest[task, variant] = setting(r)
+        for key, (k, r) in list(latest.items()):
+            if setting(r) != newest[key[:2]]:
+                dropped.append({"task": key[0], "variant": key[1], "seed": key[2], "from": str(paths[k]),
+                                "setting": list(setting(r)), "kept_setting": list(newest[key[:2]])})
+                del latest[key]
     kept = {id(r) for _, r in latest.values()}
     runs = [r for t in tables for r in t["runs"] if id(r) in kept]  # in the tables' order
     table = {**tables[0], "runs": runs, "replaced": replaced, "merge_command": command,
+             **({"dropped": dropped} if same_setting else {}),
              "schedule": {task: steps for t in tables for task, steps in t.get("schedule", {}).items()},
              # per task (a part of one scene count for all its tasks writes a list)
              "sizes_scenes": {task: (t["sizes_scenes"].get(task) if isinstance(t["sizes_scenes"], dict)
@@ -306,10 +324,13 @@ def main(argv=None) -> None:
                              "with no value, 15%% for every word (default: WORD_MASK_RATES)")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--merge", nargs="+", help="only merge these tables (run apart) into --out")
+    parser.add_argument("--same-setting", action="store_true",
+                        help="with --merge: a cell keeps only the seeds run at its latest run's training items, "
+                             "steps and batch size (the others are dropped, not averaged in)")
     args = parser.parse_args(argv)
     command = "python -m minivl.recipes.vilbert_table " + " ".join(sys.argv[1:] if argv is None else argv)
     if args.merge:
-        merge(args.merge, args.out, command)
+        merge(args.merge, args.out, command, same_setting=args.same_setting)
         return
     from threadpoolctl import threadpool_limits
 

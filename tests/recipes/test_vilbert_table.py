@@ -106,3 +106,26 @@ def test_merge_keeps_each_parts_scene_counts_per_task(tmp_path):
                                "runs": [_run("vqa", "vilbert", 0, 0.8)]}))
     merged = merge([old, new], tmp_path / "all.json")
     assert merged["sizes_scenes"] == {"vqa": [8000, 300, 1000], "refexp": [2000, 300, 1000]}
+
+
+def test_same_setting_drops_the_seeds_left_at_an_earlier_setting(tmp_path):
+    """A cell re-run at more scenes for seed 0 only keeps that run alone, not a mean with seed 1
+    at the old setting; a cell re-run for every seed, and cells not re-run, keep their seeds."""
+    def run(task, variant, seed, value, items):
+        return {**_run(task, variant, seed, value), "train_items": items, "steps": 100, "batch_size": 8}
+
+    common = {"load_average_start": [1.0, 1.0, 1.0], "seconds": 1.0, "tasks": ["vqa", "refexp"]}
+    old, new = tmp_path / "old.json", tmp_path / "new.json"
+    old.write_text(json.dumps({**common, "seeds": [0, 1], "runs": [
+        run("vqa", "text_only", 0, 0.5, 2000), run("vqa", "text_only", 1, 0.4, 2000),
+        run("vqa", "vilbert", 0, 0.7, 2000), run("vqa", "vilbert", 1, 0.7, 2000),
+        run("refexp", "vilbert", 0, 0.9, 2000), run("refexp", "vilbert", 1, 0.8, 2000)]}))
+    new.write_text(json.dumps({**common, "seeds": [0, 1], "runs": [
+        run("vqa", "text_only", 0, 0.6, 8000), run("vqa", "vilbert", 0, 0.8, 8000),
+        run("vqa", "vilbert", 1, 0.9, 8000)]}))
+    s = merge([old, new], tmp_path / "all.json", same_setting=True)["summary"]
+    assert s["vqa"]["text_only"]["seeds"] == [0.6]
+    assert s["vqa"]["vilbert"] == {"seeds": [0.8, 0.9], "mean": pytest.approx(0.85)}
+    assert s["refexp"]["vilbert"]["seeds"] == [0.9, 0.8]
+    loose = merge([old, new], tmp_path / "loose.json")["summary"]  # the default averages across settings
+    assert loose["vqa"]["text_only"]["seeds"] == [0.4, 0.6]
