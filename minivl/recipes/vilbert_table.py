@@ -18,13 +18,17 @@ The baselines start from BERT as ViLBERT-without-pretraining does, unless
 ``pretrain_baselines`` (then each is pretrained like ViLBERT, which costs a
 pretraining run per baseline). Data: ``make_task`` on the i.i.d. parts of a
 ``ShapesWorld`` (by image), regions from the trained detector
-(``RegionEncoder.load_default``); the data are drawn once (seed 0) and every
+(``RegionEncoder.load_default``), ``TRAIN_SCENES`` training scenes per task
+(8,000 for VQA, NLVR and FOIL, 2,000 for the others) and the same 300 val and
+1,000 test scenes for every task; the data are drawn once (seed 0) and every
 seed re-initialises the heads, re-orders the batches (and pretrains anew).
 
     python -m minivl.recipes.vilbert_table --out results/vilbert_transfer.json
 
 Each (task, variant, seed) is one ``finetune``; the JSON holds every run's
-test and val metrics, times, the machine's load average, and what was run.
+test and val metrics, its scene counts, times, the machine's load average, and
+what was run. Parts run apart are merged with ``--merge A.json B.json ...``
+(``--same-setting``: a cell never averages seeds run at different settings).
 """
 
 from __future__ import annotations
