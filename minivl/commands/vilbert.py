@@ -91,9 +91,11 @@ def _finetune(args):
     tokenizer = BPETokenizer.load(folder / "tokenizer.json")
     regions = _encoder(args.detector)
     world = ShapesWorld(image_size=regions.image_size, seed=args.seed)
-    data = make_task(args.task, world, tokenizer, regions, sizes=(args.n_train, 300, 1000), seed=args.seed,
-                     max_len=encoder.config.max_len)
-    from minivl.recipes.vilbert_table import SCHEDULE
+    from minivl.recipes.vilbert_table import SCHEDULE, task_sizes
+
+    sizes = task_sizes(args.task)
+    data = make_task(args.task, world, tokenizer, regions, sizes=(args.n_train or sizes[0], *sizes[1:]),
+                     seed=args.seed, max_len=encoder.config.max_len)
 
     steps, batch_size = SCHEDULE[args.task]
     r = finetune(args.task, encoder, data, steps=args.steps or steps, batch_size=args.batch_size or batch_size,
@@ -141,7 +143,7 @@ def register(subparsers):
     f.add_argument("--steps", type=int, default=None, help="default: the table's SCHEDULE for the task")
     f.add_argument("--batch-size", type=int, default=None, help="default: the table's SCHEDULE for the task")
     f.add_argument("--lr", type=float, default=1e-3)
-    f.add_argument("--n-train", type=int, default=2000, help="training scenes")
+    f.add_argument("--n-train", type=int, default=None, help="training scenes (default: the table's TRAIN_SCENES)")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--detector", default=None, help="a saved Detector (default: RegionEncoder.load_default)")
     f.add_argument("--results", default=None, help="write the metrics as JSON here")

@@ -67,7 +67,7 @@ NEG = -1e9  # a logit that softmax turns into 0
 # caption's tokens (this one is the foiled word), scored by one Linear(1) on the text stream.
 # The default is "token": on the table's data it fits size foils that the fused heads cannot
 # (results/vilbert_foil_probe_mask15.json) and scores FOIL higher for ViLBERT in both seeds
-# (results/vilbert_transfer.json; "linear", the earlier default, in vilbert_transfer_foil_linear.json).
+# (results/vilbert_transfer_2000scenes.json; "linear", the earlier default, in vilbert_transfer_foil_linear.json).
 FOIL_HEADS = ("linear", "mlp", "token")
 FOIL_HEAD = "token"
 

@@ -189,3 +189,16 @@ def test_items_longer_than_max_len_are_left_out(tokenizer):
     assert len(short) == (lengths <= limit).sum() < len(full)
     assert short.ids.shape[-1] <= limit
     np.testing.assert_array_equal(short.targets["label"], full.targets["label"][lengths <= limit])
+
+
+def test_held_out_parts_do_not_depend_on_the_training_count():
+    """More training scenes (``vilbert_table.TRAIN_SCENES``) leave val and test the same scenes,
+    so scores at different training counts compare on one test set."""
+    from minivl.data.vilbert_tasks import scene_parts
+
+    world = ShapesWorld(seed=0)
+    few, many = (scene_parts(world, OneHotRegions(), (n, 30, 40)) for n in (50, 150))
+    assert len(few["train"][0]) == 50 and len(many["train"][0]) == 150
+    for part in ("val", "test"):
+        assert [scene_key(s, "scene") for s in few[part][0]] == [scene_key(s, "scene") for s in many[part][0]]
+        np.testing.assert_array_equal(few[part][1].feats, many[part][1].feats)

@@ -7,7 +7,16 @@ import json
 
 import pytest
 
-from minivl.recipes.vilbert_table import PRETRAIN_RECIPE, merge, pretrain_recipe, run_table, summary
+from minivl.recipes.vilbert_table import (
+    HELD_OUT_SCENES,
+    PRETRAIN_RECIPE,
+    TRAIN_SCENES,
+    merge,
+    pretrain_recipe,
+    run_table,
+    summary,
+    task_sizes,
+)
 
 
 def _run(task, variant, seed, value):
@@ -54,7 +63,8 @@ def test_a_run_measured_again_replaces_the_earlier_one(tmp_path):
 
 
 @pytest.mark.parametrize("bad, match", [({"tasks": ("captioning",)}, "task"),
-                                        ({"variants": ("bigger_vilbert",)}, "variant")])
+                                        ({"variants": ("bigger_vilbert",)}, "variant"),
+                                        ({"sizes": (2000, 300)}, "sizes"), ({"sizes": (0, 300, 1000)}, "sizes")])
 def test_bad_options_raise_before_any_work(bad, match):
     with pytest.raises(ValueError, match=match):
         run_table(**bad)
@@ -72,3 +82,50 @@ def test_each_word_masking_recipe_has_its_own_cache_name(monkeypatch):
     assert len({both, pretrain_recipe({"size": 0.5}), pretrain_recipe({"size": 0.3, "relation": 0.5})}) == 3
     monkeypatch.setattr(recipe, "WORD_MASK_RATES", {"size": 0.5, "relation": 0.5})
     assert pretrain_recipe() == both and pretrain_recipe({}) == PRETRAIN_RECIPE
+
+
+def test_scene_counts_per_task_unless_given_for_all():
+    for task in ("vqa", "refexp"):
+        assert task_sizes(task)[0] == TRAIN_SCENES.get(task, task_sizes("refexp")[0])
+        assert task_sizes(task)[1:] == HELD_OUT_SCENES
+        assert task_sizes(task, (50, 20, 30)) == (50, 20, 30)
+    assert task_sizes("vqa")[0] != task_sizes("refexp")[0]  # vqa has its own count, refexp the default
+    for bad in ((2000, 300), (0, 300, 1000)):
+        with pytest.raises(ValueError, match="sizes"):
+            task_sizes("vqa", bad)
+
+
+def test_merge_keeps_each_parts_scene_counts_per_task(tmp_path):
+    """A part run with one count for all its tasks (a list) and one with counts per task (a
+    dict) merge into counts per task, the later part winning for a task both ran."""
+    common = {"load_average_start": [1.0, 1.0, 1.0], "seconds": 1.0, "seeds": [0]}
+    old, new = tmp_path / "old.json", tmp_path / "new.json"
+    old.write_text(json.dumps({**common, "tasks": ["vqa", "refexp"], "sizes_scenes": [2000, 300, 1000],
+                               "runs": [_run("vqa", "vilbert", 0, 0.7), _run("refexp", "vilbert", 0, 0.9)]}))
+    new.write_text(json.dumps({**common, "tasks": ["vqa"], "sizes_scenes": {"vqa": [8000, 300, 1000]},
+                               "runs": [_run("vqa", "vilbert", 0, 0.8)]}))
+    merged = merge([old, new], tmp_path / "all.json")
+    assert merged["sizes_scenes"] == {"vqa": [8000, 300, 1000], "refexp": [2000, 300, 1000]}
+
+
+def test_same_setting_drops_the_seeds_left_at_an_earlier_setting(tmp_path):
+    """A cell re-run at more scenes for seed 0 only keeps that run alone, not a mean with seed 1
+    at the old setting; a cell re-run for every seed, and cells not re-run, keep their seeds."""
+    def run(task, variant, seed, value, items):
+        return {**_run(task, variant, seed, value), "train_items": items, "steps": 100, "batch_size": 8}
+
+    common = {"load_average_start": [1.0, 1.0, 1.0], "seconds": 1.0, "tasks": ["vqa", "refexp"]}
+    old, new = tmp_path / "old.json", tmp_path / "new.json"
+    old.write_text(json.dumps({**common, "seeds": [0, 1], "runs": [
+        run("vqa", "text_only", 0, 0.5, 2000), run("vqa", "text_only", 1, 0.4, 2000),
+        run("vqa", "vilbert", 0, 0.7, 2000), run("vqa", "vilbert", 1, 0.7, 2000),
+        run("refexp", "vilbert", 0, 0.9, 2000), run("refexp", "vilbert", 1, 0.8, 2000)]}))
+    new.write_text(json.dumps({**common, "seeds": [0, 1], "runs": [
+        run("vqa", "text_only", 0, 0.6, 8000), run("vqa", "vilbert", 0, 0.8, 8000),
+        run("vqa", "vilbert", 1, 0.9, 8000)]}))
+    s = merge([old, new], tmp_path / "all.json", same_setting=True)["summary"]
+    assert s["vqa"]["text_only"]["seeds"] == [0.6]
+    assert s["vqa"]["vilbert"] == {"seeds": [0.8, 0.9], "mean": pytest.approx(0.85)}
+    assert s["refexp"]["vilbert"]["seeds"] == [0.9, 0.8]
+    loose = merge([old, new], tmp_path / "loose.json")["summary"]  # the default averages across settings
+    assert loose["vqa"]["text_only"]["seeds"] == [0.4, 0.6]
