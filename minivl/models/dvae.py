@@ -266,16 +266,21 @@ class DiscreteVAE(nn.Module):
         x = self._check_images(images)
         logits = self.encode(x)  # (B, K, h, w)
         stats = self.decode(F.gumbel_softmax(logits, tau, hard=hard, axis=1))  # (B, 2C, S, S)
+        nll = self.reconstruction_nll(x.data, stats)  # (B,)
+        kl = kl_to_uniform(logits, axis=1).sum(axis=(1, 2))  # (B,)
+        return nll, kl, logits
+
+    def reconstruction_nll(self, x, stats) -> Tensor:
+        """``-log p(x | z)`` per image, ``(B,)`` nats summed over pixels and channels, of
+        pixels ``x (B, C, S, S)`` in [0, 1] (an array) under the decoder's ``stats (B, 2C, S, S)``."""
         C = self.config.in_channels
         mu = stats[:, :C]
         if self.config.likelihood == "logit_laplace":
-            log_p = logit_laplace_log_prob(map_pixels(x.data), mu, stats[:, C:])
+            log_p = logit_laplace_log_prob(map_pixels(x), mu, stats[:, C:])
         else:  # Gaussian of unit variance on [0, 1] pixels, up to a constant: MSE / 2
-            diff = F.sigmoid(mu) - Tensor(x.data)
+            diff = F.sigmoid(mu) - Tensor(x)
             log_p = -0.5 * diff * diff
-        nll = -log_p.sum(axis=(1, 2, 3))  # (B,)
-        kl = kl_to_uniform(logits, axis=1).sum(axis=(1, 2))  # (B,)
-        return nll, kl, logits
+        return -log_p.sum(axis=(1, 2, 3))
 
     def loss(self, images, tau=1.0, beta=1.0, hard=False, diversity=0.0) -> Tensor:
         """The negative ELBO per pixel-channel, ``(nll + beta * KL) / (C S S)``, batch mean,

@@ -38,7 +38,6 @@ from pathlib import Path
 
 import numpy as np
 
-from minivl import functional as F
 from minivl.checkpoint import load_checkpoint, save_checkpoint
 from minivl.data import ShapesWorld
 from minivl.models.dvae import DiscreteVAE, pixels
@@ -222,13 +221,11 @@ def finetune_decoder(model, images, steps=1000, batch_size=32, lr=1e-3, seed=0, 
     cross's inner corners) is lost by the codes or by a decoder trained too little on hard codes
     (lecture S25). Returns the training ``History``; the model is left in eval mode.
     """
-    from minivl.models.dvae import logit_laplace_log_prob, map_pixels
-
     codes = encode_all(model, images)  # (N, h, w), fixed from here on
     params = [p for name, p in model.named_parameters() if name.startswith(("dec_", "codebook"))]
     optimizer = AdamW(params, lr=lr, weight_decay=0.0)
     eye = np.eye(model.K, dtype=np.float32)
-    C, dims = model.config.in_channels, model.config.in_channels * model.config.image_size ** 2
+    dims = model.config.in_channels * model.config.image_size ** 2
 
     def code_batches():
         step = 0
@@ -239,12 +236,7 @@ def finetune_decoder(model, images, steps=1000, batch_size=32, lr=1e-3, seed=0, 
 
     def loss_fn(m, batch):
         one_hot, x = batch
-        stats = m.decode(Tensor(one_hot))  # (B, 2C, S, S)
-        if m.config.likelihood == "logit_laplace":
-            nll = -logit_laplace_log_prob(map_pixels(x), stats[:, :C], stats[:, C:]).sum(axis=(1, 2, 3))
-        else:
-            diff = F.sigmoid(stats[:, :C]) - Tensor(x)
-            nll = (0.5 * diff * diff).sum(axis=(1, 2, 3))  # (B,)
+        nll = m.reconstruction_nll(x, m.decode(Tensor(one_hot)))  # (B,)
         return (nll * (1.0 / dims)).mean()
 
     history = train(model, loss_fn, code_batches(), optimizer, steps, None, clip_norm=1.0, evaluate=evaluate,
