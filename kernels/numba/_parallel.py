@@ -42,7 +42,27 @@ from numba import njit
 SERIAL_BELOW = 1 << 18
 SERIAL_BELOW_LIGHT = 1 << 21
 
-_FORCED: str | None = None  # "serial" or "parallel" inside ``forced_build`` (the tests use it)
+
+
+class Switch:
+    """A choice that tests and benchmarks force for a block, ``with switch.forced("serial"):``;
+    ``value`` is None outside every such block (then the caller decides by size)."""
+
+    def __init__(self, *choices: str):
+        self.choices, self.value = choices, None
+
+    @contextlib.contextmanager
+    def forced(self, which: str):
+        if which not in self.choices:
+            raise ValueError(f"which must be one of {self.choices}, got {which!r}")
+        before, self.value = self.value, which
+        try:
+            yield
+        finally:
+            self.value = before
+
+
+BUILD = Switch("serial", "parallel")  # forced by ``forced_build`` (the tests use it)
 
 
 def _renamed_copy(fn):
@@ -66,8 +86,8 @@ class TwoBuilds:
 
     def pick(self, work: int):
         """The build a call with ``work`` elements of work takes."""
-        if _FORCED is not None:
-            return getattr(self, _FORCED)
+        if BUILD.value is not None:
+            return getattr(self, BUILD.value)
         below = SERIAL_BELOW if self.serial_below is None else self.serial_below
         return self.serial if work < below else self.parallel
 
@@ -81,14 +101,6 @@ def parallel_kernel(serial_below: int | None = None, **options):
     return lambda fn: TwoBuilds(fn, options, serial_below)
 
 
-@contextlib.contextmanager
 def forced_build(which: str):
     """Every ``TwoBuilds`` call inside takes ``which`` ("serial" or "parallel") whatever its size."""
-    global _FORCED
-    if which not in ("serial", "parallel"):
-        raise ValueError(f"which must be 'serial' or 'parallel', got {which!r}")
-    before, _FORCED = _FORCED, which
-    try:
-        yield
-    finally:
-        _FORCED = before
+    return BUILD.forced(which)

@@ -28,13 +28,12 @@ self-attention take the tiled kernel.
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import numpy as np
 from numba import prange
 
-from ._parallel import parallel_kernel
+from ._parallel import Switch, parallel_kernel
 from .vmath import JIT_OPTIONS, exp
 
 # Which calls this kernel serves; the rest take the tiled kernel.
@@ -52,30 +51,22 @@ ROWS_MAX_NK = 14
 ROWS_MAX_NQ = 12
 
 
-_FORCED = None  # "rows" or "tiled" inside ``forced_kernel``
+KERNEL = Switch("rows", "tiled")  # forced by ``forced_kernel``
 
 
 def serves(nq: int, nk: int, causal: bool) -> bool:
     """Whether this kernel (rather than the tiled one) serves ``nq`` queries over ``nk`` keys."""
-    if _FORCED is not None:
-        return _FORCED == "rows"
+    if KERNEL.value is not None:
+        return KERNEL.value == "rows"
     if causal:
         return nk <= ROWS_MAX_NK_CAUSAL
     return nk <= ROWS_MAX_NK or nq <= ROWS_MAX_NQ
 
 
-@contextlib.contextmanager
 def forced_kernel(which: str):
     """Every attention call inside goes to ``which`` ("rows": this kernel, "tiled": the
     FlashAttention one), whatever its shape: for tests and benchmarks of either kernel."""
-    global _FORCED
-    if which not in ("rows", "tiled"):
-        raise ValueError(f"which must be 'rows' or 'tiled', got {which!r}")
-    before, _FORCED = _FORCED, which
-    try:
-        yield
-    finally:
-        _FORCED = before
+    return KERNEL.forced(which)
 
 
 def heads_last(x, dtype):

@@ -82,7 +82,7 @@ def test_small_work_takes_the_serial_build():
         assert kernel.pick(1) is kernel.parallel
     with forced_build("serial"):
         assert kernel.pick(10 * SERIAL_BELOW) is kernel.serial
-    assert _parallel._FORCED is None
+    assert _parallel.BUILD.value is None
     with pytest.raises(ValueError, match="which"):
         with forced_build("gpu"):
             pass
