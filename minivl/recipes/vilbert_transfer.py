@@ -297,8 +297,10 @@ def evaluate(task: str, model: TransferModel, split: TaskSplit, batch_size: int 
         out = summarise(scores, split.groups)
         for key in DETAILS:  # finer groups (VCR: what a count counts by, objects in the scene)
             if key in split.targets:
-                finer = summarise(scores, np.array([f"{key}={g}" for g in split.targets[key]]))
+                labels = np.array([f"{key}={g}" for g in split.targets[key]])
+                finer = summarise(scores, labels)
                 out |= {k: v for k, v in finer.items() if "/" in k}
+                out |= {f"n/{g}": int((labels == g).sum()) for g in sorted(set(labels.tolist()))}
         return out
 
     return run_eval(model, scores)

@@ -280,4 +280,5 @@ def test_vcr_scores_per_detail_are_the_means_over_those_items(data, tokenizer):
         for v in set(values.tolist()):
             for name in ("q_a", "qa_r", "q_ar"):
                 assert m[f"{name}/{key}={v}"] == pytest.approx(per[name][values == v].mean()), (key, v, name)
+            assert m[f"n/{key}={v}"] == (values == v).sum()
     assert m["q_a/count"] == pytest.approx(per["q_a"][split.groups == "count"].mean())
