@@ -66,6 +66,9 @@ class MultipleChoiceItem:
     rationale_label: int  # index of the true rationale
     kind: str
     scene_index: int
+    # what a count question counts by: "count:" and the fields its phrase names ("count:size" for
+    # "how many small shapes"); "relation" for a relation item (a finer group than ``kind``)
+    detail: str = ""
 
 
 def _count_answer(d: Description, n: int) -> str:
@@ -121,7 +124,7 @@ def _count_item(scene, rng, balancer, max_count):
     if wrong is None:
         return None
     rationales = [f"the image shows {join_list(['a ' + p.words() for p in ps])}." for ps in [truth, *wrong]]
-    return q.text, answers, rationales
+    return q.text, answers, rationales, "count:" + "+".join(f for f in _FULL if getattr(d, f) is not None)
 
 
 def _relation_item(scene, rng, tries: int = 30):
@@ -177,7 +180,7 @@ def _relation_item(scene, rng, tries: int = 30):
         for ps in [truth, *made_up]
     ]
     question = f"what is {relation_words(relation)} the {landmark.words()}?"
-    return question, answers, rationales
+    return question, answers, rationales, "relation"
 
 
 def multiple_choice_item(
@@ -199,7 +202,7 @@ def multiple_choice_item(
         made = _relation_item(scene, rng)
     if made is None:
         return None
-    question, answers, rationales = made
+    question, answers, rationales, detail = made
     answer_order = rng.permutation(_N_CHOICES)  # the right choice starts at 0
     rationale_order = rng.permutation(_N_CHOICES)
     return MultipleChoiceItem(
@@ -210,6 +213,7 @@ def multiple_choice_item(
         rationale_label=int(np.argmin(rationale_order)),
         kind=kind,
         scene_index=scene_index,
+        detail=detail,
     )
 
 

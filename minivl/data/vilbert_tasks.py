@@ -52,6 +52,8 @@ from minivl.data.vqa import ANSWERS, vqa_items
 
 TASKS = ("vqa", "refexp", "retrieval", "vcr", "nlvr", "foil")
 PASSES = {"vqa": 1, "refexp": 1, "retrieval": 4, "vcr": 8, "nlvr": 2, "foil": 1}
+# targets that are finer groups, scored per value besides ``groups`` (``vilbert_transfer.evaluate``)
+DETAILS = ("detail", "objects")
 IOU_THRESHOLD = 0.5  # ViLBERT's refexp target: IoU with the true box, 0 below this
 
 
@@ -157,7 +159,11 @@ def _vcr(scenes, rng, tok):
         texts.append([f"{a} [SEP] {b}" for a, b in pairs])
         ids.append([encode_text(tok, a, b)[0] for a, b in pairs])
     targets = {"answer": np.array([it.answer_label for it in items]),
-               "rationale": np.array([it.rationale_label for it in items])}
+               "rationale": np.array([it.rationale_label for it in items]),
+               # finer groups for the scores (``DETAILS``): what a count question counts by, and
+               # how many objects the scene has
+               "detail": np.array([it.detail for it in items]),
+               "objects": np.array([len(scenes[it.scene_index]) for it in items])}
     return texts, ids, [[it.scene_index] * 8 for it in items], targets, [it.kind for it in items]
 
 

@@ -55,7 +55,13 @@ VARIANTS = ("vilbert", "vilbert_no_pretraining", "single_stream", "late_fusion",
 # VCR (8 passes an item) had 400 steps, under four epochs of its 925 items, and
 # underfitted too: Q->A 0.55 on its own training items, 0.47 on test (seed 0). At 1200
 # steps, training Q->A 0.77, test Q->AR 0.488 against 0.391 (results/vilbert_vcr_1200steps.json);
-# it takes about three times as long (468 s at load 3.3, over the 3-minute budget there).
+# it takes about three times as long (468 s at load 3.3, over the 3-minute budget there). Read
+# with the answer passes apart from the longer rationale passes (vilbert_transfer.pass_subset)
+# and on numba (main's --backend), VCR's 1,200 steps take 177 / 199 s at load 2.4 / 4.1
+# (results/vilbert_vcr_numba.json; 398 s at load 3.0 before, results/vilbert_vcr_numpy_s0.json).
+# What keeps VCR from its target is counting by size, not steps: at 2,400 the count answers are
+# memorised, 72.2% / 69.0% of the size counts on training items, 41.7% on test
+# (results/vilbert_vcr_2400steps_numba.json).
 # FOIL with the token head (vilbert_transfer.FOIL_HEAD) was still learning the size swaps at
 # 1,200 steps (seed 0: size 50.0% on test, 49.6% on its own training items); at 2,400, 62.0% and
 # 73.6%, FOIL 74.6% -> 78.0% (results/vilbert_foil_token_2400steps.json, 173 s at load 3.2).
@@ -88,6 +94,12 @@ TARGETS = {"vqa": 0.85, "refexp": 0.90, "retrieval": 0.90, "vcr": 0.75, "nlvr": 
 
 def _kind(variant: str) -> str:
     return "vilbert" if variant.startswith("vilbert") else variant
+
+
+def _backend() -> str:
+    from minivl import backend
+
+    return backend.current()
 
 
 def pretrain_recipe(word_mask_rates: dict | None = None) -> str:
@@ -193,7 +205,7 @@ def run_table(tasks=TASKS, variants=VARIANTS, seeds=(0, 1), sizes=None, schedule
     parts = {n: scene_parts(world, regions, n, seed=0) for n in sorted(set(counts.values()))}  # one pass each
     data = {t: make_task(t, world, tokenizer, regions, seed=0, max_len=config.max_len, parts=parts[counts[t]])
             for t in tasks}
-    table = {"command": command, "tasks": list(tasks),
+    table = {"command": command, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "tasks": list(tasks),
              "variants": list(variants), "seeds": list(seeds),
              "sizes_scenes": {t: list(counts[t]) for t in tasks},
              "schedule": {t: schedule[t] for t in tasks}, "lr": lr, "head_lr": head_lr,
@@ -203,6 +215,7 @@ def run_table(tasks=TASKS, variants=VARIANTS, seeds=(0, 1), sizes=None, schedule
              "items": {t: {p: len(s) for p, s in data[t].items()} for t in tasks},
              "chance": {t: chance(t, data[t]["test"]) for t in tasks}, "targets": TARGETS,
              "headline_metric": HEADLINE, "machine": platform.machine(), "cpus": os.cpu_count(),
+             "backend": _backend(),
              "load_average_start": os.getloadavg(), "runs": []}
     for seed in seeds:
         for variant in variants:
@@ -326,6 +339,10 @@ def main(argv=None) -> None:
     parser.add_argument("--mask-rates", nargs="*", metavar="KIND=RATE",
                         help="pretraining's masking rate of the words of a kind (size, relation, colour, shape); "
                              "with no value, 15%% for every word (default: WORD_MASK_RATES)")
+    parser.add_argument("--backend", choices=("numpy", "numba"), default="numba",
+                        help="kernel backend (default: numba, the same math as numpy, faster: VCR's 1,200 steps "
+                             "in 177 s at load 2.4 against 398 s at load 3.0, results/vilbert_vcr_numba.json and "
+                             "results/vilbert_vcr_numpy_s0.json; the tables before 2026-12-05 ran on numpy)")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--merge", nargs="+", help="only merge these tables (run apart) into --out")
     parser.add_argument("--same-setting", action="store_true",
@@ -339,6 +356,9 @@ def main(argv=None) -> None:
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)  # one BLAS thread: on a shared 2-core machine several threads fight
+    import minivl
+
+    minivl.use(args.backend)
     schedule = {t: (args.steps, b) for t, (_, b) in SCHEDULE.items()} if args.steps else None
     from minivl.recipes.vilbert import parse_mask_rates
 

@@ -53,7 +53,7 @@ import numpy as np
 
 from minivl import functional as F
 from minivl import nn
-from minivl.data.vilbert_tasks import PASSES, TASKS, TaskSplit, answers_query, encode_text, gather
+from minivl.data.vilbert_tasks import DETAILS, PASSES, TASKS, TaskSplit, answers_query, encode_text, gather
 from minivl.data.vqa import ANSWERS
 from minivl.optim import AdamW, WarmupCosineLR
 from minivl.random import manual_seed
@@ -85,6 +85,24 @@ def encoder_outputs(encoder, batch: dict):
     out = encoder.encode(batch["ids"], batch["text_mask"], batch["feats"], batch["locs"],
                          batch["region_mask"])
     return out.text, out.visual, out.pooled_text * out.pooled_image
+
+
+def pass_subset(batch: dict, passes: int, start: int, stop: int) -> dict:
+    """The passes ``start:stop`` of every item of a flat batch of ``B * passes`` passes, as a
+    flat batch of ``B * (stop - start)`` passes, the text trimmed to their own longest.
+
+    VCR's answer passes (question [SEP] answer) are about half as long as its rationale
+    passes (question answer [SEP] rationale); read in one batch they were padded to the
+    rationales' length. Padding is masked, so the scores are the same either way
+    (``tests/recipes/test_vilbert_transfer.py``), at a fraction of the text tokens."""
+    def part(a):
+        a = np.asarray(a) if not hasattr(a, "numpy") else a
+        return a.reshape(-1, passes, *a.shape[1:])[:, start:stop].reshape(-1, *a.shape[1:])
+
+    mask = part(batch["text_mask"])
+    t = max(int(np.asarray(mask).sum(-1).max()), 1)
+    return {"ids": part(batch["ids"])[:, :t], "text_mask": mask[:, :t], "feats": part(batch["feats"]),
+            "locs": part(batch["locs"]), "region_mask": part(batch["region_mask"])}
 
 
 # ---------------------------------------------------------------- losses (one per head)
@@ -177,18 +195,18 @@ class TransferModel(nn.Module):
         self.foil_head = foil_head if task == "foil" else None
 
     def forward(self, batch: dict):
-        text, visual, fused = encoder_outputs(self.encoder, batch)
         p = PASSES[self.task]
+        if self.task == "vcr":  # answers and rationales apart, each padded to its own longest text
+            answers = self.head(encoder_outputs(self.encoder, pass_subset(batch, p, 0, 4))[2]).reshape(-1, 4)
+            rationales = self.rationale_head(encoder_outputs(self.encoder, pass_subset(batch, p, 4, 8))[2])
+            return F.concat([answers, rationales.reshape(-1, 4)], axis=1)  # (B, 8)
+        text, visual, fused = encoder_outputs(self.encoder, batch)
         if self.task == "vqa":
             return self.head(fused)
         if self.task == "refexp":
             return self.head(visual).squeeze(-1)  # (B, 1+R)
         if self.task == "retrieval":
             return self.head(fused).reshape(-1, p)  # (B, 4)
-        if self.task == "vcr":
-            answers = self.head(fused).reshape(-1, p)[:, :4]
-            rationales = self.rationale_head(fused).reshape(-1, p)[:, 4:]
-            return F.concat([answers, rationales], axis=1)  # (B, 8)
         if self.task == "nlvr":
             return self.head(fused.reshape(-1, 2 * fused.shape[-1]))  # (B, 2): [left, right]
         words = self.word_head(text).squeeze(-1)  # (B, T)
@@ -275,7 +293,15 @@ def evaluate(task: str, model: TransferModel, split: TaskSplit, batch_size: int 
             batch = gather(split, np.arange(start, min(start + batch_size, len(split))))
             for name, v in item_scores(task, model(batch).numpy(), batch).items():
                 collected.setdefault(name, []).append(v)
-        return summarise({k: np.concatenate(v) for k, v in collected.items()}, split.groups)
+        scores = {k: np.concatenate(v) for k, v in collected.items()}
+        out = summarise(scores, split.groups)
+        for key in DETAILS:  # finer groups (VCR: what a count counts by, objects in the scene)
+            if key in split.targets:
+                labels = np.array([f"{key}={g}" for g in split.targets[key]])
+                finer = summarise(scores, labels)
+                out |= {k: v for k, v in finer.items() if "/" in k}
+                out |= {f"n/{g}": int((labels == g).sum()) for g in sorted(set(labels.tolist()))}
+        return out
 
     return run_eval(model, scores)
 

@@ -202,3 +202,25 @@ def test_held_out_parts_do_not_depend_on_the_training_count():
     for part in ("val", "test"):
         assert [scene_key(s, "scene") for s in few[part][0]] == [scene_key(s, "scene") for s in many[part][0]]
         np.testing.assert_array_equal(few[part][1].feats, many[part][1].feats)
+
+
+def test_vcr_details_name_what_a_count_counts_by_and_the_objects(tasks):
+    """``detail``: "count:" and the fields the counted phrase names (read back from the question's
+    words), "relation" for relation items; ``objects``: the scene's object count."""
+    from minivl.data.language import SIZE_WORDS
+    from minivl.data.shapes import COLOURS, SHAPES
+
+    sizes = {w for ws in SIZE_WORDS for w in ws}
+    for split in tasks["vcr"].values():
+        for k in range(len(split)):
+            words = split.texts[k][0].split(" [SEP] ")[0].rstrip("?").split()
+            detail = split.targets["detail"][k]
+            assert split.targets["objects"][k] == len(split.scenes[split.images[k, 0]])
+            if split.groups[k] == "relation":
+                assert detail == "relation"
+                continue
+            named = [f for f, hit in (("size", any(w in sizes for w in words)),
+                                      ("colour", any(w in COLOURS for w in words)),
+                                      ("shape", any(w.rstrip("s") in SHAPES or w.removesuffix("es") in SHAPES
+                                                    for w in words))) if hit]
+            assert detail == "count:" + "+".join(named), (words, detail)

@@ -31,7 +31,7 @@ from minivl.recipes.vilbert_transfer import (
     token_foil_loss,
     vqa_loss,
 )
-from minivl.tensor import Tensor
+from minivl.tensor import Tensor, no_grad
 from tests.data.test_vilbert_tasks import OneHotRegions
 
 
@@ -237,3 +237,48 @@ def test_foil_head_linear_mlp_or_token(data, tokenizer):
         assert model(batch).shape == (3, 2 + batch["ids"].shape[1])
     with pytest.raises(ValueError, match="foil_head"):
         make_transfer_model("foil", model.encoder, split, "bilinear")
+
+
+def test_vcr_scores_answers_and_rationales_apart_each_at_its_own_length(data, tokenizer):
+    """VCR's answer passes are read apart from its longer rationale passes, each padded to its own
+    longest text (``pass_subset``): fewer text tokens, the same eight scores as one pass over the
+    whole batch padded to the longest rationale (a real ViLBERT, eval mode, so padding is only masked)."""
+    from minivl.models.vilbert import ViLBERT, ViLBERTConfig
+    from minivl.recipes.vilbert_transfer import encoder_outputs, pass_subset
+
+    split = data["vcr"]["train"]
+    encoder = ViLBERT(ViLBERTConfig(vocab_size=tokenizer.vocab_size, feat_dim=OneHotRegions.dim, text_dim=32,
+                                    text_mlp_dim=64, visual_dim=24, visual_mlp_dim=48, co_dim=32, pool_dim=16))
+    model = make_transfer_model("vcr", encoder, split).eval()
+    batch = gather(split, np.arange(6))
+    answers, rationales = pass_subset(batch, 8, 0, 4), pass_subset(batch, 8, 4, 8)
+    lengths = split.text_mask[:6].sum(-1)  # (6, 8)
+    assert answers["ids"].shape == (24, lengths[:, :4].max()) and rationales["ids"].shape == (24, lengths[:, 4:].max())
+    assert answers["ids"].shape[1] < rationales["ids"].shape[1] == batch["ids"].shape[1]
+    np.testing.assert_array_equal(answers["ids"], split.ids[:6, :4, :answers["ids"].shape[1]].reshape(24, -1))
+    np.testing.assert_array_equal(rationales["feats"], batch["feats"].reshape(6, 8, *batch["feats"].shape[1:])[:, 4:]
+                                  .reshape(24, *batch["feats"].shape[1:]))
+    with no_grad():
+        split_logits = model(batch).numpy()
+        fused = encoder_outputs(encoder, batch)[2]  # every pass at the longest rationale's length
+        joint = np.concatenate([model.head(fused).numpy().reshape(6, 8)[:, :4],
+                                model.rationale_head(fused).numpy().reshape(6, 8)[:, 4:]], 1)
+    np.testing.assert_allclose(split_logits, joint, rtol=1e-4, atol=1e-5)
+
+
+def test_vcr_scores_per_detail_are_the_means_over_those_items(data, tokenizer):
+    """``evaluate`` adds VCR's finer groups (``detail``, ``objects``): each the mean of the item
+    scores over the items of that value."""
+    split = data["vcr"]["val"]
+    model = make_transfer_model("vcr", TinyEncoder(tokenizer.vocab_size, OneHotRegions.dim), split)
+    m = evaluate("vcr", model, split)
+    with no_grad():
+        per = item_scores("vcr", model(gather(split, np.arange(len(split)))).numpy(), gather(split, np.arange(len(split))))
+    for key in ("detail", "objects"):
+        values = split.targets[key]
+        assert len(set(values.tolist())) > 1, key  # the fixture has more than one of each
+        for v in set(values.tolist()):
+            for name in ("q_a", "qa_r", "q_ar"):
+                assert m[f"{name}/{key}={v}"] == pytest.approx(per[name][values == v].mean()), (key, v, name)
+            assert m[f"n/{key}={v}"] == (values == v).sum()
+    assert m["q_a/count"] == pytest.approx(per["q_a"][split.groups == "count"].mean())
