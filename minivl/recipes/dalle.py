@@ -726,7 +726,8 @@ def main(argv=None):
     def write(section, key, value):  # re-read first: seeds run as separate invocations merge
         payload = json.loads(out.read_text()) if out.exists() else {}
         payload["machine"] = f"{os.cpu_count()} cores, shared; load averages recorded per run"
-        payload.setdefault(section, {})[key] = {"command": command, **value}
+        written = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        payload.setdefault(section, {})[key] = {"command": command, "written": written, **value}
         out.write_text(json.dumps(payload, indent=1))
 
     mask_figure().savefig(out.parent / "dalle_masks.png", dpi=100)

@@ -349,7 +349,8 @@ def main(argv=None):
             if args.save:
                 save_checkpoint(model, args.save.replace("{seed}", str(seed)),
                                 **{"steps": args.finetune_decoder, "finetuned_from": str(start)})
-            runs[str(seed)] = {"metrics": metrics, "history": history.as_dict()}
+            runs[str(seed)] = {"metrics": metrics, "history": history.as_dict(),
+                               "written": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
             _figures({"model": model, "evals": evals}, out.parent, f"_seed{seed}", out.stem)
             print(json.dumps({k: metrics[k]["psnr_test"] for k in ("before", "after")}))
             continue
@@ -360,7 +361,8 @@ def main(argv=None):
         if args.save:
             save_checkpoint(run["model"], args.save.replace("{seed}", str(seed)),
                             **{k: v for k, v in run["metrics"].items() if isinstance(v, (int, float, str))})
-        runs[str(seed)] = {"metrics": run["metrics"], "history": run["history"].as_dict()}
+        runs[str(seed)] = {"metrics": run["metrics"], "history": run["history"].as_dict(),
+                           "written": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
         _figures(run, out.parent, f"_seed{seed}", out.stem)
         tuned = (args.steps, args.likelihood, args.beta, args.lr, args.diversity, args.anneal,
                  args.widths, args.vocab_size, args.codebook_dim)
