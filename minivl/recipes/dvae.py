@@ -17,7 +17,7 @@
   usage: the perplexity of the code histogram and the number of dead codes.
 * ``finetune_decoder`` (not in the paper): train the decoder alone on the frozen
   encoder's argmax codes; the codes, hence the prior, stay as they were
-  (``--finetune-decoder STEPS``).
+  (``--finetune-decoder STEPS``; ``--init PATH`` for a saved dVAE other than the default).
 
 ``default_dvae()`` is the trained default the prior starts from: loaded from
 the cache (``$MINIVL_CACHE`` or ``~/.cache/minivl``) or trained once and cached.
