@@ -363,7 +363,7 @@ def rerank(clip, tokenizer, images, captions):
 
 
 def evaluate(model, bpe, dvae, evals, judge, reranker=None, n_candidates=16, n_eval=None, seed=0,
-             temperature=1.0, top_k=None, progress=False, guidance=1.0) -> dict:
+             temperature=1.0, top_k=None, progress=False, guidance=1.0, reader=None) -> dict:
     """Judge the generations of each evaluation set's captions.
 
     ``judge(images uint8 (N, S, S, 3), captions: list[Caption]) -> bool (N,)``:
@@ -373,7 +373,9 @@ def evaluate(model, bpe, dvae, evals, judge, reranker=None, n_candidates=16, n_e
     correct: the ceiling of reranking), ``correct_shuffled`` (each first sample
     judged against another caption of the set: a generator that ignored the
     text), ``real`` (the judge on the real images) and the code perplexity. ``guidance``: the
-    classifier-free guidance scale of the sampling (1: the paper's).
+    classifier-free guidance scale of the sampling (1: the paper's). With ``reader`` (images ->
+    the judge's ``Scene`` per image, e.g. ``Judge.reads``): ``by_attribute``, what the first
+    samples get right attribute by attribute (``attribute_accuracy``).
     """
     from minivl.recipes.dvae import code_usage
 
@@ -397,7 +399,55 @@ def evaluate(model, bpe, dvae, evals, judge, reranker=None, n_candidates=16, n_e
         if reranker is not None:
             order, _ = rerank(*reranker, images, pairs.captions)
             m["correct_rerank"] = float(ok[np.arange(C), order[:, 0]].mean())
+        if reader is not None:
+            m["by_attribute"] = attribute_accuracy(reader(images[:, 0]), pairs.structured)
         out[name] = m
+    return out
+
+
+# Which parts of a caption a reading must get right for each entry of ``attribute_accuracy``:
+# the fields of each phrase kept (the rest left free), and whether a relation is kept.
+ATTRIBUTES = {"objects": ((), False), "colours": (("colour",), False), "shapes": (("shape",), False),
+              "sizes": (("size",), False), "colours_shapes": (("colour", "shape"), False),
+              "phrases": (("colour", "shape", "size"), False), "exact": (("colour", "shape", "size"), True)}
+
+
+def relax(caption, fields, relation=True):
+    """``caption`` saying only ``fields`` of each phrase (the others left free); without
+    ``relation`` a relation caption becomes a list of its two phrases (where they stand is free)."""
+    from dataclasses import replace
+
+    phrases = tuple(replace(p, **{f: None for f in ("shape", "colour", "size") if f not in fields})
+                    for p in caption.phrases)
+    if caption.kind == "relation" and not relation:
+        return replace(caption, kind="list", phrases=phrases, relation=None)
+    return replace(caption, phrases=phrases)
+
+
+def attribute_accuracy(reads, captions) -> dict:
+    """What generated images get right, attribute by attribute: for each entry of ``ATTRIBUTES``,
+    the fraction of ``reads`` (a judge's ``Scene`` per image) that show exactly as many objects
+    as ``captions`` name and fit the caption relaxed to those fields (``relax``). ``objects``:
+    the count alone; ``colours``: the count and the colours (a multiset match); ``exact``: the
+    judge's verdict. ``sizes`` counts only captions that name a size (``captions_naming_a_size``);
+    ``relations``: ``exact`` among relation captions whose ``phrases`` are right."""
+    from minivl.models.judge import says_exactly
+
+    out = {}
+    for name, (fields, relation) in ATTRIBUTES.items():
+        ok = np.array([says_exactly(relax(c, fields, relation), r) for c, r in zip(captions, reads)], bool)
+        if name == "sizes":
+            named = np.array([any(p.size is not None for p in c.phrases) for c in captions], bool)
+            out["captions_naming_a_size"] = int(named.sum())
+            ok = ok[named]
+        out[name] = float(ok.mean()) if len(ok) else float("nan")
+    is_relation = np.array([c.kind == "relation" for c in captions], bool)
+    phrases_ok = np.array([says_exactly(relax(c, ATTRIBUTES["phrases"][0], False), r)
+                           for c, r in zip(captions, reads)], bool)
+    exact = np.array([says_exactly(c, r) for c, r in zip(captions, reads)], bool)
+    keep = is_relation & phrases_ok
+    out["relation_captions"] = int(is_relation.sum())
+    out["relations"] = float(exact[keep].mean()) if keep.any() else float("nan")
     return out
 
 
@@ -567,13 +617,16 @@ def run_seed(seed, steps=None, n_eval=100, n_candidates=16, progress=True, folde
     for s in scales:
         t1 = time.perf_counter()
         by_scale[str(s)] = evaluate(r["model"], r["bpe"], dvae, evals, judge.matches, reranker, n_candidates,
-                                    n_eval, seed, temperature, top_k, progress=progress, guidance=s)
+                                    n_eval, seed, temperature, top_k, progress=progress, guidance=s,
+                                    reader=judge.reads)
         seconds[str(s)] = time.perf_counter() - t1
     scores = by_scale[str(scales[0])]
     for name, pairs in evals.items():  # what the judge reads in the dVAE's reconstructions
         codes = encode_images(dvae, pairs.images[:n_eval])
         recon = decode(dvae, codes[:, None])[:, 0]
         scores[name]["real_reconstructed"] = float(judge.matches(recon, pairs.structured[:n_eval]).mean())
+        scores[name]["real_reconstructed_by_attribute"] = attribute_accuracy(judge.reads(recon),
+                                                                             pairs.structured[:n_eval])
         scores[name]["swap"] = swap_losses(r["model"], r["bpe"], pairs.captions[:n_eval], codes)
     if folder is not None:
         pairs = evals["held_out_pairs"]
@@ -673,7 +726,8 @@ def main(argv=None):
     def write(section, key, value):  # re-read first: seeds run as separate invocations merge
         payload = json.loads(out.read_text()) if out.exists() else {}
         payload["machine"] = f"{os.cpu_count()} cores, shared; load averages recorded per run"
-        payload.setdefault(section, {})[key] = {"command": command, **value}
+        written = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        payload.setdefault(section, {})[key] = {"command": command, "written": written, **value}
         out.write_text(json.dumps(payload, indent=1))
 
     mask_figure().savefig(out.parent / "dalle_masks.png", dpi=100)

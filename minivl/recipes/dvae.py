@@ -17,7 +17,7 @@
   usage: the perplexity of the code histogram and the number of dead codes.
 * ``finetune_decoder`` (not in the paper): train the decoder alone on the frozen
   encoder's argmax codes; the codes, hence the prior, stay as they were
-  (``--finetune-decoder STEPS``).
+  (``--finetune-decoder STEPS``; ``--init PATH`` for a saved dVAE other than the default).
 
 ``default_dvae()`` is the trained default the prior starts from: loaded from
 the cache (``$MINIVL_CACHE`` or ``~/.cache/minivl``) or trained once and cached.
@@ -325,6 +325,9 @@ def main(argv=None):
     parser.add_argument("--finetune-decoder", type=int, default=0, metavar="STEPS",
                         help="instead of training: load each seed's cached default dVAE and train only its "
                         "decoder + codebook STEPS steps on its own frozen argmax codes (save it with --save)")
+    parser.add_argument("--init", default=None,
+                        help="with --finetune-decoder: this dVAE checkpoint ('{seed}' replaced) instead of the "
+                        "cached default")
     parser.add_argument("--cache", action="store_true",
                         help="also save each seed's model as its cached default_dvae(seed)")
     args = parser.parse_args(argv)
@@ -333,19 +336,21 @@ def main(argv=None):
     runs = {}
     for seed in args.seeds:
         if args.finetune_decoder:
-            model = default_dvae(seed)
+            start = Path(args.init.replace("{seed}", str(seed))) if args.init else default_path(seed)
+            model = load_dvae(start) if args.init else default_dvae(seed)
             evals = dvae_data(DEFAULTS["n_train"], 500, seed)
             before = evaluate(model, evals)
             history = finetune_decoder(model, evals["train"], args.finetune_decoder, seed=seed,
                                        evaluate=lambda m=model, e=evals: evaluate(m, e),
                                        eval_every=max(1, args.finetune_decoder // 4))
-            metrics = {"from": str(default_path(seed)), "steps": args.finetune_decoder, "seed": seed,
+            metrics = {"from": str(start), "steps": args.finetune_decoder, "seed": seed,
                        "before": before, "after": history.last_eval(), "train_seconds": history.seconds,
                        "load_average": os.getloadavg()[0], "cpu_count": os.cpu_count()}
             if args.save:
                 save_checkpoint(model, args.save.replace("{seed}", str(seed)),
-                                **{"steps": args.finetune_decoder, "finetuned_from": str(default_path(seed))})
-            runs[str(seed)] = {"metrics": metrics, "history": history.as_dict()}
+                                **{"steps": args.finetune_decoder, "finetuned_from": str(start)})
+            runs[str(seed)] = {"metrics": metrics, "history": history.as_dict(),
+                               "written": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
             _figures({"model": model, "evals": evals}, out.parent, f"_seed{seed}", out.stem)
             print(json.dumps({k: metrics[k]["psnr_test"] for k in ("before", "after")}))
             continue
@@ -356,7 +361,8 @@ def main(argv=None):
         if args.save:
             save_checkpoint(run["model"], args.save.replace("{seed}", str(seed)),
                             **{k: v for k, v in run["metrics"].items() if isinstance(v, (int, float, str))})
-        runs[str(seed)] = {"metrics": run["metrics"], "history": run["history"].as_dict()}
+        runs[str(seed)] = {"metrics": run["metrics"], "history": run["history"].as_dict(),
+                           "written": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
         _figures(run, out.parent, f"_seed{seed}", out.stem)
         tuned = (args.steps, args.likelihood, args.beta, args.lr, args.diversity, args.anneal,
                  args.widths, args.vocab_size, args.codebook_dim)

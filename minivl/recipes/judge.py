@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from functools import partial
 from pathlib import Path
 
@@ -235,6 +236,7 @@ def main(argv=None):
             record["metrics"]["test_recon_confusion"] = confusion(model, recon, scenes)
             misread_figure(model, images, recon, scenes).savefig(
                 out.parent / f"{out.stem}_misread_seed{seed}.png", dpi=80)
+        record["written"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         runs[str(seed)] = record
         print(json.dumps(record["metrics"]))
     out.parent.mkdir(parents=True, exist_ok=True)

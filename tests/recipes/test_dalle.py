@@ -16,6 +16,7 @@ from minivl.data.shapes import Scene, ShapeObject
 from minivl.models.dvae import DiscreteVAE, pixels
 from minivl.recipes.dalle import (
     CHECKPOINT,
+    attribute_accuracy,
     check_words,
     decode,
     evaluate,
@@ -252,3 +253,30 @@ def test_swap_run_measures_the_trained_priors_own_held_out_loss(dvae, tmp_path):
         assert swap["codes_per_image"] == dvae.grid[0] * dvae.grid[1]
         # every image of the set, after its true caption: the prior's own validation loss
         assert swap["true_nats_per_code"] == pytest.approx(run["prior"][f"{name}_image_loss"], rel=1e-5)
+
+
+def test_attribute_accuracy_names_the_attribute_a_reading_gets_wrong():
+    # "a small red circle is left of a blue square": circle 0, square 1, ring 5; red 0, green 1, blue 2
+    caption = Caption("relation", (Description(shape=0, colour=0, size=0), Description(shape=1, colour=2)),
+                      relation="left")
+    circle, square = ShapeObject(0, 0, 0, (0, 0, 6, 6)), ShapeObject(1, 2, 1, (16, 0, 26, 10))
+    right = Scene(32, (circle, square))
+    readings = {
+        "right": right,
+        "green square": Scene(32, (circle, ShapeObject(1, 1, 1, (16, 0, 26, 10)))),
+        "a ring": Scene(32, (ShapeObject(5, 0, 0, (0, 0, 6, 6)), square)),
+        "large circle": Scene(32, (ShapeObject(0, 0, 1, (0, 0, 10, 10)), square)),
+        "the square alone": Scene(32, (square,)),
+        "swapped places": Scene(32, (ShapeObject(0, 0, 0, (20, 0, 26, 6)), ShapeObject(1, 2, 1, (0, 0, 10, 10)))),
+    }
+    got = {k: attribute_accuracy([r], [caption]) for k, r in readings.items()}
+    fields = ("objects", "colours", "shapes", "sizes", "colours_shapes", "phrases", "exact", "relations")
+    want = {"right": (1, 1, 1, 1, 1, 1, 1, 1), "green square": (1, 0, 1, 1, 0, 0, 0, None),
+            "a ring": (1, 1, 0, 1, 0, 0, 0, None), "large circle": (1, 1, 1, 0, 1, 0, 0, None),
+            "the square alone": (0, 0, 0, 0, 0, 0, 0, None), "swapped places": (1, 1, 1, 1, 1, 1, 0, 0)}
+    for k, values in want.items():
+        for field, value in zip(fields, values):
+            assert (np.isnan(got[k][field]) if value is None else got[k][field] == value), (k, field)
+    assert got["right"]["captions_naming_a_size"] == 1 and got["right"]["relation_captions"] == 1
+    both = attribute_accuracy([right, readings["a ring"]], [caption, caption])
+    assert both["colours"] == 1.0 and both["shapes"] == 0.5 and both["exact"] == 0.5
