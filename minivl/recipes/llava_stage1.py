@@ -252,36 +252,42 @@ def reads_words(data, model, n_per_type=40, seed=0) -> dict:
     return out
 
 
-def reader_trial(seed=0, lm_steps=2000, stage1_steps=L.STUDY["stage1_steps"], n_train=L.STUDY["n_train"],
+def reader_trial(seed=0, lm_steps=2000, stage1_steps=(200,), n_train=L.STUDY["n_train"],
                  progress=True, clip=None) -> dict:
     """The GPT pretrained on the reader documents for ``lm_steps``, then the study's stage 1
-    (``stage1_steps`` steps of 16, projector only), evaluated as the study's stage-1 row; plus
-    ``reads_words`` before stage 1 and the held-out caption loss with each scene's own patches
-    against the next scene's (the image is used only if its own patches lower it)."""
+    (each of ``stage1_steps`` steps of 16, projector only, from the same fresh projector),
+    evaluated as the study's stage-1 row; plus ``reads_words`` before stage 1 and the held-out
+    caption loss with each scene's own patches against the next scene's (the image is used only
+    if its own patches lower it)."""
     from minivl.random import manual_seed
 
     began = time.perf_counter()
     manual_seed(seed)
+    stage1_steps = (stage1_steps,) if isinstance(stage1_steps, int) else tuple(stage1_steps)
     data, model, metrics = setup(seed, "reader", n_train, lm_steps, clip)
     pad = data.tokenizer.special_tokens[PAD]
-    out = {"seed": seed, "lm_steps": lm_steps, "stage1_steps": stage1_steps, "lm_pretraining": metrics,
+    out = {"seed": seed, "lm_steps": lm_steps, "stage1_steps": list(stage1_steps), "lm_pretraining": metrics,
            "documents": len(data.docs), "example_document": data.tokenizer.decode(data.docs[0].tolist())}
     out["reads_words"] = reads_words(data, model, seed=seed)
     if progress:
         print("reads words", {k: round(v["short_answer"], 3) for k, v in out["reads_words"].items()}, flush=True)
     out["pretraining_seconds"] = time.perf_counter() - began
-    h = L.train_stage(model, data, 1, stage1_steps, batch_size=L.STUDY["batch_size"], seed=seed, progress=progress)
-    out["stage1_final_loss"] = float(np.mean(h.loss[-20:]))
-    held = examples(data.tokenizer, data.test_captions[:200])
-    other = np.roll(np.arange(len(data.test_features)), 1)
-    out["held_out_loss_own_features"] = loss_summary(data.tokenizer, model, held, data.test_features, pad)
-    out["held_out_loss_other_features"] = loss_summary(data.tokenizer, model, held, data.test_features[other], pad)
-    out["stage1"] = L.evaluate(model, data, n_per_type=60, n_describe=60, n_reason=60, seed=seed,
-                               n_caption=L.STUDY_CAPTIONS)
-    if progress:
-        r = out["stage1"]
-        print(f"stage 1: caption precision {r['caption_precision']:.3f} ({r['caption_objects_named']:.1f} named), "
-              f"short answers {r['short_answer']:.3f}, F1 {r['describe_f1']:.2f}", flush=True)
+    fresh = copy.deepcopy(model)
+    for steps in stage1_steps:
+        model = copy.deepcopy(fresh)
+        h = L.train_stage(model, data, 1, steps, batch_size=L.STUDY["batch_size"], seed=seed, progress=progress)
+        r = out[f"stage1_{steps}_steps"] = {"final_loss": float(np.mean(h.loss[-20:]))}
+        held = examples(data.tokenizer, data.test_captions[:200])
+        other = np.roll(np.arange(len(data.test_features)), 1)
+        r["held_out_loss_own_features"] = loss_summary(data.tokenizer, model, held, data.test_features, pad)
+        r["held_out_loss_other_features"] = loss_summary(data.tokenizer, model, held, data.test_features[other], pad)
+        r["row"] = L.evaluate(model, data, n_per_type=60, n_describe=60, n_reason=60, seed=seed,
+                              n_caption=L.STUDY_CAPTIONS)
+        if progress:
+            e = r["row"]
+            print(f"stage 1, {steps} steps: caption precision {e['caption_precision']:.3f} "
+                  f"({e['caption_objects_named']:.1f} named), short answers {e['short_answer']:.3f}, "
+                  f"F1 {e['describe_f1']:.2f}", flush=True)
     out["total_seconds"] = time.perf_counter() - began
     return out
 
@@ -320,7 +326,7 @@ def projector_fit(data, model, pad, features="clip", captions="study", scenes="a
     return out
 
 
-def setup(seed, lm_text, n_train=L.STUDY["n_train"], lm_steps=L.STUDY["lm_steps"], clip=None):
+def setup(seed, lm_text, n_train=L.STUDY["n_train"], lm_steps=500, clip=None):
     """The study's data, GPT (``lm_text``: "plain", "chat" or "reader") and the eye's features."""
     data = L.LLaVAData(n_train, 200, seed, conversations=L.STUDY["conversations"],
                        balance_kinds=True, lm_text=lm_text, short_answers=L.STUDY["short_answers"],
@@ -345,7 +351,7 @@ FITS = (  # (features, captions, scenes, projector)
 )
 
 
-def diagnose(seed=0, progress=True, n_train=L.STUDY["n_train"], lm_steps=L.STUDY["lm_steps"], fit_steps=1000,
+def diagnose(seed=0, progress=True, n_train=L.STUDY["n_train"], lm_steps=500, fit_steps=1000,
              prefix_steps=300, clip=None) -> dict:
     from minivl.random import manual_seed
 
@@ -385,13 +391,14 @@ if __name__ == "__main__":
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--reader", action="store_true", help="reader_trial instead of the diagnosis")
     p.add_argument("--lm-steps", type=int, default=2000, help="the reader GPT's pretraining steps (--reader)")
-    p.add_argument("--stage1-steps", type=int, default=L.STUDY["stage1_steps"], help="(--reader)")
+    p.add_argument("--stage1-steps", type=int, nargs="+", default=[200],
+                   help="stage-1 lengths to try, each from the same fresh projector (--reader)")
     args = p.parse_args()
     load = os.getloadavg()
     if args.reader:
         r = reader_trial(args.seed, args.lm_steps, args.stage1_steps)
         r["command"] = (f"python -m minivl.recipes.llava_stage1 --reader --seed {args.seed} --lm-steps "
-                        f"{args.lm_steps} --stage1-steps {args.stage1_steps} --out {args.out}")
+                        f"{args.lm_steps} --stage1-steps {' '.join(map(str, args.stage1_steps))} --out {args.out}")
     else:
         r = diagnose(args.seed)
         r["command"] = f"python -m minivl.recipes.llava_stage1 --seed {args.seed} --out {args.out}"
