@@ -234,8 +234,9 @@ CONV_HELP = "conversation samples per training scene (the weight of short answer
 BALANCE_HELP = "stage 2 draws each kind (conversation, detail, reasoning) equally often"
 POSITION_HELP = ("the <image> placeholder before the first instruction ('<image>\\nquestion') or "
                  "after it ('question\\n<image>')")
-LM_TEXT_HELP = ("the GPT's pretraining text: 'plain' (instruction response) or 'chat' (the same in the "
-                "USER:/ASSISTANT: template, as Vicuna read chats)")
+LM_TEXT_HELP = ("the GPT's pretraining text: 'plain' (instruction response), 'chat' (the same in the "
+                "USER:/ASSISTANT: template, as Vicuna read chats) or 'reader' (in the template, each training "
+                "scene stated in words where its image goes, so the GPT must read its prompt)")
 SHORT_HELP = "one-round short questions per training scene for stage 2 (0: none)"
 SHARE_HELP = "the share of stage-2 batches drawn from the short questions alone"
 CLIP_HELP = ("folder of a CLIP run ('minivl clip train --out'); default: the eye cached under "

@@ -8,7 +8,9 @@ stage-1 caption pairs and stage-2 instructions, with their statistics
   come from different seeds.
 * the language model's pretraining text (standing in for Vicuna's): captions,
   and the teacher's questions and answers written as plain text (no image,
-  no template);
+  no template), or the same in the chat template (``chat_documents``), or in
+  the template with the scene stated in words where the image goes
+  (``reader_documents``: a language model that must read its prompt);
 * stage 1 (S34): ``<image>`` + one caption, the answer being the caption;
 * stage 2 (S35): the teacher's conversations, detailed descriptions and
   complex reasoning (``minivl/data/instructions.py``), in the template of
@@ -28,7 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from minivl.data.captions import sample_caption
-from minivl.data.instructions import INSTRUCTION_KINDS, Instruction, make_instruction
+from minivl.data.instructions import INSTRUCTION_KINDS, Instruction, _a, _where, make_instruction
+from minivl.data.language import join_list
 from minivl.data.llava_format import SPECIAL_TOKENS, SYSTEM, Formatted, format_conversation, pieces
 from minivl.data.render import render
 from minivl.data.shapes import sample_scenes
@@ -134,6 +137,41 @@ def chat_documents(tokenizer, items: list[Instruction], captions) -> list[np.nda
     return docs
 
 
+def reading_order(scene):
+    """The scene's objects row by row, left to right (by the cell of their centre): the order of
+    the eye's patch tokens on the 3 x 3 grid."""
+    cell = lambda o: (int(GRID * o.centre[1] / scene.image_size), int(GRID * o.centre[0] / scene.image_size))
+    return sorted(scene.objects, key=cell)
+
+
+def scene_words(scene) -> str:
+    """The scene in words, every object in reading order with its size, colour, shape and cell:
+    "a large red ring in the top left and a small blue cross in the centre"."""
+    return join_list([f"{_a(o)} {_where(o, scene.image_size)}" for o in reading_order(scene)])
+
+
+def reader_documents(tokenizer, items: list[Instruction], captions, scenes, image_position="after"
+                     ) -> list[np.ndarray]:
+    """The teacher's samples and the stage-1 pairs in the chat template, the first user turn
+    stating the scene in words (``scene_words``) exactly where the ``<image>`` placeholder goes
+    (``image_position``), and the assistant answering as the teacher did.
+
+    Vicuna reads its context: what it answers depends on what the prompt says.
+    In the plain or chat documents the answer never depends on the prompt
+    beyond the question, so a GPT pretrained on them ignores what stands where
+    the image goes, and stage 1's projector has nothing to speak to. Here every
+    answer (a caption, a short answer, a description, a reasoning step) is
+    right only for the scene the prompt describes, so the GPT must read the
+    words the projector is later asked to stand in for. ``scenes`` are the
+    items' own scenes (``item.scene_index`` indexes them): the training scenes,
+    never held-out ones. No document lacks the description: one that did would
+    teach the GPT to answer from its prior, the habit this text is meant to break.
+    """
+    doc = lambda i, turns: format_conversation(tokenizer, turns, image=True, image_position=image_position,
+                                               scene_text=scene_words(scenes[i])).ids
+    return [doc(it.scene_index, it.turns) for it in items] + [doc(i, stage1_turns(c)) for i, c in captions]
+
+
 def make_tokenizer(items, captions, vocab_size=480):
     """A byte-level BPE over the template words and every text, with LLaVA's special tokens."""
     lines = [SYSTEM, "USER: ASSISTANT:"] + [" ".join(d) for d in plain_text(items, captions)]
@@ -187,4 +225,5 @@ def statistics(items: list[Instruction], examples: list[LLaVAExample] | None = N
 
 
 __all__ = ["llava_scenes", "instructions", "short_questions", "caption_pairs", "plain_text", "chat_documents",
-           "make_tokenizer", "format_items", "format_captions", "statistics", "pieces"]
+           "reading_order", "scene_words", "reader_documents", "make_tokenizer", "format_items", "format_captions",
+           "statistics", "pieces"]

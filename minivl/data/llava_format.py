@@ -48,28 +48,35 @@ class Formatted:
 
     ids: np.ndarray
     labels: np.ndarray
-    kinds: list[str]  # "system", "role", "image", "instruction", "answer", "end"
+    kinds: list[str]  # "system", "role", "image", "scene", "instruction", "answer", "end"
 
     def __len__(self):
         return len(self.ids)
 
 
-def pieces(turns, image=True, system=SYSTEM, image_position="before"):
+def pieces(turns, image=True, system=SYSTEM, image_position="before", scene_text=None):
     """The conversation as ``(text, kind)`` pieces, in order; ``kind`` says how it is labelled.
 
     ``image_position``: the ``<image>`` placeholder goes "before" the first
     instruction (``<image>\nquestion``) or "after" it (``question\n<image>``);
     LLaVA-Instruct places it either way at random.
+    ``scene_text``: the scene in words, written (kind ``"scene"``, never
+    supervised) exactly where the placeholder would go (``image`` must be
+    True): the reader documents a Vicuna stand-in is pretrained on
+    (``minivl/data/llava_data.py::reader_documents``).
     """
+    if scene_text is not None and not image:
+        raise ValueError("scene_text stands where the image goes: it needs image=True")
+    place = (IMAGE, "image") if scene_text is None else (" " + scene_text, "scene")
     if image_position not in ("before", "after"):
         raise ValueError(f"image_position must be 'before' or 'after', got {image_position!r}")
     out = [(system, "system")]
     for r, (instruction, answer) in enumerate(turns):
         out.append(("\n" + USER, "role"))
         if r == 0 and image and image_position == "before":
-            out += [(" ", "role"), (IMAGE, "image"), ("\n" + instruction, "instruction")]
+            out += [(" ", "role"), place, ("\n" + instruction, "instruction")]
         elif r == 0 and image:
-            out += [(" " + instruction, "instruction"), ("\n", "role"), (IMAGE, "image")]
+            out += [(" " + instruction, "instruction"), ("\n", "role"), place]
         else:
             out.append((" " + instruction, "instruction"))
         out.append(("\n" + ASSISTANT, "role"))
@@ -80,19 +87,20 @@ def pieces(turns, image=True, system=SYSTEM, image_position="before"):
 
 
 def format_conversation(tokenizer, turns, num_image_tokens=0, image=True, system=SYSTEM,
-                        image_position="before") -> Formatted:
+                        image_position="before", scene_text=None) -> Formatted:
     """Ids and labels of ``turns`` (``(instruction, answer)`` pairs) in LLaVA's template.
 
     ``image``: put the ``<image>`` placeholder (expanded to ``num_image_tokens``
     ids) before or after (``image_position``) the first instruction; ``False``
     writes the same conversation without it (the text-only baseline). A last
     turn whose answer is ``None`` ends at ``ASSISTANT:``: the prompt for generation.
+    ``scene_text``: words in the placeholder's place instead of image positions (``pieces``).
     """
-    if image and num_image_tokens < 1:
+    if image and scene_text is None and num_image_tokens < 1:
         raise ValueError(f"num_image_tokens must be >= 1 when image=True, got {num_image_tokens}")
     special = tokenizer.special_tokens
     ids, labels, kinds = [], [], []
-    for text, kind in pieces(turns, image, system, image_position):
+    for text, kind in pieces(turns, image, system, image_position, scene_text):
         if kind == "image":
             piece = [special[IMAGE]] * num_image_tokens
         elif kind == "end":

@@ -44,6 +44,7 @@ from minivl.data.llava_data import (
     llava_scenes,
     make_tokenizer,
     plain_text,
+    reader_documents,
     short_questions,
     statistics,
 )
@@ -66,11 +67,14 @@ from minivl.train import History, train
 
 MAX_LEN = 128
 LR = {1: 3e-3, 2: 3e-3}  # peak learning rate of each stage (warm-up, then cosine to a tenth)
-# the study's defaults: about 20 minutes per seed on one core (lectures/10-llava.md, S36)
-STUDY = dict(n_train=2000, lm_steps=500, stage1_steps=200, stage2_steps=10000, batch_size=16,
+# the study's defaults (lectures/10-llava.md, S36): a GPT that reads its prompt (lm_text="reader",
+# 4,000 pretraining steps, about 13 minutes on one core), stage 1 1,000 steps, stage 2 10,000
+STUDY = dict(n_train=2000, lm_steps=4000, stage1_steps=1000, stage2_steps=10000, batch_size=16,
              conversations=4, lm_depth=4, image_position="after", balance_kinds=True,
-             lm_text="plain", short_answers=4, short_share=0.75)
-LM_TEXTS = ("plain", "chat")  # the GPT's pretraining text: plain (question answer) or in the chat template
+             lm_text="reader", short_answers=4, short_share=0.75)
+# the GPT's pretraining text: plain (question answer), in the chat template, or in the template with the
+# scene stated in words where the image goes (``reader_documents``: a GPT that reads its prompt)
+LM_TEXTS = ("plain", "chat", "reader")
 STUDY_ROWS = ("lm_alone", "stage1", "stage2", "stage2_v15")  # S36's four rows
 STUDY_CAPTIONS = 100  # held-out captions per row (stage 1's own task, minivl/data/llava_eval.py)
 CLIP_STEPS = 3000  # minivl clip train's default: zero-shot 0.98, retrieval R@1 0.97 (results/llava_clip.json)
@@ -128,7 +132,8 @@ class LLaVAData:
     """Everything a run reads: scenes, pictures, features, tokenizer, examples."""
 
     def __init__(self, n_train=3000, n_test=300, seed=0, vocab_size=600, conversations=1,
-                 balance_kinds=False, lm_text="plain", short_answers=0, short_share=0.0):
+                 balance_kinds=False, lm_text="plain", short_answers=0, short_share=0.0,
+                 image_position=STUDY["image_position"]):
         if lm_text not in LM_TEXTS:
             raise ValueError(f"lm_text must be one of {LM_TEXTS}, got {lm_text!r}")
         if not 0.0 <= short_share < 1.0 or (short_share > 0) != (short_answers > 0):
@@ -144,9 +149,16 @@ class LLaVAData:
         self.short_items = short_questions(self.train_scenes, seed, short_answers)
         self.short_share = short_share
         self.tokenizer = make_tokenizer(self.items, self.captions, vocab_size)
-        # the Vicuna stand-in's pretraining text: "chat" writes it in the template (chat_documents)
-        self.docs = (plain_text(self.items, self.captions) if lm_text == "plain"
-                     else chat_documents(self.tokenizer, self.items, self.captions))
+        # the Vicuna stand-in's pretraining text: "chat" writes it in the template (chat_documents);
+        # "reader" also states each training scene in words where its image goes (reader_documents),
+        # for the three kinds, the short questions and the stage-1 pairs
+        if lm_text == "plain":
+            self.docs = plain_text(self.items, self.captions)
+        elif lm_text == "chat":
+            self.docs = chat_documents(self.tokenizer, self.items, self.captions)
+        else:
+            self.docs = reader_documents(self.tokenizer, self.items + self.short_items, self.captions,
+                                         self.train_scenes, image_position)
         self.train_features = self.test_features = None
 
     def compute_features(self, model: LLaVA, batch_size=500):
@@ -391,7 +403,8 @@ def study(seed=0, n_train=STUDY["n_train"], n_test=200, lm_steps=STUDY["lm_steps
     began = time.perf_counter()
     manual_seed(seed)
     data = LLaVAData(n_train, n_test, seed, conversations=conversations, balance_kinds=balance_kinds,
-                     lm_text=lm_text, short_answers=short_answers, short_share=short_share)
+                     lm_text=lm_text, short_answers=short_answers, short_share=short_share,
+                     image_position=image_position)
     gpt, lm_metrics = pretrain_lm(data.tokenizer, data.docs, lm_steps, seed, depth=lm_depth, progress=progress)
     clip = clip_tower(clip_cache, clip_steps, progress, wait_for_clip)
     data.compute_features(build(data, clip, gpt))
@@ -471,7 +484,8 @@ def run_stage(stage, out="runs/llava", steps=None, batch_size=STUDY["batch_size"
 
     out = Path(out)
     data = LLaVAData(n_train, 50, seed, conversations=conversations, balance_kinds=balance_kinds,
-                     lm_text=lm_text, short_answers=short_answers, short_share=short_share)
+                     lm_text=lm_text, short_answers=short_answers, short_share=short_share,
+                     image_position=image_position)
     if stage == 1:
         gpt_path = out / "gpt.safetensors"
         if gpt_path.exists():

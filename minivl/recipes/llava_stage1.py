@@ -15,6 +15,13 @@ the two and asks whether the frozen GPT can then be steered:
   stage 1 writes its pairs);
 * ``words_in_prompt``: the scene's objects written out in the prompt, in
   words, where the image would go: does the GPT's caption use them?
+* ``reads_words``: held-out short questions answered by the GPT alone with
+  the scene written in words where the image goes (``scene_words``), with
+  another scene's words, or with none: a GPT that reads its prompt answers
+  from its own scene's words and is misled by another's;
+* ``reader_trial``: the GPT pretrained on the reader documents
+  (``lm_text="reader"``), then stage 1 with the study's recipe, scored as
+  the study's stage-1 row, and whether the projected patches do the words' work;
 * ``projector_fit``: stage 1 itself, on the eye's features, on ``oracle``
   features (each cell's true attributes one-hot), or through a ``table``
   (one free prefix per size-colour-shape combination, so nonlinear in the
@@ -25,7 +32,8 @@ the two and asks whether the frozen GPT can then be steered:
   held-out caption loss with each scene's own features against another
   scene's: the image is used only if its own features lower the loss.
 
-``python -m minivl.recipes.llava_stage1 --out results/llava_stage1_diagnosis.json``
+``python -m minivl.recipes.llava_stage1 --out results/llava_stage1_diagnosis.json``;
+``python -m minivl.recipes.llava_stage1 --reader --lm-steps 2000 --out ...`` for ``reader_trial``.
 """
 
 from __future__ import annotations
@@ -36,10 +44,18 @@ import time
 import numpy as np
 
 from minivl.data.language import join_list
-from minivl.data.llava_data import STAGE1_INSTRUCTION, caption_pairs, format_captions, stage1_turns
-from minivl.data.llava_eval import caption_hits, caption_phrases
+from minivl.data.llava_data import (
+    STAGE1_INSTRUCTION,
+    caption_pairs,
+    format_captions,
+    reading_order,
+    scene_words,
+    stage1_turns,
+)
+from minivl.data.llava_eval import EVAL_TYPES, caption_hits, caption_phrases, short_answer
 from minivl.data.llava_format import END, EOT, IGNORE, IMAGE, PAD, Formatted, format_conversation, pad_batch
 from minivl.data.shapes import COLOURS, SHAPES, SIZES
+from minivl.data.vqa import ask
 from minivl.models.llava import Projector
 from minivl.optim import AdamW, WarmupCosineLR
 from minivl.recipes import llava as L
@@ -47,12 +63,6 @@ from minivl.tensor import no_grad
 from minivl.train import train
 
 N_CELLS = 9
-
-
-def reading_order(scene):
-    """The scene's objects row by row, left to right (by the cell of their centre)."""
-    cell = lambda o: (int(3 * o.centre[1] / scene.image_size), int(3 * o.centre[0] / scene.image_size))
-    return sorted(scene.objects, key=cell)
 
 
 def fixed_caption(scene) -> str:
@@ -212,6 +222,76 @@ def words_in_prompt(data, model, pad, n=200) -> dict:
     return out
 
 
+def reads_words(data, model, n_per_type=40, seed=0) -> dict:
+    """Held-out short-answer accuracy of the GPT alone (``model.lm``, no image) with the scene's own
+    words where the image goes, another scene's words, or no words (the prompt without the slot)."""
+    rng = np.random.default_rng([seed, 36, 2])
+    scenes, tok, pos = data.test_scenes, data.tokenizer, model.config.image_position
+    questions = []
+    for qtype in EVAL_TYPES:
+        while sum(q.qtype == qtype for _, q in questions) < n_per_type:
+            i = int(rng.integers(len(scenes)))
+            q = ask(scenes[i], qtype, rng)
+            if q is not None:
+                questions.append((i, q))
+    out = {}
+    for name, shift in (("own_words", 0), ("other_words", 1), ("no_words", None)):
+        prompts = []
+        for i, q in questions:
+            turns = [(q.text[0].upper() + q.text[1:], None)]
+            if shift is None:
+                prompts.append(format_conversation(tok, turns, image=False))
+            else:
+                words = scene_words(scenes[(i + shift) % len(scenes)])
+                prompts.append(format_conversation(tok, turns, image_position=pos, scene_text=words))
+        replies = L._generate_all(model, tok, prompts, None, 24)
+        right = [short_answer(q, r) == q.answer for (_, q), r in zip(questions, replies)]
+        out[name] = {"short_answer": float(np.mean(right)),
+                     **{t: float(np.mean([r for (_, q), r in zip(questions, right) if q.qtype == t]))
+                        for t in EVAL_TYPES}}
+    return out
+
+
+def reader_trial(seed=0, lm_steps=2000, stage1_steps=(200,), n_train=L.STUDY["n_train"],
+                 progress=True, clip=None) -> dict:
+    """The GPT pretrained on the reader documents for ``lm_steps``, then the study's stage 1
+    (each of ``stage1_steps`` steps of 16, projector only, from the same fresh projector),
+    evaluated as the study's stage-1 row; plus ``reads_words`` before stage 1 and the held-out
+    caption loss with each scene's own patches against the next scene's (the image is used only
+    if its own patches lower it)."""
+    from minivl.random import manual_seed
+
+    began = time.perf_counter()
+    manual_seed(seed)
+    stage1_steps = (stage1_steps,) if isinstance(stage1_steps, int) else tuple(stage1_steps)
+    data, model, metrics = setup(seed, "reader", n_train, lm_steps, clip)
+    pad = data.tokenizer.special_tokens[PAD]
+    out = {"seed": seed, "lm_steps": lm_steps, "stage1_steps": list(stage1_steps), "lm_pretraining": metrics,
+           "documents": len(data.docs), "example_document": data.tokenizer.decode(data.docs[0].tolist())}
+    out["reads_words"] = reads_words(data, model, seed=seed)
+    if progress:
+        print("reads words", {k: round(v["short_answer"], 3) for k, v in out["reads_words"].items()}, flush=True)
+    out["pretraining_seconds"] = time.perf_counter() - began
+    fresh = copy.deepcopy(model)
+    for steps in stage1_steps:
+        model = copy.deepcopy(fresh)
+        h = L.train_stage(model, data, 1, steps, batch_size=L.STUDY["batch_size"], seed=seed, progress=progress)
+        r = out[f"stage1_{steps}_steps"] = {"final_loss": float(np.mean(h.loss[-20:]))}
+        held = examples(data.tokenizer, data.test_captions[:200])
+        other = np.roll(np.arange(len(data.test_features)), 1)
+        r["held_out_loss_own_features"] = loss_summary(data.tokenizer, model, held, data.test_features, pad)
+        r["held_out_loss_other_features"] = loss_summary(data.tokenizer, model, held, data.test_features[other], pad)
+        r["row"] = L.evaluate(model, data, n_per_type=60, n_describe=60, n_reason=60, seed=seed,
+                              n_caption=L.STUDY_CAPTIONS)
+        if progress:
+            e = r["row"]
+            print(f"stage 1, {steps} steps: caption precision {e['caption_precision']:.3f} "
+                  f"({e['caption_objects_named']:.1f} named), short answers {e['short_answer']:.3f}, "
+                  f"F1 {e['describe_f1']:.2f}", flush=True)
+    out["total_seconds"] = time.perf_counter() - began
+    return out
+
+
 def projector_fit(data, model, pad, features="clip", captions="study", scenes="all", projector="linear",
                   steps=1000, lr=3e-3) -> dict:
     """Stage 1 on ``features`` ("clip", "oracle" or "table") and ``captions`` ("study" or "fixed"),
@@ -246,11 +326,11 @@ def projector_fit(data, model, pad, features="clip", captions="study", scenes="a
     return out
 
 
-def setup(seed, lm_text, n_train=L.STUDY["n_train"], lm_steps=L.STUDY["lm_steps"], clip=None):
-    """The study's data, GPT (``lm_text``: "plain" as the study, or "chat") and the eye's features."""
+def setup(seed, lm_text, n_train=L.STUDY["n_train"], lm_steps=500, clip=None):
+    """The study's data, GPT (``lm_text``: "plain", "chat" or "reader") and the eye's features."""
     data = L.LLaVAData(n_train, 200, seed, conversations=L.STUDY["conversations"],
                        balance_kinds=True, lm_text=lm_text, short_answers=L.STUDY["short_answers"],
-                       short_share=L.STUDY["short_share"])
+                       short_share=L.STUDY["short_share"], image_position=L.STUDY["image_position"])
     gpt, metrics = L.pretrain_lm(data.tokenizer, data.docs, lm_steps, seed,
                                  depth=L.STUDY["lm_depth"], progress=False)
     model = L.build(data, clip or L.clip_tower(progress=False), gpt, "linear", L.STUDY["image_position"])
@@ -271,7 +351,7 @@ FITS = (  # (features, captions, scenes, projector)
 )
 
 
-def diagnose(seed=0, progress=True, n_train=L.STUDY["n_train"], lm_steps=L.STUDY["lm_steps"], fit_steps=1000,
+def diagnose(seed=0, progress=True, n_train=L.STUDY["n_train"], lm_steps=500, fit_steps=1000,
              prefix_steps=300, clip=None) -> dict:
     from minivl.random import manual_seed
 
@@ -309,10 +389,19 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser(description="why LLaVA's stage 1 does not align (S34)")
     p.add_argument("--out", default="results/llava_stage1_diagnosis.json")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--reader", action="store_true", help="reader_trial instead of the diagnosis")
+    p.add_argument("--lm-steps", type=int, default=2000, help="the reader GPT's pretraining steps (--reader)")
+    p.add_argument("--stage1-steps", type=int, nargs="+", default=[200],
+                   help="stage-1 lengths to try, each from the same fresh projector (--reader)")
     args = p.parse_args()
     load = os.getloadavg()
-    r = diagnose(args.seed)
-    r["command"] = f"python -m minivl.recipes.llava_stage1 --seed {args.seed} --out {args.out}"
+    if args.reader:
+        r = reader_trial(args.seed, args.lm_steps, args.stage1_steps)
+        r["command"] = (f"python -m minivl.recipes.llava_stage1 --reader --seed {args.seed} --lm-steps "
+                        f"{args.lm_steps} --stage1-steps {' '.join(map(str, args.stage1_steps))} --out {args.out}")
+    else:
+        r = diagnose(args.seed)
+        r["command"] = f"python -m minivl.recipes.llava_stage1 --seed {args.seed} --out {args.out}"
     r["note"] = "wall times inflated: 2 cores shared with 3 other developers' jobs; 1 BLAS thread"
     r["load_average_at_start"] = [round(x, 2) for x in load]
     r["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
@@ -320,4 +409,4 @@ if __name__ == "__main__":
 
 
 __all__ = ["fixed_caption", "reading_order", "table_features", "identity_features", "template_costs",
-           "free_prefix", "words_in_prompt", "projector_fit", "diagnose"]
+           "free_prefix", "words_in_prompt", "reads_words", "reader_trial", "projector_fit", "diagnose"]

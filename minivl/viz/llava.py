@@ -6,7 +6,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 
 COLOURS = {"system": "#dddddd", "role": "#dddddd", "instruction": "#dddddd", "image": "#9ecae1",
-           "answer": "#fdae6b", "end": "#e6550d"}
+           "scene": "#c6dbef", "answer": "#fdae6b", "end": "#e6550d"}
 
 
 def label_mask_figure(tokenizer, formatted, width=12, per_row=18):
