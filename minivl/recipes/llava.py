@@ -297,22 +297,28 @@ def _generate_all(model, tokenizer, prompts, features, max_new_tokens, batch_siz
     return replies
 
 
+def held_out_questions(scenes, n_per_type, rng) -> list:
+    """``n_per_type`` short questions of each of ``EVAL_TYPES``, each on a scene drawn at random from
+    ``scenes``: ``(scene index, question)`` pairs, type by type."""
+    questions = []
+    for qtype in EVAL_TYPES:
+        got = 0
+        while got < n_per_type:
+            i = int(rng.integers(len(scenes)))
+            q = ask(scenes[i], qtype, rng)
+            if q is not None:
+                questions.append((i, q))
+                got += 1
+    return questions
+
+
 def evaluate_short(model, data: LLaVAData, image=True, n_per_type=60, seed=0, rng=None) -> dict:
     """Short-answer accuracy by type (``n_per_type`` questions each) and overall, on held-out scenes."""
     rng = np.random.default_rng([seed, 36]) if rng is None else rng
     tok, n = data.tokenizer, model.config.num_image_tokens
     scenes, feats = data.test_scenes, data.test_features
     fmt = lambda q: format_conversation(tok, [(q, None)], n, image, image_position=model.config.image_position)
-    pick = lambda: int(rng.integers(len(scenes)))
-    questions = []
-    for qtype in EVAL_TYPES:
-        got = 0
-        while got < n_per_type:
-            i = pick()
-            q = ask(scenes[i], qtype, rng)
-            if q is not None:
-                questions.append((i, q))
-                got += 1
+    questions = held_out_questions(scenes, n_per_type, rng)
     prompts = [fmt(q.text[0].upper() + q.text[1:]) for _, q in questions]
     replies = _generate_all(model, tok, prompts, feats[[i for i, _ in questions]] if image else None, 24)
     right = defaultdict(list)

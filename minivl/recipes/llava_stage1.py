@@ -55,7 +55,6 @@ from minivl.data.llava_data import (
 from minivl.data.llava_eval import EVAL_TYPES, caption_hits, caption_phrases, short_answer
 from minivl.data.llava_format import END, EOT, IGNORE, IMAGE, PAD, Formatted, format_conversation, pad_batch
 from minivl.data.shapes import COLOURS, SHAPES, SIZES
-from minivl.data.vqa import ask
 from minivl.models.llava import Projector
 from minivl.optim import AdamW, WarmupCosineLR
 from minivl.recipes import llava as L
@@ -227,13 +226,7 @@ def reads_words(data, model, n_per_type=40, seed=0) -> dict:
     words where the image goes, another scene's words, or no words (the prompt without the slot)."""
     rng = np.random.default_rng([seed, 36, 2])
     scenes, tok, pos = data.test_scenes, data.tokenizer, model.config.image_position
-    questions = []
-    for qtype in EVAL_TYPES:
-        while sum(q.qtype == qtype for _, q in questions) < n_per_type:
-            i = int(rng.integers(len(scenes)))
-            q = ask(scenes[i], qtype, rng)
-            if q is not None:
-                questions.append((i, q))
+    questions = L.held_out_questions(scenes, n_per_type, rng)
     out = {}
     for name, shift in (("own_words", 0), ("other_words", 1), ("no_words", None)):
         prompts = []
