@@ -19,7 +19,9 @@ fit exactly one object:
 * each with the caption's own regions and with another scene's regions (the
   targets still the own scene's): what the words read from the image is the
   difference;
-* the visual stream's state of A's region: its x-centre (the reference).
+* the visual stream's state of A's region: its x-centre (the reference);
+* where A's shape word looks in each co-attention layer (``attention_on``): its
+  weight on A's region, and how often A's region gets the most.
 
     python -m minivl.recipes.vilbert_relation_probe --checkpoint FOLDER_S0 FOLDER_S1 \\
         --out results/vilbert_relation_probe.json
@@ -83,9 +85,14 @@ def object_centres(scene, k) -> tuple[float, float]:
     return (x1 + x2) / 2 / size, (y1 + y2) / 2 / size
 
 
-def text_states(model, tokenizer, texts, word_index, regions, chunk: int = 250):
+def text_states(model, tokenizer, texts, word_index, regions, chunk: int = 250, attention: bool = False):
     """The last text state at word ``word_index[n]`` of each text (its first token) with ``regions``
-    (a RegionBatch, row n for text n), and the visual states ``(N, 1+R, Dv)``."""
+    (a RegionBatch, row n for text n), the visual states ``(N, 1+R, Dv)``, and with ``attention``
+    each co-attention layer's weights from that word over the region tokens, averaged over
+    heads (a list of ``(N, 1+R)``; else None)."""
+    from contextlib import ExitStack
+
+    from minivl import nn
     from minivl.data.loader import pad_sequences
     from minivl.data.vilbert_tasks import encode_text
     from minivl.tensor import no_grad
@@ -94,14 +101,33 @@ def text_states(model, tokenizer, texts, word_index, regions, chunk: int = 250):
     ids, mask = pad_sequences([e[0] for e in encoded], tokenizer.special_tokens["[PAD]"])
     at = np.asarray([e[1][k] for e, k in zip(encoded, word_index)])
     words, visual = [], []
+    maps = [[] for _ in getattr(model, "co_blocks", [])] if attention else None
     with no_grad():
         for s in range(0, len(texts), chunk):
             part = slice(s, s + chunk)
-            streams = model.encode(ids[part], mask[part], regions.feats[part], regions.locs[part], regions.mask[part])
+            with ExitStack() as stack:
+                recs = [stack.enter_context(nn.record(co.text)) for co in model.co_blocks] if attention else []
+                streams = model.encode(ids[part], mask[part], regions.feats[part], regions.locs[part],
+                                       regions.mask[part])
             text = streams.text.numpy()
-            words.append(text[np.arange(len(text)), at[part]])
+            rows = np.arange(len(text))
+            words.append(text[rows, at[part]])
             visual.append(streams.visual.numpy())
-    return np.concatenate(words), np.concatenate(visual)
+            for k, rec in enumerate(recs):
+                (w,) = rec.weights  # (b, heads, T, 1+R)
+                maps[k].append(w.numpy()[rows, :, at[part]].mean(1))  # (b, 1+R)
+    return np.concatenate(words), np.concatenate(visual), maps and [np.concatenate(m) for m in maps]
+
+
+def attention_on(maps, target, n_regions) -> list[dict]:
+    """Per co-attention layer: the mean weight from the word on region token ``1 + target[n]``,
+    how often that region gets the largest weight of all region tokens ([IMG] included), and
+    the mean weight a uniform spread over the scene's ``1 + n_regions[n]`` tokens would give."""
+    target, n_regions = np.asarray(target), np.asarray(n_regions)
+    rows = np.arange(len(target))
+    return [{"weight_on_referent": float(m[rows, 1 + target].mean()),
+             "referent_gets_most": float((m.argmax(-1) == 1 + target).mean()),
+             "uniform_weight": float((1 / (1 + n_regions)).mean())} for m in maps]
 
 
 def paired_probe(true_states, foil_states, lam: float = 1e-2, seed: int = 0) -> float:
@@ -137,13 +163,13 @@ def probe_model(model, tokenizer, scenes, regions, items, other) -> dict:
     cb = np.asarray([object_centres(scenes[it["scene"]], it["b"]) for it in items])
     out = {"items": len(items)}
     for name, reg in (("own_image", own), ("other_image", swapped)):
-        a_state, visual = text_states(model, tokenizer, [it["text"] for it in items], [it["a_word"] for it in items],
-                                      reg)
-        rel_state, _ = text_states(model, tokenizer, [it["text"] for it in items],
+        a_state, visual, maps = text_states(model, tokenizer, [it["text"] for it in items],
+                                            [it["a_word"] for it in items], reg, attention=name == "own_image")
+        rel_state, _, _ = text_states(model, tokenizer, [it["text"] for it in items],
                                    [it["relation_word"] for it in items], reg)
         # the same position in the foil (same tokens up to the relation word, then the opposite)
-        rel_foil, _ = text_states(model, tokenizer, [it["foil"] for it in items], [it["relation_word"] for it in items],
-                                  reg)
+        rel_foil, _, _ = text_states(model, tokenizer, [it["foil"] for it in items],
+                                     [it["relation_word"] for it in items], reg)
         out[name] = {"a_word_x_r2": ridge_probe(a_state, ca[:, 0]), "a_word_y_r2": ridge_probe(a_state, ca[:, 1]),
                      "relation_word_dx_r2": ridge_probe(rel_state, ca[:, 0] - cb[:, 0]),
                      "relation_word_dy_r2": ridge_probe(rel_state, ca[:, 1] - cb[:, 1]),
@@ -151,6 +177,8 @@ def probe_model(model, tokenizer, scenes, regions, items, other) -> dict:
         if name == "own_image":
             a_region = visual[np.arange(len(items)), 1 + np.asarray([it["a"] for it in items])]
             out["a_region_x_r2"] = ridge_probe(a_region, ca[:, 0])
+            out["a_word_co_attention"] = attention_on(maps, [it["a"] for it in items],
+                                                      [len(scenes[it["scene"]]) for it in items])
     return out
 
 

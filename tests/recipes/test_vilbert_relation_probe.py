@@ -66,3 +66,47 @@ def test_paired_probe_reads_a_direction_that_tells_true_from_foil_and_nothing_el
     assert 0.4 < paired_probe(true, foil) < 0.6  # the words alone say nothing of the truth
     true[:, 5] += 2.0  # a state that read the image: one direction says "true"
     assert paired_probe(true, foil) > 0.95
+
+
+def test_attention_on_reads_the_referents_column_after_img():
+    from minivl.recipes.vilbert_relation_probe import attention_on
+
+    m = np.array([[0.1, 0.6, 0.3, 0.0],   # target 0 -> token 1: the most
+                  [0.2, 0.1, 0.3, 0.4],   # target 2 -> token 3: the most
+                  [0.5, 0.1, 0.4, 0.0]])  # target 1 -> token 2: not the most ([IMG] is)
+    (out,) = attention_on([m], [0, 2, 1], [2, 3, 2])
+    assert out["weight_on_referent"] == np.mean([0.6, 0.4, 0.4])
+    assert out["referent_gets_most"] == 2 / 3
+    assert out["uniform_weight"] == np.mean([1 / 3, 1 / 4, 1 / 3])
+
+
+def test_text_states_picks_each_words_state_and_its_attention_over_the_regions():
+    from minivl.data.corpus import build_corpus
+    from minivl.models.vilbert import ViLBERT, ViLBERTConfig
+    from minivl.random import manual_seed
+    from minivl.recipes.vilbert_relation_probe import text_states
+    from tests.data.test_vilbert_tasks import OneHotRegions
+
+    tokenizer = build_corpus(seed=0).tokenizer
+    scenes = ShapesWorld(image_size=32, max_objects=3, seed=0).iid_scenes(40, "val", rng=np.random.default_rng(0))
+    items = relation_items(scenes, np.random.default_rng(1))[:6]
+    regions = OneHotRegions().encode(None, [scenes[it["scene"]] for it in items])
+    manual_seed(0)
+    model = ViLBERT(ViLBERTConfig(vocab_size=tokenizer.vocab_size, max_len=64, text_dim=16, text_heads=2,
+                                  text_mlp_dim=32, feat_dim=OneHotRegions.dim, visual_dim=12, visual_heads=2,
+                                  visual_mlp_dim=24, co_dim=8, co_heads=2, pool_dim=8, dropout=0.0)).eval()
+    texts, at = [it["text"] for it in items], [it["a_word"] for it in items]
+    words, visual, maps = text_states(model, tokenizer, texts, at, regions, chunk=4, attention=True)
+    assert words.shape == (6, 16) and visual.shape[:2] == regions.mask.shape and len(maps) == 2
+    for m in maps:
+        assert m.shape == regions.mask.shape
+        np.testing.assert_allclose(m.sum(-1), 1.0, atol=1e-5)
+        assert np.all(m[~regions.mask] == 0)
+    # the state of text 3's shape word, by hand: the right row and token were picked, in any chunk
+    from minivl.data.vilbert_tasks import encode_text
+
+    ids, starts = encode_text(tokenizer, texts[3])
+    assert tokenizer.decode([ids[starts[at[3]]]]).strip() == split_words(texts[3])[at[3]]
+    r = regions[3]
+    state = model.encode(np.asarray([ids]), np.ones((1, len(ids)), bool), r.feats, r.locs, r.mask).text.numpy()
+    np.testing.assert_allclose(words[3], state[0, starts[at[3]]], atol=1e-5)
