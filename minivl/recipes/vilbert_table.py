@@ -327,6 +327,9 @@ def merge(paths, out, command: str = "", same_setting: bool = False) -> dict:
              "chance": {k: v for t in tables for k, v in t.get("chance", {}).items()},
              "seeds": sorted({s for t in tables for s in t["seeds"]}),
              "merged_from": [str(p) for p in paths], "seconds_each": [t.get("seconds") for t in tables],
+             # each part's pretraining (the runs of a part were fine-tuned from its pretraining)
+             "pretrain_steps_each": [t.get("pretrain_steps") for t in tables],
+             "pretrain_recipe_each": [t.get("pretrain_recipe") for t in tables],
              "load_average_start_each": [t["load_average_start"] for t in tables]}
     table["summary"] = summary(table)
     write(table, out)

@@ -40,11 +40,12 @@ def test_tables_run_apart_merge(tmp_path):
         path = tmp_path / f"seed{seed}.json"
         task = ("nlvr", "foil")[seed]
         path.write_text(json.dumps({"seeds": [seed], "runs": [_run("nlvr", "vilbert", seed, 0.5 + seed / 10)],
-                                    "tasks": [task], "chance": {task: 0.5},
+                                    "tasks": [task], "chance": {task: 0.5}, "pretrain_steps": 3000 * (1 + seed),
                                     "load_average_start": [1.0, 1.0, 1.0], "seconds": 10.0}))
         parts.append(path)
     merged = merge(parts, tmp_path / "all.json")
     assert merged["seeds"] == [0, 1] and len(merged["runs"]) == 2
+    assert merged["pretrain_steps_each"] == [3000, 6000]  # each part's pretraining, not only the first's
     assert merged["tasks"] == ["nlvr", "foil"] and merged["chance"] == {"nlvr": 0.5, "foil": 0.5}
     assert json.loads((tmp_path / "all.json").read_text())["summary"]["nlvr"]["vilbert"]["mean"] == 0.55
 
