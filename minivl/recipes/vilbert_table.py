@@ -70,8 +70,12 @@ VARIANTS = ("vilbert", "vilbert_no_pretraining", "single_stream", "late_fusion",
 # 2,400, where 2,000 scenes give 0.805 and fit their training items at 0.993; NLVR 0.700 at 600,
 # 0.724 at 1,200; results/vilbert_transfer_8000scenes_checks.json), so both get twice the steps
 # (181 and 178 s at load 3.0 and 2.8).
+# On numba with the 6,000-step pretraining FOIL's 2,400 steps take 96-102 s at load 2 (ViLBERT 89.9%,
+# 90.1 / 89.6, results/vilbert_transfer_6000_*.json), a third of the budget: FOIL gets 3,200 steps
+# (the trial of results/vilbert_nlvr_foil_numba.json, 152-164 s at load 4), every column run again at
+# them (results/vilbert_transfer_foil3200.json).
 SCHEDULE = {"vqa": (2400, 32), "refexp": (1200, 32), "retrieval": (600, 16), "vcr": (1200, 8),
-            "nlvr": (1200, 16), "foil": (2400, 32)}
+            "nlvr": (1200, 16), "foil": (3200, 32)}
 # Training scenes per task (val and test stay 300 and 1,000 scenes: the same scenes whatever the
 # training count). At 2,000 training scenes fine-tuning memorised: VQA (seed 0) 0.922 on its own
 # training items against 0.776 on test, FOIL 0.933 / 0.816, NLVR 0.765 / 0.665, counting and
