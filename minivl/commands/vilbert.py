@@ -32,13 +32,29 @@ def _regions(detector):
     return lambda scenes, rng: encoder.encode_scenes(scenes, rng=rng)
 
 
+def parse_pairs(items) -> tuple:
+    """``["1,0", "1,1"]`` -> ``((1, 0), (1, 1))`` (the command line's ``--co-attention-at``)."""
+    pairs = []
+    for item in items:
+        parts = item.split(",")
+        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+            raise ValueError(f"co-attention positions are T,V pairs of block indices, got {item!r}")
+        pairs.append((int(parts[0]), int(parts[1])))
+    return tuple(pairs)
+
+
 def _one_pretraining(kind, seed, args):
     """One (kind, seed) run and its record (a process of its own under --workers)."""
     from minivl.recipes.vilbert import parse_mask_rates, pretrain_vilbert
 
     load = os.getloadavg()
     out = Path(args.out) / f"seed{seed}" if len(args.seeds) > 1 else Path(args.out)
-    r = pretrain_vilbert(kind, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=seed,
+    config = None
+    if getattr(args, "co_attention_at", None):
+        from minivl.models.vilbert import ViLBERTConfig
+
+        config = ViLBERTConfig(co_attention_at=parse_pairs(args.co_attention_at))
+    r = pretrain_vilbert(kind, steps=args.steps, config=config, batch_size=args.batch_size, lr=args.lr, seed=seed,
                          n_train=args.n_train, n_val=args.n_val, eval_every=args.eval_every,
                          regions=_regions(args.detector), progress=not args.quiet and args.workers == 1, out=out,
                          weights=None if args.alignment_weight is None else {"alignment": args.alignment_weight},
@@ -108,14 +124,15 @@ def _finetune(args):
 
 
 def register(subparsers):
-    from minivl.recipes.vilbert import HARD_SHARE
+    from minivl.recipes.vilbert import HARD_SHARE, PRETRAIN_STEPS
 
     p = subparsers.add_parser("vilbert", help="ViLBERT: two streams, co-attention, pretraining, transfer (S03-S11)")
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     t = sub.add_parser("pretrain", help="masked multi-modal modelling + alignment on captioned scenes")
     t.add_argument("--kinds", nargs="+", choices=sorted(MODELS), default=["vilbert"],
                    help="models to pretrain (baselines get ViLBERT's parameter count)")
-    t.add_argument("--steps", type=int, default=3000)
+    t.add_argument("--steps", type=int, default=PRETRAIN_STEPS,
+                   help="default: PRETRAIN_STEPS, sized for 10 minutes on numba (--backend numba before 'vilbert')")
     t.add_argument("--batch-size", type=int, default=64)
     t.add_argument("--lr", type=float, default=2e-3)
     t.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -129,6 +146,9 @@ def register(subparsers):
                         "with no value, 15%% for every word (default: WORD_MASK_RATES)")
     t.add_argument("--n-train", type=int, default=4000, help="training scenes (two captions each)")
     t.add_argument("--n-val", type=int, default=500, help="held-out scenes")
+    t.add_argument("--co-attention-at", nargs="+", metavar="T,V", default=None,
+                   help="where the co-attention layers sit: (text block, visual block) pairs, e.g. 1,0 1,1 "
+                        "(default: ViLBERTConfig's co_attention_at)")
     t.add_argument("--eval-every", type=int, default=250)
     t.add_argument("--detector", default=None, help="a saved Detector (default: RegionEncoder.load_default)")
     t.add_argument("--out", default=CHECKPOINT, help="folder for <kind>.safetensors + tokenizer.json")

@@ -146,7 +146,7 @@ def masked_word_accuracy(model, tokenizer, n_scenes: int = 400) -> dict:
     return out
 
 
-def run(steps: int = 600, seeds=(0, 1), pretrain_steps: int = 3000, log=print, word_mask_rates=None,
+def run(steps: int = 600, seeds=(0, 1), pretrain_steps: int | None = None, log=print, word_mask_rates=None,
         masked_words_only: bool = False) -> dict:
     """The four checks on the pretrained ViLBERTs of ``seeds`` (pretrained with
     ``word_mask_rates``, ``pretrain_vilbert``'s); ``masked_words_only``: the embeddings and
@@ -155,10 +155,11 @@ def run(steps: int = 600, seeds=(0, 1), pretrain_steps: int = 3000, log=print, w
     from minivl.data.regions import RegionEncoder
     from minivl.data.vilbert_tasks import make_task, scene_parts
     from minivl.data.world import ShapesWorld
-    from minivl.recipes.vilbert import default_bert
+    from minivl.recipes.vilbert import PRETRAIN_STEPS, default_bert
     from minivl.recipes.vilbert_table import base_config, fresh_encoder, pretrain_recipe, pretrained_encoder
     from minivl.recipes.vilbert_transfer import finetune
 
+    pretrain_steps = PRETRAIN_STEPS if pretrain_steps is None else pretrain_steps
     begin = time.perf_counter()
     bert, tokenizer = default_bert()
     regions = RegionEncoder.load_default()

@@ -70,8 +70,12 @@ VARIANTS = ("vilbert", "vilbert_no_pretraining", "single_stream", "late_fusion",
 # 2,400, where 2,000 scenes give 0.805 and fit their training items at 0.993; NLVR 0.700 at 600,
 # 0.724 at 1,200; results/vilbert_transfer_8000scenes_checks.json), so both get twice the steps
 # (181 and 178 s at load 3.0 and 2.8).
+# On numba with the 6,000-step pretraining FOIL's 2,400 steps take 96-102 s at load 2 (ViLBERT 89.9%,
+# 90.1 / 89.6, results/vilbert_transfer_6000_*.json), a third of the budget: FOIL gets 3,200 steps
+# (the trial of results/vilbert_nlvr_foil_numba.json, 152-164 s at load 4), every column run again at
+# them (results/vilbert_transfer_foil3200.json).
 SCHEDULE = {"vqa": (2400, 32), "refexp": (1200, 32), "retrieval": (600, 16), "vcr": (1200, 8),
-            "nlvr": (1200, 16), "foil": (2400, 32)}
+            "nlvr": (1200, 16), "foil": (3200, 32)}
 # Training scenes per task (val and test stay 300 and 1,000 scenes: the same scenes whatever the
 # training count). At 2,000 training scenes fine-tuning memorised: VQA (seed 0) 0.922 on its own
 # training items against 0.776 on test, FOIL 0.933 / 0.816, NLVR 0.765 / 0.665, counting and
@@ -89,6 +93,9 @@ HEADLINE = {"vqa": "accuracy", "refexp": "accuracy", "retrieval": "accuracy", "v
 # (raw region features, equal loss weights, raw 5-d location) is never reused; a recipe
 # with hard alignment negatives adds "-hard" and the percentage (pretrained_encoder)
 PRETRAIN_RECIPE = "std-feats-std-locs-align5"
+# the co-attention placement every cached checkpoint before 2026-12-05 had (ViLBERTConfig's default
+# then); a model placed otherwise adds "-co" and its pairs to the cache name (pretrain_recipe)
+NAMED_CO_ATTENTION = ((1, 0), (2, 1))
 TARGETS = {"vqa": 0.85, "refexp": 0.90, "retrieval": 0.90, "vcr": 0.75, "nlvr": 0.80, "foil": 0.90}
 
 
@@ -102,43 +109,52 @@ def _backend() -> str:
     return backend.current()
 
 
-def pretrain_recipe(word_mask_rates: dict | None = None) -> str:
+def pretrain_recipe(word_mask_rates: dict | None = None, co_attention_at=None) -> str:
     """The pretraining recipe's name in the cache folder: ``PRETRAIN_RECIPE``, then "-hard" and
     the percentage with hard negatives, then "-mask-" and each kind's percentage when words of
-    some kinds are masked at their own rate (``word_mask_rates``; None: the default)."""
+    some kinds are masked at their own rate (``word_mask_rates``; None: the default), then
+    "-co" and the (text, visual) pairs when the co-attention layers sit elsewhere than
+    ``NAMED_CO_ATTENTION`` (``co_attention_at``; None: ``ViLBERTConfig``'s default)."""
+    from minivl.models.vilbert import ViLBERTConfig
     from minivl.recipes.vilbert import HARD_SHARE, WORD_MASK_RATES, check_mask_rates
 
     rates = check_mask_rates(WORD_MASK_RATES if word_mask_rates is None else word_mask_rates)
+    pairs = ViLBERTConfig(**({} if co_attention_at is None else {"co_attention_at": co_attention_at})).co_attention_at
     return (PRETRAIN_RECIPE + (f"-hard{round(100 * HARD_SHARE)}" if HARD_SHARE else "")
-            + "".join(f"-mask-{kind}{round(100 * rate)}" for kind, rate in sorted(rates.items())))
+            + "".join(f"-mask-{kind}{round(100 * rate)}" for kind, rate in sorted(rates.items()))
+            + ("" if pairs == NAMED_CO_ATTENTION else "-co" + "".join(f"{t}{v}" for t, v in pairs)))
 
 
 def pretrained_encoder(kind: str, seed: int, steps: int, folder: Path, progress: bool, regions=None,
-                       word_mask_rates: dict | None = None):
+                       word_mask_rates: dict | None = None, co_attention_at=None):
     """A ``kind`` model after multi-modal pretraining with ``seed``, read from ``folder`` or
     pretrained (``pretrain_vilbert``, regions from the ``regions`` encoder, words masked at
-    ``word_mask_rates``) and saved there."""
+    ``word_mask_rates``, co-attention at ``co_attention_at``, None: the default) and saved there."""
     from minivl.checkpoint import load_checkpoint
-    from minivl.models.vilbert import MODELS
+    from minivl.models.vilbert import MODELS, ViLBERTConfig
     from minivl.recipes.vilbert import pretrain_vilbert
 
-    path = folder / f"{kind}-seed{seed}-steps{steps}-{pretrain_recipe(word_mask_rates)}" / f"{kind}.safetensors"
+    recipe = pretrain_recipe(word_mask_rates, co_attention_at)
+    path = folder / f"{kind}-seed{seed}-steps{steps}-{recipe}" / f"{kind}.safetensors"
     if not path.exists():
-        pretrain_vilbert(kind, steps=steps, seed=seed, progress=progress, out=path.parent,
+        config = None if co_attention_at is None else ViLBERTConfig(co_attention_at=co_attention_at)
+        pretrain_vilbert(kind, steps=steps, seed=seed, progress=progress, out=path.parent, config=config,
                          eval_every=max(steps // 4, 1), word_mask_rates=word_mask_rates,
                          regions=regions and (lambda scenes, rng: regions.encode_scenes(scenes, rng=rng)))
     return load_checkpoint(MODELS[kind], path)
 
 
-def base_config(bert, tokenizer, regions):
+def base_config(bert, tokenizer, regions, co_attention_at=None):
     """ViLBERT's default config fitted to the BERT, tokenizer and regions, as
-    ``pretrain_vilbert`` fits it (positions: BERT's, at most 64)."""
+    ``pretrain_vilbert`` fits it (positions: BERT's, at most 64); ``co_attention_at``: where
+    the co-attention layers sit (None: the default)."""
     from minivl.models.vilbert import ViLBERTConfig
 
     b = bert.config
+    placed = {} if co_attention_at is None else {"co_attention_at": co_attention_at}
     return ViLBERTConfig(vocab_size=tokenizer.vocab_size, max_len=min(b.max_len, 64), feat_dim=regions.dim,
                          n_region_classes=36, text_dim=b.dim, text_heads=b.num_heads,
-                         text_mlp_dim=int(b.dim * b.mlp_ratio))
+                         text_mlp_dim=int(b.dim * b.mlp_ratio), **placed)
 
 
 def fresh_encoder(kind: str, config, bert):
@@ -162,10 +178,10 @@ def task_sizes(task: str, sizes=None) -> tuple[int, int, int]:
 
 
 def run_table(tasks=TASKS, variants=VARIANTS, seeds=(0, 1), sizes=None, schedule=None,
-              lr: float = 1e-3, head_lr: float = 3e-3, pretrain_steps: int = 3000,
+              lr: float = 1e-3, head_lr: float = 3e-3, pretrain_steps: int | None = None,
               pretrain_baselines: bool = False, n_queries: int = 20, cache: str | Path | None = None,
               detector: str | Path | None = None, progress: bool = True, log=print, train_scores: int = 0,
-              foil_head: str = FOIL_HEAD, word_mask_rates: dict | None = None,
+              foil_head: str = FOIL_HEAD, word_mask_rates: dict | None = None, co_attention_at=None,
               out: str | Path | None = None, command: str = "python -m minivl.recipes.vilbert_table") -> dict:
     """Fine-tune every variant on every task for every seed; scores on the held-out test part.
 
@@ -174,13 +190,15 @@ def run_table(tasks=TASKS, variants=VARIANTS, seeds=(0, 1), sizes=None, schedule
     ``~/.cache/minivl``). ``detector``: a saved ``Detector`` to read regions with (default:
     ``RegionEncoder.load_default()``). ``train_scores``: also score that many training items
     (``finetune``). ``word_mask_rates``: pretraining's masking rate per word kind
-    (``pretrain_vilbert``; None: its default). With ``out``, the JSON is rewritten after every run, so
-    a long table that is stopped keeps what it measured.
+    (``pretrain_vilbert``; None: its default). ``co_attention_at``: where ViLBERT's co-attention
+    layers sit, pretrained or not (None: ``ViLBERTConfig``'s default). With ``out``, the JSON is
+    rewritten after every run, so a long table that is stopped keeps what it measured.
     """
     from minivl.data.regions import RegionEncoder
-    from minivl.recipes.vilbert import default_bert
+    from minivl.recipes.vilbert import PRETRAIN_STEPS, default_bert
 
     schedule = {**SCHEDULE, **(schedule or {})}
+    pretrain_steps = PRETRAIN_STEPS if pretrain_steps is None else pretrain_steps
     for t in tasks:
         if t not in TASKS:
             raise ValueError(f"unknown task {t!r}; expected one of {TASKS}")
@@ -201,7 +219,7 @@ def run_table(tasks=TASKS, variants=VARIANTS, seeds=(0, 1), sizes=None, schedule
 
         regions = RegionEncoder(load_checkpoint(Detector, detector).eval())
     world = ShapesWorld(image_size=regions.image_size, max_objects=3, seed=0)
-    config = base_config(bert, tokenizer, regions)
+    config = base_config(bert, tokenizer, regions, co_attention_at)
     parts = {n: scene_parts(world, regions, n, seed=0) for n in sorted(set(counts.values()))}  # one pass each
     data = {t: make_task(t, world, tokenizer, regions, seed=0, max_len=config.max_len, parts=parts[counts[t]])
             for t in tasks}
@@ -210,7 +228,8 @@ def run_table(tasks=TASKS, variants=VARIANTS, seeds=(0, 1), sizes=None, schedule
              "sizes_scenes": {t: list(counts[t]) for t in tasks},
              "schedule": {t: schedule[t] for t in tasks}, "lr": lr, "head_lr": head_lr,
              "pretrain_steps": pretrain_steps, "pretrain_baselines": pretrain_baselines, "foil_head": foil_head,
-             "pretrain_recipe": pretrain_recipe(word_mask_rates),
+             "pretrain_recipe": pretrain_recipe(word_mask_rates, co_attention_at),
+             "co_attention_at": [list(p) for p in config.co_attention_at],
              "region_source": f"trained detector features ({detector or 'RegionEncoder.load_default()'})",
              "items": {t: {p: len(s) for p, s in data[t].items()} for t in tasks},
              "chance": {t: chance(t, data[t]["test"]) for t in tasks}, "targets": TARGETS,
@@ -224,7 +243,7 @@ def run_table(tasks=TASKS, variants=VARIANTS, seeds=(0, 1), sizes=None, schedule
             for task in tasks:
                 if pretrain:
                     encoder = pretrained_encoder(kind, seed, pretrain_steps, folder, progress, regions,
-                                                 word_mask_rates)
+                                                 word_mask_rates, co_attention_at)
                 else:
                     encoder = fresh_encoder(kind, config, bert)
                 steps, batch_size = schedule[task]
@@ -312,6 +331,9 @@ def merge(paths, out, command: str = "", same_setting: bool = False) -> dict:
              "chance": {k: v for t in tables for k, v in t.get("chance", {}).items()},
              "seeds": sorted({s for t in tables for s in t["seeds"]}),
              "merged_from": [str(p) for p in paths], "seconds_each": [t.get("seconds") for t in tables],
+             # each part's pretraining (the runs of a part were fine-tuned from its pretraining)
+             "pretrain_steps_each": [t.get("pretrain_steps") for t in tables],
+             "pretrain_recipe_each": [t.get("pretrain_recipe") for t in tables],
              "load_average_start_each": [t["load_average_start"] for t in tables]}
     table["summary"] = summary(table)
     write(table, out)
@@ -324,7 +346,8 @@ def main(argv=None) -> None:
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
-    parser.add_argument("--pretrain-steps", type=int, default=3000)
+    parser.add_argument("--pretrain-steps", type=int, default=None,
+                        help="default: minivl/recipes/vilbert.py::PRETRAIN_STEPS (3,000 before 2026-12-05)")
     parser.add_argument("--pretrain-baselines", action="store_true")
     parser.add_argument("--scenes", nargs=3, type=int, default=None, metavar=("TRAIN", "VAL", "TEST"),
                         help="scenes of every task's parts (default: TRAIN_SCENES per task, 300 val, 1000 test)")
@@ -339,6 +362,9 @@ def main(argv=None) -> None:
     parser.add_argument("--mask-rates", nargs="*", metavar="KIND=RATE",
                         help="pretraining's masking rate of the words of a kind (size, relation, colour, shape); "
                              "with no value, 15%% for every word (default: WORD_MASK_RATES)")
+    parser.add_argument("--co-attention-at", nargs="+", metavar="T,V",
+                        help="where ViLBERT's co-attention layers sit, (text block, visual block) pairs, e.g. "
+                             "1,0 1,1 (default: ViLBERTConfig's co_attention_at)")
     parser.add_argument("--backend", choices=("numpy", "numba"), default="numba",
                         help="kernel backend (default: numba, the same math as numpy, faster: VCR's 1,200 steps "
                              "in 177 s at load 2.4 against 398 s at load 3.0, results/vilbert_vcr_numba.json and "
@@ -363,11 +389,14 @@ def main(argv=None) -> None:
     from minivl.recipes.vilbert import parse_mask_rates
 
     rates = None if args.mask_rates is None else parse_mask_rates(args.mask_rates)
+    from minivl.commands.vilbert import parse_pairs
+
+    pairs = None if args.co_attention_at is None else parse_pairs(args.co_attention_at)
     run_table(args.tasks, args.variants, tuple(args.seeds), args.scenes and tuple(args.scenes), schedule,
               pretrain_steps=args.pretrain_steps, pretrain_baselines=args.pretrain_baselines,
               n_queries=args.queries, detector=args.detector, progress=not args.no_progress, out=args.out,
               command=command, train_scores=args.train_scores,
-              foil_head=args.foil_head, word_mask_rates=rates)
+              foil_head=args.foil_head, word_mask_rates=rates, co_attention_at=pairs)
 
 
 if __name__ == "__main__":

@@ -68,7 +68,10 @@ NEG = -1e9  # a logit that softmax turns into 0
 # The default is "token": on the table's data it fits size foils that the fused heads cannot
 # (results/vilbert_foil_probe_mask15.json) and scores FOIL higher for ViLBERT in both seeds
 # (results/vilbert_transfer_2000scenes.json; "linear", the earlier default, in vilbert_transfer_foil_linear.json).
-FOIL_HEADS = ("linear", "mlp", "token")
+# "regions" (not in the paper; issue 12's relation swaps): the token head, with [CLS]'s "correct"
+# score plus the log-sum-exp over the real region tokens of a Linear(1) on the visual stream
+# ("some region fits the caption"), the way referring expressions read relations at the regions.
+FOIL_HEADS = ("linear", "mlp", "token", "regions")
 FOIL_HEAD = "token"
 
 
@@ -189,8 +192,10 @@ class TransferModel(nn.Module):
         elif task == "nlvr":
             self.head = nn.MLP(2 * dp, 2 * dp, 2, activation="gelu")
         else:  # FOIL: Linear(2) like pretraining's alignment head, an MLP like NLVR's, or none
-            if foil_head != "token":
+            if foil_head in ("linear", "mlp"):
                 self.head = nn.Linear(dp, 2) if foil_head == "linear" else nn.MLP(dp, 2 * dp, 2, activation="gelu")
+            if foil_head == "regions":
+                self.region_head = nn.Linear(dv, 1)
             self.word_head = nn.Linear(dt, 1)
         self.foil_head = foil_head if task == "foil" else None
 
@@ -210,9 +215,14 @@ class TransferModel(nn.Module):
         if self.task == "nlvr":
             return self.head(fused.reshape(-1, 2 * fused.shape[-1]))  # (B, 2): [left, right]
         words = self.word_head(text).squeeze(-1)  # (B, T)
-        if self.foil_head != "token":
+        if self.foil_head in ("linear", "mlp"):
             return F.concat([self.head(fused), words], axis=1)  # (B, 2 + T)
         correct = words[:, 0:1]  # (B, 1): [CLS]'s score is "the caption is correct"
+        if self.foil_head == "regions":  # ... plus "some region fits the caption"
+            regions = np.asarray(batch["region_mask"], dtype=bool).copy()
+            regions[:, 0] = False  # not [IMG]
+            fits = F.masked_fill(self.region_head(visual).squeeze(-1), ~regions, NEG)  # (B, 1+R)
+            correct = correct + F.logsumexp(fits, axis=-1, keepdims=True)
         real = np.asarray(batch["text_mask"], dtype=bool).copy()
         real[:, 0] = False  # [CLS] is not a word
         words = F.masked_fill(words, ~real, NEG)
@@ -242,7 +252,7 @@ def task_loss(model: TransferModel, batch: dict):
         return choice_loss(logits, batch["label"])
     if task == "vcr":
         return choice_loss(logits[:, :4], batch["answer"]) + choice_loss(logits[:, 4:], batch["rationale"])
-    if model.foil_head == "token":
+    if model.foil_head in ("token", "regions"):
         return token_foil_loss(logits[:, :1], logits[:, 2:], batch["label"], batch["word"])
     return foil_loss(logits[:, :2], logits[:, 2:], batch["label"], batch["word"], batch["text_mask"])
 

@@ -7,8 +7,10 @@ import json
 
 import pytest
 
+from minivl.commands.vilbert import parse_pairs
 from minivl.recipes.vilbert_table import (
     HELD_OUT_SCENES,
+    NAMED_CO_ATTENTION,
     PRETRAIN_RECIPE,
     TRAIN_SCENES,
     merge,
@@ -38,11 +40,12 @@ def test_tables_run_apart_merge(tmp_path):
         path = tmp_path / f"seed{seed}.json"
         task = ("nlvr", "foil")[seed]
         path.write_text(json.dumps({"seeds": [seed], "runs": [_run("nlvr", "vilbert", seed, 0.5 + seed / 10)],
-                                    "tasks": [task], "chance": {task: 0.5},
+                                    "tasks": [task], "chance": {task: 0.5}, "pretrain_steps": 3000 * (1 + seed),
                                     "load_average_start": [1.0, 1.0, 1.0], "seconds": 10.0}))
         parts.append(path)
     merged = merge(parts, tmp_path / "all.json")
     assert merged["seeds"] == [0, 1] and len(merged["runs"]) == 2
+    assert merged["pretrain_steps_each"] == [3000, 6000]  # each part's pretraining, not only the first's
     assert merged["tasks"] == ["nlvr", "foil"] and merged["chance"] == {"nlvr": 0.5, "foil": 0.5}
     assert json.loads((tmp_path / "all.json").read_text())["summary"]["nlvr"]["vilbert"]["mean"] == 0.55
 
@@ -82,6 +85,28 @@ def test_each_word_masking_recipe_has_its_own_cache_name(monkeypatch):
     assert len({both, pretrain_recipe({"size": 0.5}), pretrain_recipe({"size": 0.3, "relation": 0.5})}) == 3
     monkeypatch.setattr(recipe, "WORD_MASK_RATES", {"size": 0.5, "relation": 0.5})
     assert pretrain_recipe() == both and pretrain_recipe({}) == PRETRAIN_RECIPE
+
+
+def test_each_co_attention_placement_has_its_own_cache_name():
+    """A checkpoint with its co-attention layers elsewhere is never read for another placement;
+    the placement the earlier checkpoints had keeps their names."""
+    named = pretrain_recipe(None, NAMED_CO_ATTENTION)
+    assert "-co" not in named and named.startswith(PRETRAIN_RECIPE)
+    assert pretrain_recipe(None, ((1, 0), (1, 1))) == named + "-co1011"
+    assert pretrain_recipe(None, [[1, 0], [1, 1]]) == named + "-co1011"  # lists as JSON gives them
+    assert len({named, pretrain_recipe(None, ((1, 0), (1, 1))), pretrain_recipe(None, ((0, 0), (1, 1)))}) == 3
+
+
+@pytest.mark.parametrize("items, expected", [(["1,0", "2,1"], ((1, 0), (2, 1))), (["0,0"], ((0, 0),)),
+                                             (["1,0", " 1, 1"], ((1, 0), (1, 1)))])
+def test_parse_pairs(items, expected):
+    assert parse_pairs(items) == expected
+
+
+@pytest.mark.parametrize("bad", [["1"], ["1,0,2"], ["a,b"], ["-1,0"]])
+def test_parse_pairs_rejects_what_is_not_a_pair_of_block_indices(bad):
+    with pytest.raises(ValueError, match="T,V"):
+        parse_pairs(bad)
 
 
 def test_scene_counts_per_task_unless_given_for_all():

@@ -228,6 +228,30 @@ def test_token_foil_head_detects_with_cls_against_the_words(data, tokenizer):
     np.testing.assert_allclose(loss, -_log_softmax(rows)[np.arange(len(rows)), target].mean(), rtol=1e-5)
 
 
+def test_regions_foil_head_adds_some_region_fits_to_cls(data, tokenizer):
+    """``foil_head="regions"``: the token head's [CLS] score plus the log-sum-exp of a Linear(1) over
+    the real region tokens (not [IMG], not padding); the words' scores are the token head's."""
+    split = data["foil"]["train"]
+    batch = gather(split, np.arange(6))
+    model = make_transfer_model("foil", TinyEncoder(tokenizer.vocab_size, OneHotRegions.dim), split, "regions")
+    streams = model.encoder.encode(batch["ids"], batch["text_mask"], batch["feats"], batch["locs"],
+                                   batch["region_mask"])
+    cls = model.word_head(streams.text).numpy()[:, 0, 0]  # (B,)
+    fits = model.region_head(streams.visual).numpy()[..., 0]  # (B, 1+R)
+    real = batch["region_mask"].copy()
+    real[:, 0] = False
+    lse = np.array([np.log(np.exp(fits[b][real[b]]).sum()) for b in range(len(fits))])
+    logits = model(batch).numpy()
+    np.testing.assert_allclose(logits[:, 0], cls + lse, rtol=1e-5, atol=1e-6)
+    token = make_transfer_model("foil", model.encoder, split, "token")
+    token.word_head = model.word_head
+    np.testing.assert_allclose(logits[:, 1:], token(batch).numpy()[:, 1:], rtol=1e-6)  # the words alike
+    loss = task_loss(model, batch).item()
+    rows = np.concatenate([logits[:, :1], logits[:, 3:]], axis=1)  # correct, then words 1..T-1
+    target = np.where(batch["label"] == 1, batch["word"], 0)
+    np.testing.assert_allclose(loss, -_log_softmax(rows)[np.arange(len(rows)), target].mean(), rtol=1e-5)
+
+
 def test_foil_head_linear_mlp_or_token(data, tokenizer):
     split = data["foil"]["train"]
     batch = gather(split, [0, 1, 2])

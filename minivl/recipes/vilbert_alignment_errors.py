@@ -1,0 +1,151 @@
+"""What ViLBERT's held-out alignment errors are (lecture S09, issue 12).
+
+Alignment (``minivl/recipes/vilbert.py``) is scored on 500 held-out scenes, each
+paired with its own caption or, with probability 0.5, another scene's caption
+that is false of it. This recipe splits the errors: true captions rejected,
+and false ones accepted by *how* the false caption differs from the scene
+(``negative_kind``):
+
+* ``object``: a colour or shape it names is in no object of the scene (a phrase
+  fits nothing even with its size word dropped);
+* ``size``: every phrase fits an object once sizes are dropped, so only a size
+  word is wrong;
+* ``count``: a count caption whose every shape is there, in other numbers;
+* ``relation``: a relation caption whose two phrases fit two objects that stand
+  in another relation, so only the relation is wrong;
+* ``number``: a list caption whose phrases each fit some object but not one
+  each (it names more objects than fit).
+
+    python -m minivl.recipes.vilbert_alignment_errors --checkpoint FOLDER_S0 FOLDER_S1 --seed 0 1 \\
+        --out results/vilbert_alignment_errors.json
+
+The pairs are ``held_out_alignment``'s: the masked batch (the headline figure)
+and the clean one, drawn as ``pretrain_vilbert`` draws them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from minivl.data.captions import Caption, _fit_distinct, holds
+from minivl.data.shapes import Scene
+
+NEGATIVE_KINDS = ("object", "size", "count", "relation", "number")
+
+
+def _no_size(caption: Caption) -> Caption:
+    return replace(caption, phrases=tuple(replace(p, size=None) for p in caption.phrases))
+
+
+def negative_kind(caption: Caption, scene: Scene) -> str:
+    """How a caption false of ``scene`` is false (one of ``NEGATIVE_KINDS``; module docstring)."""
+    if holds(caption, scene):
+        raise ValueError(f"negative_kind: {caption.text!r} is true of the scene")
+    bare = _no_size(caption)
+    if any(not p.select(scene) for p in bare.phrases):
+        return "object"
+    if caption.kind == "count":
+        return "count"
+    if caption.kind == "relation":
+        a, b = caption.phrases
+        pair = any(x != y for x in a.select(scene) for y in b.select(scene))
+        if pair:
+            return "relation"
+        return "size" if any(x != y for x in bare.phrases[0].select(scene) for y in bare.phrases[1].select(scene)) \
+            else "number"
+    if _fit_distinct(caption.phrases, scene.objects, frozenset()):
+        raise AssertionError("a list caption that fits distinct objects holds")
+    return "size" if _fit_distinct(bare.phrases, scene.objects, frozenset()) else "number"
+
+
+def error_breakdown(aligned, predicted, kinds) -> dict:
+    """Accuracy on the true pairs and on the false ones, each split by ``kinds[i]`` (a true
+    pair's caption kind, a false pair's ``negative_kind``), with counts and errors."""
+    aligned, predicted = np.asarray(aligned), np.asarray(predicted)
+    kinds = np.asarray(kinds, dtype=object)
+    right = aligned == predicted
+    out = {"accuracy": float(right.mean()), "n": int(len(aligned))}
+    for side, label in (("positives", 1), ("negatives", 0)):
+        where = aligned == label
+        out[side] = {"accuracy": float(right[where].mean()) if where.any() else float("nan"),
+                     "n": int(where.sum()), "errors": int((~right[where]).sum()), "by_kind": {}}
+        for kind in sorted(set(kinds[where])):
+            part = where & (kinds == kind)
+            out[side]["by_kind"][kind] = {"accuracy": float(right[part].mean()), "n": int(part.sum()),
+                                          "errors": int((~right[part]).sum())}
+    return out
+
+
+def analyse(model, val_set, tokenizer, seed: int) -> dict:
+    """``error_breakdown`` of the masked and the clean held-out pairs of ``seed``
+    (``held_out_alignment``'s pairs: ``pretraining_batch`` with ``default_rng([seed, 3])``)."""
+    from minivl.recipes.vilbert import alignment_pairs, pretraining_batch
+    from minivl.tensor import no_grad
+
+    everything = np.arange(len(val_set))
+    # the same first draws as pretraining_batch's: which caption each pair got
+    ids, aligned = alignment_pairs(val_set, everything, np.random.default_rng([seed, 3]))
+    by_ids = {tuple(t): c for ts, cs in zip(val_set.caption_ids, val_set.captions) for t, c in zip(ts, cs)}
+    captions = [by_ids[tuple(t)] for t in ids]
+    kinds = [c.kind if a else negative_kind(c, val_set.scenes[i])
+             for i, (c, a) in enumerate(zip(captions, aligned))]
+    out = {}
+    for name, mask in (("masked", True), ("clean", False)):
+        batch = pretraining_batch(val_set, everything, tokenizer, np.random.default_rng([seed, 3]), mask=mask)
+        assert (batch["aligned"] == aligned).all()
+        with no_grad():
+            logits = np.concatenate([model.alignment_logits(model.encode(
+                batch["ids"][s:s + 250], batch["text_mask"][s:s + 250], batch["feats"][s:s + 250],
+                batch["locs"][s:s + 250], batch["region_mask"][s:s + 250])).numpy()
+                for s in range(0, len(everything), 250)])
+        out[name] = error_breakdown(aligned, logits.argmax(-1), kinds)
+        # the false pairs again, by the false caption's kind and number of phrases ("count/1": "one cross.")
+        shapes = [f"{c.kind}/{len(c.phrases)}" for c in captions]
+        out[name]["negatives_by_caption"] = error_breakdown(aligned, logits.argmax(-1), shapes)["negatives"]["by_kind"]
+        accepted = [captions[i].text for i in np.flatnonzero((aligned == 0) & (logits.argmax(-1) == 1))]
+        out[name]["accepted_examples"] = accepted[:8]
+    return out
+
+
+def main(argv=None) -> None:
+    import argparse
+
+    from threadpoolctl import threadpool_limits
+
+    from minivl.checkpoint import load_checkpoint
+    from minivl.models.vilbert import ViLBERT
+    from minivl.recipes.vilbert import default_bert, default_regions, pretraining_data
+
+    parser = argparse.ArgumentParser(description="ViLBERT's held-out alignment errors by kind")
+    parser.add_argument("--checkpoint", nargs="+", required=True, help="folders with vilbert.safetensors")
+    parser.add_argument("--seed", type=int, nargs="+", required=True, help="each checkpoint's pretraining seed")
+    parser.add_argument("--n-train", type=int, default=4000, help="as pretrained (the captions' draws depend on it)")
+    parser.add_argument("--n-val", type=int, default=500)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    threadpool_limits(1)
+    began = time.time()
+    _, tokenizer = default_bert()
+    regions = default_regions()
+    runs = []
+    for folder, seed in zip(args.checkpoint, args.seed, strict=True):
+        model = load_checkpoint(ViLBERT, Path(folder) / "vilbert.safetensors").eval()
+        _, val_set = pretraining_data(seed, args.n_train, args.n_val, regions, tokenizer, np.random.default_rng(seed))
+        runs.append({"checkpoint": str(folder), "seed": seed, **analyse(model, val_set, tokenizer, seed)})
+        print(json.dumps(runs[-1]), flush=True)
+    Path(args.out).write_text(json.dumps({
+        "command": "python -m minivl.recipes.vilbert_alignment_errors " + " ".join(sys.argv[1:] if argv is None
+                                                                                  else argv),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "seconds": round(time.time() - began, 1),
+        "load_average": os.getloadavg(), "negative_kinds": NEGATIVE_KINDS, "runs": runs}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
