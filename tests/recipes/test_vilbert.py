@@ -361,3 +361,19 @@ def test_cli_pretrain_writes_results_and_a_checkpoint_that_loads(tmp_path, monke
     assert read["alignment_accuracy_clean"] == pytest.approx(held_out["alignment_accuracy_clean"])
     assert read["hard"] == pytest.approx(held_out["alignment_accuracy_hard"])
     assert read["n_hard_negatives"] > 0 and 0 <= read["hard_negatives_only"] <= 1
+
+
+def test_cli_runs_on_numba_unless_a_backend_is_named(monkeypatch):
+    """``PRETRAIN_STEPS`` and the fine-tuning schedule are sized on numba: the commands use it
+    unless ``minivl --backend`` or $MINIVL_BACKEND names one (the fixture starts on numpy)."""
+    import argparse
+
+    from minivl import backend
+    from minivl.commands.vilbert import choose_backend
+
+    monkeypatch.setenv("MINIVL_BACKEND", "numpy")
+    assert choose_backend(argparse.Namespace(backend=None)) == "numpy"
+    assert choose_backend(argparse.Namespace(backend="numpy")) == "numpy"
+    monkeypatch.delenv("MINIVL_BACKEND")
+    assert choose_backend(argparse.Namespace(backend="numpy")) == "numpy"
+    assert choose_backend(argparse.Namespace(backend=None)) == "numba" == backend.current()
