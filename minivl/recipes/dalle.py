@@ -799,12 +799,13 @@ def main(argv=None):
                                   ("image_positions", args.image_positions),
                                   ("caption_dropout", args.caption_dropout)) if v is not None}
         if args.code_entropy:
+            t0 = time.perf_counter()
             tok = tokenizer(args.dvae, seed, not args.quiet)
             images = make_dalle_data(DEFAULTS["n_train"], seed)[0].images[:5000]
             entropy = code_entropy(encode_images(tok, images), images, IMAGE_SIZE // tok.grid[0])
             write("code_entropy", str(seed), {"dvae": args.dvae or "default_dvae(0)", "images": len(images),
                                                "grid": list(tok.grid), "K": tok.K, **entropy,
-                                               "load_average": _load()})
+                                               "seconds": time.perf_counter() - t0, "load_average": _load()})
             print(json.dumps(entropy))
             continue
         if args.swap_only:
