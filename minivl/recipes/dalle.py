@@ -154,6 +154,70 @@ class PatchCodebook:
         return x.transpose(0, 3, 1, 4, 2, 5).reshape(B, 3, self.size, self.size)
 
 
+class ExactPatches(PatchCodebook):
+    """A diagnostic image tokenizer, not DALL-E's stage 1: code k is the k-th most frequent
+    distinct ``patch x patch`` pixel patch of ``images`` (every one gets its own code), so
+    encoding the training renders and decoding is exact, and each code depends on its own
+    patch alone. A patch never seen (a held-out colour-shape pair's) takes the code of the
+    nearest seen patch. It asks how well the prior does with codes that carry no context
+    (the default dVAE's do: ``code_entropy``) at a given grid, with a perfect decoder."""
+
+    def __init__(self, images, patch=2):  # noqa: D107 (no k-means: the patches themselves)
+        from minivl.models.dvae import pixels
+
+        x = pixels(images)
+        self.patch, self.size = patch, x.shape[-1]
+        self.grid = (self.size // patch, self.size // patch)
+        unique, counts = np.unique(self._patches(x), axis=0, return_counts=True)
+        self.centroids = unique[np.argsort(-counts, kind="stable")].astype(np.float32)  # (K, 3 p p)
+        self.K = len(unique)
+
+
+def tokenizer(name, seed=0, progress=True):
+    """The image tokenizer a run names: a dVAE checkpoint path, None (the cached default
+    dVAE), ``"kmeans"`` (``PatchCodebook``) or ``"exact2"`` / ``"exact4"`` (``ExactPatches`` of
+    2 x 2 or 4 x 4 pixels), the last two fitted on the seed's training renders."""
+    from minivl.recipes.dvae import default_dvae, load_dvae
+
+    if name == "kmeans":
+        return PatchCodebook(make_dalle_data(3000, seed)[0].images, seed=seed)
+    if name in ("exact2", "exact4"):
+        return ExactPatches(make_dalle_data(DEFAULTS["n_train"], seed)[0].images, int(name[-1]))
+    return load_dvae(name) if name else default_dvae(0, progress)
+
+
+def code_entropy(codes, images, patch) -> dict:
+    """How much of a tokenizer's codes is context: over code grids ``(N, h, w)`` of ``images``
+    (uint8 ``(N, S, S, 3)``, ``patch = S / h`` pixels per code), the entropy of the codes, of
+    the pixel patches under them, and of each given the other (nats per code; plug-in
+    estimates). ``code_given_patch`` near 0: a code says what its own patch shows and nothing
+    more; large: the encoder spends codes on context (neighbours, position). Also the same on
+    background patches (all black), and of background codes given their grid position."""
+    codes = np.asarray(codes).reshape(len(codes), -1)  # (N, n)
+    N, n = codes.shape
+    g = int(round(np.sqrt(n)))
+    p = np.asarray(images).reshape(N, g, patch, g, patch, -1).transpose(0, 1, 3, 2, 4, 5).reshape(N * n, -1)
+    key = np.unique(p, axis=0, return_inverse=True)[1].reshape(-1)
+    c = codes.reshape(-1).astype(np.int64)
+    position = np.tile(np.arange(n), N)
+
+    def entropy(x):
+        _, counts = np.unique(x, return_counts=True)
+        q = counts / counts.sum()
+        return float(-(q * np.log(q)).sum())
+
+    def conditional(a, b):  # H(a | b) = H(a, b) - H(b)
+        return entropy(a * (int(b.max()) + 1) + b) - entropy(b)
+
+    background = p.max(axis=1) == 0
+    return {"codes": entropy(c), "patches": entropy(key), "code_given_patch": conditional(c, key),
+            "patch_given_code": conditional(key, c), "distinct_codes": int(len(np.unique(c))),
+            "distinct_patches": int(key.max() + 1), "background_fraction": float(background.mean()),
+            "background_codes": int(len(np.unique(c[background]))),
+            "background_code_entropy": entropy(c[background]),
+            "background_code_given_position": conditional(c[background], position[background])}
+
+
 # --------------------------------------------------------------------------- training
 
 
@@ -592,14 +656,10 @@ def run_seed(seed, steps=None, n_eval=100, n_candidates=16, progress=True, folde
     prior; ``evaluation`` holds the first, ``evaluation_by_guidance`` every one (keyed
     ``str(float(s))``), and scales after the first get their own PNG
     (``..._seed{seed}_guidance{s}.png``)."""
-    from minivl.recipes.dvae import default_dvae, load_dvae
     from minivl.recipes.judge import default_judge
 
     dvae_path = dvae
-    if dvae == "kmeans":  # the stand-in tokenizer, fitted on the seed's training renders
-        dvae = PatchCodebook(make_dalle_data(3000, seed)[0].images, seed=seed)
-    else:
-        dvae = load_dvae(dvae) if dvae else default_dvae(0, progress)
+    dvae = tokenizer(dvae, seed, progress)
     if prior is None:
         r = train_prior(dvae, steps=steps, seed=seed, progress=progress, out=f"runs/dalle-seed{seed}",
                         **overrides)
@@ -697,7 +757,10 @@ def main(argv=None):
     parser.add_argument("--mask-timing", action="store_true",
                         help="time one forward + backward per attention mask (prior of DEFAULTS' size, random codes)")
     parser.add_argument("--dvae", default=None, help="a dVAE checkpoint (default: the cached default dVAE), "
-                        "or 'kmeans' for the PatchCodebook stand-in")
+                        "or 'kmeans' for the PatchCodebook stand-in, or 'exact2' / 'exact4' for the "
+                        "ExactPatches diagnostic (every 2 x 2 / 4 x 4 patch its own code)")
+    parser.add_argument("--code-entropy", action="store_true",
+                        help="only measure code_entropy of the tokenizer on each seed's training renders")
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--top-k", type=int, default=None, help="sample among the k likeliest codes only")
     parser.add_argument("--guidance", type=float, nargs="+", default=[GUIDANCE],
@@ -735,6 +798,16 @@ def main(argv=None):
         size = {k: v for k, v in (("dim", args.dim), ("depth", args.depth),
                                   ("image_positions", args.image_positions),
                                   ("caption_dropout", args.caption_dropout)) if v is not None}
+        if args.code_entropy:
+            t0 = time.perf_counter()
+            tok = tokenizer(args.dvae, seed, not args.quiet)
+            images = make_dalle_data(DEFAULTS["n_train"], seed)[0].images[:5000]
+            entropy = code_entropy(encode_images(tok, images), images, IMAGE_SIZE // tok.grid[0])
+            write("code_entropy", str(seed), {"dvae": args.dvae or "default_dvae(0)", "images": len(images),
+                                               "grid": list(tok.grid), "K": tok.K, **entropy,
+                                               "seconds": time.perf_counter() - t0, "load_average": _load()})
+            print(json.dumps(entropy))
+            continue
         if args.swap_only:
             run = swap_run(seed, args.steps, args.n_eval, args.dvae, not args.quiet, **size)
             write("runs", str(seed), run)

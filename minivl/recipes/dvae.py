@@ -73,7 +73,7 @@ TAU_END = 1 / 16
 # not yet part of this default.
 DEFAULTS = dict(steps=1200, batch_size=32, lr=3e-3, beta=0.01, beta_warmup=100, anneal=1.0,
                 diversity=0.002, vocab_size=256, widths=(16, 32), codebook_dim=64,
-                blocks_per_group=1, likelihood="mse", hard=False, n_train=20000)
+                blocks_per_group=1, likelihood="mse", hard=False, n_train=20000, encoder="conv")
 
 
 def make_world(seed=0, **overrides) -> ShapesWorld:
@@ -159,7 +159,7 @@ def evaluate(model, evals) -> dict:
 def train_dvae(steps=None, batch_size=None, lr=None, beta=None, beta_warmup=None, anneal=None,
                diversity=None, vocab_size=None, widths=None, codebook_dim=None, blocks_per_group=None,
                likelihood=None, hard=None, n_train=None, n_test=500, eval_every=150, seed=0,
-               progress=True, data=None) -> dict:
+               progress=True, data=None, encoder=None) -> dict:
     """Train a DiscreteVAE on the shapes world; every argument left None takes ``DEFAULTS``.
 
     Returns ``{"model", "history", "metrics", "evals", "taus", "betas"}``;
@@ -170,14 +170,15 @@ def train_dvae(steps=None, batch_size=None, lr=None, beta=None, beta_warmup=None
     given = dict(steps=steps, batch_size=batch_size, lr=lr, beta=beta, beta_warmup=beta_warmup,
                  anneal=anneal, diversity=diversity, vocab_size=vocab_size, widths=widths,
                  codebook_dim=codebook_dim, blocks_per_group=blocks_per_group, likelihood=likelihood, hard=hard,
-                 n_train=n_train)
+                 n_train=n_train, encoder=encoder)
     cfg = {k: (DEFAULTS[k] if v is None else v) for k, v in given.items()}
     began = time.perf_counter()
     manual_seed(seed)
     evals = data or dvae_data(cfg["n_train"], n_test, seed)
     model = DiscreteVAE(image_size=WORLD["image_size"], vocab_size=cfg["vocab_size"],
                         widths=tuple(cfg["widths"]), codebook_dim=cfg["codebook_dim"],
-                        blocks_per_group=cfg["blocks_per_group"], likelihood=cfg["likelihood"])
+                        blocks_per_group=cfg["blocks_per_group"], likelihood=cfg["likelihood"],
+                        encoder=cfg["encoder"])
     model.init_output_bias(pixels(evals["train"][:2000]).mean(axis=(0, 2, 3)))  # the mean pixel
     params = model.parameters()
     optimizer = AdamW([{"params": [p for p in params if p.ndim >= 2], "weight_decay": 1e-4},
@@ -252,7 +253,8 @@ from minivl.checkpoint import cache_dir  # noqa: E402  (re-exported: judge and d
 
 
 def default_path(seed=0) -> Path:
-    key = json.dumps({**DEFAULTS, "widths": list(DEFAULTS["widths"]), **WORLD, "seed": seed},
+    settings = {k: v for k, v in DEFAULTS.items() if not (k == "encoder" and v == "conv")}  # keys of old caches
+    key = json.dumps({**settings, "widths": list(DEFAULTS["widths"]), **WORLD, "seed": seed},
                      sort_keys=True)
     digest = hashlib.sha1(key.encode()).hexdigest()[:10]
     return cache_dir() / f"dvae-{digest}.safetensors"
@@ -320,6 +322,9 @@ def main(argv=None):
                         help="encoder/decoder widths, one group each (3 groups: an 8 x 8 grid)")
     parser.add_argument("--vocab-size", type=int, default=None, help="K, the codebook size")
     parser.add_argument("--codebook-dim", type=int, default=None)
+    parser.add_argument("--encoder", choices=("conv", "patch"), default=None,
+                        help="conv: the paper's residual encoder / decoder; patch: each code from and to its own "
+                        "f x f pixel patch (not the paper's; minivl/models/dvae.py)")
     parser.add_argument("--save", default=None,
                         help="also save each seed's model there ('{seed}' in the path is replaced)")
     parser.add_argument("--finetune-decoder", type=int, default=0, metavar="STEPS",
@@ -357,7 +362,7 @@ def main(argv=None):
         run = train_dvae(seed=seed, steps=args.steps, likelihood=args.likelihood, beta=args.beta,
                          hard=args.hard or None, lr=args.lr, diversity=args.diversity,
                          anneal=args.anneal, widths=args.widths, vocab_size=args.vocab_size,
-                         codebook_dim=args.codebook_dim)
+                         codebook_dim=args.codebook_dim, encoder=args.encoder)
         if args.save:
             save_checkpoint(run["model"], args.save.replace("{seed}", str(seed)),
                             **{k: v for k, v in run["metrics"].items() if isinstance(v, (int, float, str))})
@@ -365,7 +370,7 @@ def main(argv=None):
                            "written": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
         _figures(run, out.parent, f"_seed{seed}", out.stem)
         tuned = (args.steps, args.likelihood, args.beta, args.lr, args.diversity, args.anneal,
-                 args.widths, args.vocab_size, args.codebook_dim)
+                 args.widths, args.vocab_size, args.codebook_dim, args.encoder)
         if args.cache and tuned == (None,) * len(tuned) and not args.hard:
             save_checkpoint(run["model"], default_path(seed),
                             **{k: v for k, v in run["metrics"].items() if isinstance(v, (int, float, str))})

@@ -12,7 +12,15 @@ import pytest
 
 from minivl import functional as F
 from minivl.checkpoint import load_checkpoint, save_checkpoint
-from minivl.models.dvae import DiscreteVAE, kl_to_uniform, logit_laplace_log_prob, map_pixels, pixels
+from minivl.models.dvae import (
+    DiscreteVAE,
+    depth_to_space,
+    kl_to_uniform,
+    logit_laplace_log_prob,
+    map_pixels,
+    pixels,
+    space_to_depth,
+)
 from minivl.random import manual_seed
 from minivl.tensor import Tensor
 from minivl.testing import gradcheck
@@ -196,3 +204,47 @@ def test_bad_inputs_raise():
         tiny(image_size=10, widths=(2, 4, 8))
     with pytest.raises(ValueError, match="uint8"):
         pixels(np.zeros((2, 8, 8, 3), np.float32))
+
+
+# ----------------------------------------------------------------------------- the per-patch encoder
+
+
+def test_space_to_depth_by_hand_and_its_inverse():
+    x = images(2, 8)
+    y = space_to_depth(Tensor(x), 2).numpy()
+    assert y.shape == (2, 12, 4, 4)
+    # channel (c, i, j) = c * 4 + i * 2 + j of cell (r, s) holds pixel (2 r + i, 2 s + j) of channel c
+    assert y[1, 2 * 4 + 1 * 2 + 0, 3, 1] == x[1, 2, 7, 2]
+    assert y[0, 0 * 4 + 0 * 2 + 1, 0, 2] == x[0, 0, 0, 5]
+    np.testing.assert_array_equal(depth_to_space(Tensor(y), 2).numpy(), x)
+
+
+def test_a_patch_code_reads_and_draws_its_own_patch_only():
+    model = tiny(encoder="patch", widths=(8, 8), vocab_size=9)
+    assert model.grid == (4, 4) and model.factor == 2
+    x = images()
+    changed = x.copy()
+    changed[:, :, 2:4, 4:6] = 1.0 - changed[:, :, 2:4, 4:6]  # the pixels of cell (1, 2)
+    moved = np.abs(model.encode(changed).numpy() - model.encode(x).numpy()).max(axis=(0, 1))  # (4, 4)
+    assert moved[1, 2] > 0 and np.count_nonzero(moved) == 1
+    codes = model.encode_codes(x)
+    other = codes.copy()
+    other[:, 3, 0] = (other[:, 3, 0] + 1) % 9
+    drawn = np.abs(model.decode_codes(other) - model.decode_codes(codes)).max(axis=(0, 1))  # (8, 8)
+    assert drawn[6:8, 0:2].min() > 0 and np.count_nonzero(drawn) == 4
+
+
+def test_the_patch_decoder_starts_at_the_mean_pixel_and_round_trips(tmp_path):
+    model = tiny(encoder="patch", widths=(8, 8), likelihood="mse").init_output_bias([0.2, 0.5, 0.7])
+    with_zero_weights = model.state_dict()
+    with_zero_weights["dec_out.weight"] = np.zeros_like(with_zero_weights["dec_out.weight"])
+    model.load_state_dict(with_zero_weights)
+    out = model.decode_codes(np.zeros((1, 4, 4), np.int64))
+    np.testing.assert_allclose(out[0, :, 5, 3], [0.2, 0.5, 0.7], rtol=1e-5)
+    save_checkpoint(model, tmp_path / "patch.safetensors")
+    back = load_checkpoint(DiscreteVAE, tmp_path / "patch.safetensors")
+    assert back.config.encoder == "patch"
+    x = images()
+    assert np.array_equal(back.encode_codes(x), model.encode_codes(x))
+    with pytest.raises(ValueError, match="encoder"):
+        tiny(encoder="dense")

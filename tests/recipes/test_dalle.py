@@ -280,3 +280,43 @@ def test_attribute_accuracy_names_the_attribute_a_reading_gets_wrong():
     assert got["right"]["captions_naming_a_size"] == 1 and got["right"]["relation_captions"] == 1
     both = attribute_accuracy([right, readings["a ring"]], [caption, caption])
     assert both["colours"] == 1.0 and both["shapes"] == 0.5 and both["exact"] == 0.5
+
+
+def test_exact_patches_give_every_patch_its_own_code_most_frequent_first():
+    from minivl.recipes.dalle import ExactPatches
+
+    train, evals = make_dalle_data(n_train=60, n_eval=4, seed=2)
+    book = ExactPatches(train.images, patch=2)
+    x = pixels(train.images)
+    flat = x.reshape(60, 3, 16, 2, 16, 2).transpose(0, 2, 4, 1, 3, 5).reshape(-1, 12)
+    distinct, counts = np.unique(flat, axis=0, return_counts=True)
+    assert book.grid == (16, 16) and book.K == len(distinct)
+    np.testing.assert_array_equal(book.decode_codes(book.encode_codes(x)), x)  # exact on its own renders
+    codes = book.encode_codes(x).reshape(-1)
+    used = np.bincount(codes, minlength=book.K)
+    assert np.all(np.diff(used) <= 0) and used[0] == counts.max()  # code 0 the commonest patch (black)
+    assert np.all(book.centroids[0] == 0)
+    unseen = pixels(evals["held_out_pairs"].images)  # a new patch takes its nearest seen patch's code
+    back = book.decode_codes(book.encode_codes(unseen))
+    assert np.abs(back - unseen).mean() < 0.02
+
+
+def test_code_entropy_separates_what_a_code_shows_from_its_context():
+    from minivl.recipes.dalle import code_entropy
+
+    rng = np.random.default_rng(0)
+    images = np.zeros((40, 4, 4, 3), np.uint8)  # 2 x 2 grid of 2 x 2 patches
+    images[:, :2, :2] = rng.choice([0, 200], 40)[:, None, None, None]  # cell 0: black or grey
+    lookup = (images[:, ::2, ::2, 0] > 0).astype(int)  # (40, 2, 2): the code is the patch
+    exact = code_entropy(lookup, images, 2)
+    assert exact["code_given_patch"] == pytest.approx(0.0, abs=1e-12)
+    assert exact["patch_given_code"] == pytest.approx(0.0, abs=1e-12)
+    assert exact["distinct_patches"] == 2 and exact["distinct_codes"] == 2
+    by_position = lookup + 2 * (np.arange(4).reshape(1, 2, 2) % 2) * (lookup == 0)  # black: code by column
+    context = code_entropy(by_position, images, 2)
+    left, right = 40 + np.sum(images[:, 0, 0, 0] == 0), 80  # black patches in columns 0 and 1
+    q = np.array([left, right]) / (left + right)
+    # a black patch's code is its column: H(column | black) nats, paid by the black fraction of patches
+    assert context["code_given_patch"] == pytest.approx((left + right) / 160 * -(q * np.log(q)).sum(), rel=1e-9)
+    assert context["background_code_given_position"] == pytest.approx(0.0, abs=1e-12)
+    assert context["background_codes"] == 2 and context["patch_given_code"] == pytest.approx(0.0, abs=1e-12)

@@ -108,3 +108,20 @@ def test_finetuning_the_decoder_keeps_the_codes_and_lowers_its_loss_on_them():
     assert np.mean((after - pixels(images)) ** 2) < 0.8 * error
     # fitted to each image's own codes, not to the mean picture: another image's codes decode worse
     assert np.mean((after - pixels(images)) ** 2) < 0.85 * np.mean((np.roll(after, 1, 0) - pixels(images)) ** 2)
+
+
+def test_the_recipe_trains_the_per_patch_dvae_and_keeps_the_default_cache_key():
+    from minivl.recipes.dvae import DEFAULTS, default_path
+
+    run = train_dvae(steps=2, batch_size=4, n_train=64, n_test=8, vocab_size=16, widths=(8, 8, 8),
+                     codebook_dim=8, progress=False, eval_every=0, encoder="patch")
+    model = run["model"]
+    assert model.config.encoder == "patch" and model.grid == (8, 8) and model.factor == 4
+    assert run["metrics"]["encoder"] == "patch"
+    x = np.random.default_rng(0).random((2, 3, 32, 32)).astype(np.float32)
+    y = x.copy()
+    y[:, :, :4, :4] = 0.0  # only cell (0, 0)'s pixels
+    changed = model.encode_codes(x) != model.encode_codes(y)
+    assert not changed[:, 1:].any() and not changed[:, :, 1:].any()
+    # the conv default hashes as it did before the encoder option existed (the cached dVAE stays valid)
+    assert DEFAULTS["encoder"] == "conv" and default_path(0).name == "dvae-3106645398.safetensors"
