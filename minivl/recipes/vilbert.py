@@ -502,23 +502,24 @@ def pretrain_vilbert(kind: str = "vilbert", steps: int = PRETRAIN_STEPS, batch_s
     return {"model": model, "history": history, "terms": terms, "metrics": metrics, "tokenizer": tokenizer}
 
 
-def main(argv=None) -> None:
-    """``python -m minivl.recipes.vilbert --checkpoint FOLDER --seed S --out X.json``: the
-    held-out alignment (``held_out_alignment``) of a ``vilbert pretrain`` checkpoint."""
-    import argparse
-    import os
-    import sys
-
-    from minivl.models.vilbert import ViLBERT
-
-    parser = argparse.ArgumentParser(description=main.__doc__.split(":")[0])
+def checkpoint_arguments(parser):
+    """The options of the scripts that read ``vilbert pretrain`` checkpoints again on their
+    held-out scenes (this module's ``main``, ``vilbert_alignment_errors``)."""
     parser.add_argument("--checkpoint", nargs="+", required=True, help="folders with vilbert.safetensors")
     parser.add_argument("--seed", type=int, nargs="+", required=True, help="each checkpoint's pretraining seed")
     parser.add_argument("--n-train", type=int, default=4000, help="as pretrained (the captions' draws depend on it)")
     parser.add_argument("--n-val", type=int, default=500)
     parser.add_argument("--out", required=True)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def each_checkpoint(args, analyse) -> list[dict]:
+    """``analyse(model, val_set, tokenizer, seed) -> dict`` for every ``--checkpoint`` / ``--seed``
+    pair, on the held-out scenes that checkpoint's pretraining drew (rebuilt from its seed); one
+    record per checkpoint, printed as it ends."""
     from threadpoolctl import threadpool_limits
+
+    from minivl.models.vilbert import ViLBERT
 
     threadpool_limits(1)
     _, tokenizer = default_bert()
@@ -527,8 +528,21 @@ def main(argv=None) -> None:
     for folder, seed in zip(args.checkpoint, args.seed, strict=True):
         model = load_checkpoint(ViLBERT, Path(folder) / "vilbert.safetensors").eval()
         _, val_set = pretraining_data(seed, args.n_train, args.n_val, regions, tokenizer, np.random.default_rng(seed))
-        runs.append({"checkpoint": str(folder), "seed": seed, **held_out_alignment(model, val_set, tokenizer, seed)})
-        print(runs[-1], flush=True)
+        runs.append({"checkpoint": str(folder), "seed": seed, **analyse(model, val_set, tokenizer, seed)})
+        print(json.dumps(runs[-1]), flush=True)
+    return runs
+
+
+def main(argv=None) -> None:
+    """``python -m minivl.recipes.vilbert --checkpoint FOLDER --seed S --out X.json``: the
+    held-out alignment (``held_out_alignment``) of a ``vilbert pretrain`` checkpoint."""
+    import argparse
+    import os
+    import sys
+
+    parser = checkpoint_arguments(argparse.ArgumentParser(description=main.__doc__.split(":")[0]))
+    args = parser.parse_args(argv)
+    runs = each_checkpoint(args, held_out_alignment)
     Path(args.out).write_text(json.dumps({
         "command": "python -m minivl.recipes.vilbert " + " ".join(sys.argv[1:] if argv is None else argv),
         "load_average": os.getloadavg(), "runs": runs}, indent=1) + "\n")

@@ -117,29 +117,12 @@ def analyse(model, val_set, tokenizer, seed: int) -> dict:
 def main(argv=None) -> None:
     import argparse
 
-    from threadpoolctl import threadpool_limits
+    from minivl.recipes.vilbert import checkpoint_arguments, each_checkpoint
 
-    from minivl.checkpoint import load_checkpoint
-    from minivl.models.vilbert import ViLBERT
-    from minivl.recipes.vilbert import default_bert, default_regions, pretraining_data
-
-    parser = argparse.ArgumentParser(description="ViLBERT's held-out alignment errors by kind")
-    parser.add_argument("--checkpoint", nargs="+", required=True, help="folders with vilbert.safetensors")
-    parser.add_argument("--seed", type=int, nargs="+", required=True, help="each checkpoint's pretraining seed")
-    parser.add_argument("--n-train", type=int, default=4000, help="as pretrained (the captions' draws depend on it)")
-    parser.add_argument("--n-val", type=int, default=500)
-    parser.add_argument("--out", required=True)
+    parser = checkpoint_arguments(argparse.ArgumentParser(description="ViLBERT's held-out alignment errors by kind"))
     args = parser.parse_args(argv)
-    threadpool_limits(1)
     began = time.time()
-    _, tokenizer = default_bert()
-    regions = default_regions()
-    runs = []
-    for folder, seed in zip(args.checkpoint, args.seed, strict=True):
-        model = load_checkpoint(ViLBERT, Path(folder) / "vilbert.safetensors").eval()
-        _, val_set = pretraining_data(seed, args.n_train, args.n_val, regions, tokenizer, np.random.default_rng(seed))
-        runs.append({"checkpoint": str(folder), "seed": seed, **analyse(model, val_set, tokenizer, seed)})
-        print(json.dumps(runs[-1]), flush=True)
+    runs = each_checkpoint(args, analyse)
     Path(args.out).write_text(json.dumps({
         "command": "python -m minivl.recipes.vilbert_alignment_errors " + " ".join(sys.argv[1:] if argv is None
                                                                                   else argv),
