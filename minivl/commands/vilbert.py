@@ -32,20 +32,9 @@ def _regions(detector):
     return lambda scenes, rng: encoder.encode_scenes(scenes, rng=rng)
 
 
-def parse_pairs(items) -> tuple:
-    """``["1,0", "1,1"]`` -> ``((1, 0), (1, 1))`` (the command line's ``--co-attention-at``)."""
-    pairs = []
-    for item in items:
-        parts = item.split(",")
-        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-            raise ValueError(f"co-attention positions are T,V pairs of block indices, got {item!r}")
-        pairs.append((int(parts[0]), int(parts[1])))
-    return tuple(pairs)
-
-
 def _one_pretraining(kind, seed, args):
     """One (kind, seed) run and its record (a process of its own under --workers)."""
-    from minivl.recipes.vilbert import parse_mask_rates, pretrain_vilbert
+    from minivl.recipes.vilbert import parse_mask_rates, parse_pairs, pretrain_vilbert
 
     load = os.getloadavg()
     out = Path(args.out) / f"seed{seed}" if len(args.seeds) > 1 else Path(args.out)

@@ -181,6 +181,17 @@ def parse_mask_rates(items) -> dict:
     return check_mask_rates(rates)
 
 
+def parse_pairs(items) -> tuple:
+    """``["1,0", "1,1"]`` -> ``((1, 0), (1, 1))`` (the command line's ``--co-attention-at``)."""
+    pairs = []
+    for item in items:
+        parts = item.split(",")
+        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+            raise ValueError(f"co-attention positions are T,V pairs of block indices, got {item!r}")
+        pairs.append((int(parts[0]), int(parts[1])))
+    return tuple(pairs)
+
+
 def check_mask_rates(rates) -> dict:
     rates = dict(rates or {})
     for kind, rate in rates.items():
@@ -379,6 +390,15 @@ def pretraining_data(seed: int, n_train: int, n_val: int, regions, tokenizer, rn
     return train_set, val_set
 
 
+def alignment_logits(model, batch: dict, chunk: int = 250) -> np.ndarray:
+    """The alignment head's logits ``(N, 2)`` for a pretraining batch, in chunks, without a graph."""
+    with no_grad():
+        return np.concatenate([model.alignment_logits(model.encode(
+            batch["ids"][s:s + chunk], batch["text_mask"][s:s + chunk], batch["feats"][s:s + chunk],
+            batch["locs"][s:s + chunk], batch["region_mask"][s:s + chunk])).numpy()
+            for s in range(0, len(batch["aligned"]), chunk)])
+
+
 def held_out_alignment(model, val_set: CaptionedScenes, tokenizer: BPETokenizer, seed: int) -> dict:
     """Alignment accuracy of a pretrained model on ``pretrain_vilbert``'s held-out pairs of
     ``seed``: random negatives masked (``alignment_accuracy``, the headline) and clean, and
@@ -387,12 +407,7 @@ def held_out_alignment(model, val_set: CaptionedScenes, tokenizer: BPETokenizer,
     everything = np.arange(len(val_set))
     hard_batch = pretraining_batch(val_set, everything, tokenizer, np.random.default_rng([seed, 4]), mask=False,
                                    hard_negatives=1.0)
-    with no_grad():
-        logits = np.concatenate([model.alignment_logits(model.encode(
-            hard_batch["ids"][s:s + 250], hard_batch["text_mask"][s:s + 250], hard_batch["feats"][s:s + 250],
-            hard_batch["locs"][s:s + 250], hard_batch["region_mask"][s:s + 250])).numpy()
-            for s in range(0, len(everything), 250)])
-    right = logits.argmax(-1) == hard_batch["aligned"]
+    right = alignment_logits(model, hard_batch).argmax(-1) == hard_batch["aligned"]
     own = {tuple(t) for cs in val_set.caption_ids for t in cs}
     swapped = np.array([tuple(t[m]) not in own for t, m in zip(hard_batch["ids"], hard_batch["text_mask"])])
     val_batch = pretraining_batch(val_set, everything, tokenizer, np.random.default_rng([seed, 3]))

@@ -86,8 +86,7 @@ def error_breakdown(aligned, predicted, kinds) -> dict:
 def analyse(model, val_set, tokenizer, seed: int) -> dict:
     """``error_breakdown`` of the masked and the clean held-out pairs of ``seed``
     (``held_out_alignment``'s pairs: ``pretraining_batch`` with ``default_rng([seed, 3])``)."""
-    from minivl.recipes.vilbert import alignment_pairs, pretraining_batch
-    from minivl.tensor import no_grad
+    from minivl.recipes.vilbert import alignment_logits, alignment_pairs, pretraining_batch
 
     everything = np.arange(len(val_set))
     # the same first draws as pretraining_batch's: which caption each pair got
@@ -100,11 +99,7 @@ def analyse(model, val_set, tokenizer, seed: int) -> dict:
     for name, mask in (("masked", True), ("clean", False)):
         batch = pretraining_batch(val_set, everything, tokenizer, np.random.default_rng([seed, 3]), mask=mask)
         assert (batch["aligned"] == aligned).all()
-        with no_grad():
-            logits = np.concatenate([model.alignment_logits(model.encode(
-                batch["ids"][s:s + 250], batch["text_mask"][s:s + 250], batch["feats"][s:s + 250],
-                batch["locs"][s:s + 250], batch["region_mask"][s:s + 250])).numpy()
-                for s in range(0, len(everything), 250)])
+        logits = alignment_logits(model, batch)
         out[name] = error_breakdown(aligned, logits.argmax(-1), kinds)
         # the false pairs again, by the false caption's kind and number of phrases ("count/1": "one cross.")
         shapes = [f"{c.kind}/{len(c.phrases)}" for c in captions]

@@ -43,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
+from minivl import backend
 from minivl.data.vilbert_tasks import TASKS, make_task, scene_parts
 from minivl.data.world import ShapesWorld
 from minivl.recipes.vilbert_transfer import FOIL_HEAD, FOIL_HEADS, chance, finetune, retrieval_recall_at_1
@@ -101,12 +102,6 @@ TARGETS = {"vqa": 0.85, "refexp": 0.90, "retrieval": 0.90, "vcr": 0.75, "nlvr": 
 
 def _kind(variant: str) -> str:
     return "vilbert" if variant.startswith("vilbert") else variant
-
-
-def _backend() -> str:
-    from minivl import backend
-
-    return backend.current()
 
 
 def pretrain_recipe(word_mask_rates: dict | None = None, co_attention_at=None) -> str:
@@ -234,7 +229,7 @@ def run_table(tasks=TASKS, variants=VARIANTS, seeds=(0, 1), sizes=None, schedule
              "items": {t: {p: len(s) for p, s in data[t].items()} for t in tasks},
              "chance": {t: chance(t, data[t]["test"]) for t in tasks}, "targets": TARGETS,
              "headline_metric": HEADLINE, "machine": platform.machine(), "cpus": os.cpu_count(),
-             "backend": _backend(),
+             "backend": backend.current(),
              "load_average_start": os.getloadavg(), "runs": []}
     for seed in seeds:
         for variant in variants:
@@ -389,7 +384,7 @@ def main(argv=None) -> None:
     from minivl.recipes.vilbert import parse_mask_rates
 
     rates = None if args.mask_rates is None else parse_mask_rates(args.mask_rates)
-    from minivl.commands.vilbert import parse_pairs
+    from minivl.recipes.vilbert import parse_pairs
 
     pairs = None if args.co_attention_at is None else parse_pairs(args.co_attention_at)
     run_table(args.tasks, args.variants, tuple(args.seeds), args.scenes and tuple(args.scenes), schedule,

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from minivl.commands.vilbert import parse_pairs
+from minivl.recipes.vilbert import parse_pairs
 from minivl.recipes.vilbert_table import (
     HELD_OUT_SCENES,
     NAMED_CO_ATTENTION,
