@@ -158,7 +158,9 @@ print("[IMG] location, scaled:", e.scale_locations(Tensor(regions.locs[:1, :1]))
 #
 # Words go through BERT (embeddings, post-LN blocks); regions through
 # `LayerNorm(Linear(feature) + Linear(location))` and blocks of their own width.
-# Co-attention layers sit between chosen blocks (`co_attention_at`). We
+# Co-attention layers sit between chosen blocks (`co_attention_at`; the
+# default, `((1, 0), (1, 1))`, is the paper's placement: each stream ends on
+# a block of its own after the last co-attention layer). We
 # pretrain a small ViLBERT for a few steps; in the full recipe its text stream
 # starts from minivl's pretrained BERT (`bert=True`), here (in CI) from scratch.
 

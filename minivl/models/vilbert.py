@@ -15,6 +15,12 @@ co-attention, and the baselines it is compared with (lectures S03-S09).
 * ``co_attention_at``: pairs ``(t, v)``: a ``CoAttentionBlock`` runs just
   before text block ``t`` and visual block ``v`` (``t = text_depth`` means
   after the last one), as ViLBERT's ``t_biattention_id / v_biattention_id``.
+  The default, ``((1, 0), (1, 1))``, is the paper's placement at two blocks
+  a stream: the first co-attention layer after some text blocks and before
+  any visual block, the last one before the last block of each stream, so
+  each stream ends on a block of its own (the paper's ``((6, 0), (7, 1),
+  ..., (11, 5))`` of 12 text and 6 visual blocks). Until 2026-12-05 it was
+  ``((1, 0), (2, 1))``, whose text stream ended on co-attention.
 * Pooled outputs: token 0 of each stream -> Linear(pool_dim) -> ReLU; the
   fused vector is their element-wise product (S09).
 * Heads: alignment Linear(2) on the fused vector (S09), the masked-word head,
@@ -69,7 +75,7 @@ class ViLBERTConfig:
     visual_mlp_dim: int = 192
     co_dim: int = 64  # the co-attention width (bi_hidden_size 1024)
     co_heads: int = 4
-    co_attention_at: tuple = ((1, 0), (2, 1))  # original: ((6, 0), (7, 1), ..., (11, 5))
+    co_attention_at: tuple = ((1, 0), (1, 1))  # original: ((6, 0), (7, 1), ..., (11, 5))
     pool_dim: int = 64
     n_region_classes: int = 36  # detector classes (Visual Genome: 1601)
     dropout: float = 0.1

@@ -95,7 +95,8 @@ HEADLINE = {"vqa": "accuracy", "refexp": "accuracy", "retrieval": "accuracy", "v
 # with hard alignment negatives adds "-hard" and the percentage (pretrained_encoder)
 PRETRAIN_RECIPE = "std-feats-std-locs-align5"
 # the co-attention placement every cached checkpoint before 2026-12-05 had (ViLBERTConfig's default
-# then); a model placed otherwise adds "-co" and its pairs to the cache name (pretrain_recipe)
+# then); a model placed otherwise adds "-co" and its pairs to the cache name (pretrain_recipe), so the
+# default since, the paper's ((1, 0), (1, 1)), reads and writes "...-co1011"
 NAMED_CO_ATTENTION = ((1, 0), (2, 1))
 TARGETS = {"vqa": 0.85, "refexp": 0.90, "retrieval": 0.90, "vcr": 0.75, "nlvr": 0.80, "foil": 0.90}
 
@@ -329,6 +330,7 @@ def merge(paths, out, command: str = "", same_setting: bool = False) -> dict:
              # each part's pretraining (the runs of a part were fine-tuned from its pretraining)
              "pretrain_steps_each": [t.get("pretrain_steps") for t in tables],
              "pretrain_recipe_each": [t.get("pretrain_recipe") for t in tables],
+             "co_attention_at_each": [t.get("co_attention_at") for t in tables],
              "load_average_start_each": [t["load_average_start"] for t in tables]}
     table["summary"] = summary(table)
     write(table, out)

@@ -32,10 +32,11 @@ foil      Linear(2) on fused + Linear(1) / token correct-or-foiled, which word
 
 Why FOIL has a token head: the fused vector is made from token 0 of each stream, and
 a size or relation swap can only be seen by comparing one word with its object's
-region, which the last co-attention layer does at that word; no text self-attention
-follows it, so [CLS] never reads the comparison. On size foils alone the pretrained
-ViLBERT with the fused Linear(2) stays at 50% on its own training items, with the
-token head it fits them (``minivl/recipes/vilbert_foil_probe.py``,
+region, which the last co-attention layer does at that word; in the placement before
+2026-12-05 (``co_attention_at = ((1, 0), (2, 1))``; the default now ends on a text block)
+no text self-attention followed it, so [CLS] never read the comparison. On size foils alone
+the pretrained ViLBERT (that placement) with the fused Linear(2) stays at 50% on its own
+training items, with the token head it fits them (``minivl/recipes/vilbert_foil_probe.py``,
 ``lectures/08-vilbert.md``).
 
 VCR trains one model on both sub-tasks at once (two Linear(1) heads; the

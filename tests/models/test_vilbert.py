@@ -175,6 +175,31 @@ def test_co_attention_runs_where_configured():
     np.testing.assert_allclose(s.visual.data, visual.data, atol=1e-6)
 
 
+def test_the_default_placement_ends_each_stream_on_a_block_of_its_own():
+    """The paper's placement (ViLBERT's t/v_biattention_id, (6, 0) ... (11, 5) of 12 text and
+    6 visual blocks) at minivl's depths: the first co-attention layer after a text block and
+    before any visual block, the last one followed by the last block of each stream; the
+    model computes exactly that."""
+    c = ViLBERTConfig()
+    pairs = c.co_attention_at
+    assert pairs[0][0] >= 1 and pairs[0][1] == 0
+    assert pairs[-1] == (c.text_depth - 1, c.visual_depth - 1)
+    assert pairs == ((1, 0), (1, 1))  # at two blocks a stream, the by-hand order below
+    mv.manual_seed(5)
+    model = ViLBERT(TINY, co_attention_at=pairs, text_depth=c.text_depth, visual_depth=c.visual_depth).eval()
+    ids, tm, feats, locs, rm = inputs(5)
+    s = model.encode(ids, tm, feats, locs, rm)
+    text = model.text_blocks[0](model.text_embeddings(ids), key_padding_mask=tm)
+    visual = model.visual_embeddings(mv.tensor(feats), mv.tensor(locs))
+    text, visual = model.co_blocks[0].exchange(text, visual, tm, rm)
+    visual = model.visual_blocks[0](visual, key_padding_mask=rm)
+    text, visual = model.co_blocks[1].exchange(text, visual, tm, rm)
+    text = model.text_blocks[1](text, key_padding_mask=tm)
+    visual = model.visual_blocks[1](visual, key_padding_mask=rm)
+    np.testing.assert_allclose(s.text.data, text.data, atol=1e-6)
+    np.testing.assert_allclose(s.visual.data, visual.data, atol=1e-6)
+
+
 @pytest.mark.parametrize("kind, text_sees_image", [("vilbert", True), ("single_stream", True),
                                                    ("late_fusion", False), ("text_only", False)])
 def test_who_sees_the_image(kind, text_sees_image):

@@ -347,6 +347,10 @@ def test_cli_pretrain_writes_results_and_a_checkpoint_that_loads(tmp_path, monke
     assert runs[0]["word_mask_tokens"] == len(word_mask_ids(tokenizer, {"shape": 0.5, "colour": 1.0})) > 0
     assert [(r["kind"], r["seed"]) for r in runs] == [("vilbert", 0), ("vilbert", 1), ("text_only", 0), ("text_only", 1)]
     assert set(runs[0]["loss_curves"]) == {"every", "masked_words", "masked_regions", "alignment"}
+    # both held-out alignment readings (masked, unmasked) are written with what each measures
+    conditions = runs[0]["alignment_conditions"]
+    assert {"alignment_accuracy", "alignment_accuracy_clean"} <= set(conditions) <= set(runs[0]["held_out"])
+    assert "masked" in conditions["alignment_accuracy"] and "unmasked" in conditions["alignment_accuracy_clean"]
     model = load_checkpoint(ViLBERT, out / "seed1" / "vilbert.safetensors")
     assert model.config.text_dim == 16 and model.config.co_attention_at == ((1, 0),)
     assert "held-out alignment" in capsys.readouterr().out

@@ -41,11 +41,13 @@ def test_tables_run_apart_merge(tmp_path):
         task = ("nlvr", "foil")[seed]
         path.write_text(json.dumps({"seeds": [seed], "runs": [_run("nlvr", "vilbert", seed, 0.5 + seed / 10)],
                                     "tasks": [task], "chance": {task: 0.5}, "pretrain_steps": 3000 * (1 + seed),
+                                    "co_attention_at": [[1, 0], [2 - seed, 1]],
                                     "load_average_start": [1.0, 1.0, 1.0], "seconds": 10.0}))
         parts.append(path)
     merged = merge(parts, tmp_path / "all.json")
     assert merged["seeds"] == [0, 1] and len(merged["runs"]) == 2
     assert merged["pretrain_steps_each"] == [3000, 6000]  # each part's pretraining, not only the first's
+    assert merged["co_attention_at_each"] == [[[1, 0], [2, 1]], [[1, 0], [1, 1]]]  # and its placement
     assert merged["tasks"] == ["nlvr", "foil"] and merged["chance"] == {"nlvr": 0.5, "foil": 0.5}
     assert json.loads((tmp_path / "all.json").read_text())["summary"]["nlvr"]["vilbert"]["mean"] == 0.55
 
@@ -78,13 +80,14 @@ def test_each_word_masking_recipe_has_its_own_cache_name(monkeypatch):
     with every word at 15% the name is the one the earlier checkpoints were cached under."""
     import minivl.recipes.vilbert as recipe
 
+    co = NAMED_CO_ATTENTION  # the placement's part of the name: test_each_co_attention_placement_...
     monkeypatch.setattr(recipe, "WORD_MASK_RATES", {})
-    assert pretrain_recipe({}) == pretrain_recipe() == PRETRAIN_RECIPE
-    both = pretrain_recipe({"size": 0.5, "relation": 0.5})
+    assert pretrain_recipe({}, co) == pretrain_recipe(None, co) == PRETRAIN_RECIPE
+    both = pretrain_recipe({"size": 0.5, "relation": 0.5}, co)
     assert both == PRETRAIN_RECIPE + "-mask-relation50-mask-size50"
-    assert len({both, pretrain_recipe({"size": 0.5}), pretrain_recipe({"size": 0.3, "relation": 0.5})}) == 3
+    assert len({both, pretrain_recipe({"size": 0.5}, co), pretrain_recipe({"size": 0.3, "relation": 0.5}, co)}) == 3
     monkeypatch.setattr(recipe, "WORD_MASK_RATES", {"size": 0.5, "relation": 0.5})
-    assert pretrain_recipe() == both and pretrain_recipe({}) == PRETRAIN_RECIPE
+    assert pretrain_recipe(None, co) == both and pretrain_recipe({}, co) == PRETRAIN_RECIPE
 
 
 def test_each_co_attention_placement_has_its_own_cache_name():
@@ -95,6 +98,16 @@ def test_each_co_attention_placement_has_its_own_cache_name():
     assert pretrain_recipe(None, ((1, 0), (1, 1))) == named + "-co1011"
     assert pretrain_recipe(None, [[1, 0], [1, 1]]) == named + "-co1011"  # lists as JSON gives them
     assert len({named, pretrain_recipe(None, ((1, 0), (1, 1))), pretrain_recipe(None, ((0, 0), (1, 1)))}) == 3
+
+
+def test_the_default_placement_reads_the_checkpoints_pretrained_at_it():
+    """With no placement given, the cache name is the default placement's: the paper's, whose
+    checkpoints were pretrained under "-co1011" before it became the default (2026-12-05)."""
+    from minivl.models.vilbert import ViLBERTConfig
+
+    assert ViLBERTConfig().co_attention_at != NAMED_CO_ATTENTION
+    assert pretrain_recipe() == pretrain_recipe(None, ViLBERTConfig().co_attention_at) == pretrain_recipe(None, ((1, 0), (1, 1)))
+    assert pretrain_recipe().endswith("-co1011")
 
 
 @pytest.mark.parametrize("items, expected", [(["1,0", "2,1"], ((1, 0), (2, 1))), (["0,0"], ((0, 0),)),
