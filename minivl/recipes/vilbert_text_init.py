@@ -23,7 +23,10 @@ co-attention, the visual stream, the poolers and the task head train. Frozen, be
 22.7M parameters (11.7M of them the word embeddings) where the whole minivl ViLBERT is 0.37M,
 and one fine-tuning step through it costs about 10x minivl's (0.5 s against 0.045 s, VQA, batch
 32, numba, one thread at load ~3). The arm ``minivl_trained`` (minivl's BERT, text stream
-trained too, as the transfer table's ``vilbert_no_pretraining``) shows what freezing costs minivl.
+trained too, as the transfer table's ``vilbert_no_pretraining``) shows what freezing costs minivl;
+the arm ``minilm_random`` (MiniLM's architecture and tokenizer, its frozen text weights at
+initialisation) shows what MiniLM's size alone brings: at MiniLM's width the co-attention layers
+train 2.9M parameters against minivl's 0.24M.
 Because of that cost the schedule is ``SCHEDULE`` (``vilbert_table``) scaled by ``fraction``
 (default one half) for every arm.
 
@@ -31,6 +34,7 @@ Because of that cost the schedule is ``SCHEDULE`` (``vilbert_table``) scaled by 
 
 writes every run's val and test metrics, parameter counts (all and trainable), times, the
 machine's load average, the date and the command; the file is rewritten after every run.
+Parts run apart (seeds, arms) are joined with ``--merge A.json B.json ... --out C.json``.
 """
 
 from __future__ import annotations
@@ -45,8 +49,13 @@ from dataclasses import replace
 from pathlib import Path
 
 TEXT_INITS = ("minivl", "minilm")
-# arm -> (text init, text stream frozen)
-ARMS = {"minivl": ("minivl", True), "minivl_trained": ("minivl", False), "minilm": ("minilm", True)}
+# arm -> (text init, text stream frozen, pretrained text weights). "minilm_random" is the control
+# of the MiniLM arm: the same architecture, tokenizer and trainable parts (co-attention at MiniLM's
+# width has 12x the trainable parameters of minivl's), the frozen text weights at their
+# initialisation instead of MiniLM's, so what MiniLM's pretraining brings is told apart from
+# what its size brings.
+ARMS = {"minivl": ("minivl", True, True), "minivl_trained": ("minivl", False, True),
+        "minilm": ("minilm", True, True), "minilm_random": ("minilm", True, False)}
 DEFAULT_TASKS = ("vqa", "refexp", "foil")
 
 
@@ -89,15 +98,17 @@ def fresh_vilbert(bert, tokenizer, regions, co_attention_at=None):
 
 def compare(tasks=DEFAULT_TASKS, seeds=(0,), arms=tuple(ARMS), fraction: float = 0.5, lr: float = 1e-3,
             head_lr: float = 3e-3, sizes=None, progress: bool = False, out=None, command: str = "",
-            log=print) -> dict:
+            log=print, only=None) -> dict:
     """Fine-tune ViLBERT with each arm's text stream on each task for each seed (see the module
     docstring); the runs in the order seed, arm, task. ``sizes``: (train, val, test) scenes of
-    every task (None: the table's ``task_sizes``). Returns (and with ``out`` writes after every
+    every task (None: the table's ``task_sizes``). ``only``: the (seed, arm) pairs to run (None:
+    every one). Returns (and with ``out`` writes after every
     run) the table."""
     from minivl import backend
     from minivl.data.regions import RegionEncoder
     from minivl.data.vilbert_tasks import make_task, scene_parts
     from minivl.data.world import ShapesWorld
+    from minivl.models.bert import BERT
     from minivl.random import manual_seed
     from minivl.recipes.vilbert_table import HEADLINE, SCHEDULE, task_sizes
     from minivl.recipes.vilbert_transfer import chance, finetune
@@ -118,8 +129,9 @@ def compare(tasks=DEFAULT_TASKS, seeds=(0,), arms=tuple(ARMS), fraction: float =
                       for t in tasks}
     schedule = {t: (max(1, round(SCHEDULE[t][0] * fraction)), SCHEDULE[t][1]) for t in tasks}
     table = {"command": command, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-             "tasks": list(tasks), "seeds": list(seeds), "arms": {a: {"text_init": ARMS[a][0],
-                                                                     "text_frozen": ARMS[a][1]} for a in arms},
+             "tasks": list(tasks), "seeds": list(seeds),
+             "arms": {a: {"text_init": ARMS[a][0], "text_frozen": ARMS[a][1], "text_pretrained": ARMS[a][2]}
+                      for a in arms},
              "schedule": schedule, "schedule_fraction": fraction, "lr": lr, "head_lr": head_lr,
              "multimodal_pretraining": False, "sizes_scenes": {t: list(counts[t]) for t in tasks},
              "items": {init: {t: {p: len(s) for p, s in d.items()} for t, d in per.items()}
@@ -132,18 +144,21 @@ def compare(tasks=DEFAULT_TASKS, seeds=(0,), arms=tuple(ARMS), fraction: float =
              "load_average_start": os.getloadavg(), "runs": []}
     for seed in seeds:
         for arm in arms:
-            init, frozen = ARMS[arm]
+            if only is not None and (seed, arm) not in only:
+                continue
+            init, frozen, pretrained = ARMS[arm]
             bert, tok = streams[init]
             for task in tasks:
                 manual_seed(seed)  # the visual stream's and co-attention's initialisation
-                encoder = fresh_vilbert(bert, tok, regions)
+                encoder = fresh_vilbert(bert if pretrained else BERT(bert.config), tok, regions)
                 steps, batch_size = schedule[task]
                 load = os.getloadavg()
                 run = finetune(task, encoder, data[init][task], steps=steps, batch_size=batch_size, lr=lr,
                                head_lr=head_lr, seed=seed, progress=progress, desc=f"{task} {arm} s{seed}",
                                freeze_text=frozen)
                 m = run["metrics"]
-                record = {"task": task, "arm": arm, "text_init": init, "text_frozen": frozen, "seed": seed,
+                record = {"task": task, "arm": arm, "text_init": init, "text_frozen": frozen,
+                          "text_pretrained": pretrained, "seed": seed,
                           "co_attention_at": [list(p) for p in encoder.config.co_attention_at],
                           "text_dim": encoder.config.text_dim, "text_depth": encoder.config.text_depth,
                           "parameters": encoder.num_parameters(),
@@ -180,6 +195,30 @@ def write(table: dict, path) -> None:
     path.write_text(json.dumps(table, indent=1, default=float) + "\n")
 
 
+def merge(paths, out, command: str = "") -> dict:
+    """One table from several ``compare`` files (parts run apart: seeds, arms): every run, each
+    part's command, date, load averages and settings kept under ``parts``."""
+    tables = [json.loads(Path(p).read_text()) for p in paths]
+    for t in tables[1:]:
+        for key in ("schedule", "lr", "head_lr", "sizes_scenes"):
+            for task in set(t["tasks"]) & set(tables[0]["tasks"]):
+                a, b = (x[key][task] if isinstance(x[key], dict) else x[key] for x in (tables[0], t))
+                if a != b:
+                    raise ValueError(f"merge: {key} differs for {task}: {a} vs {b}")
+    runs = [{"text_pretrained": ARMS[r["arm"]][2], **r} for t in tables for r in t["runs"]]
+    table = {"command": command, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+             "merged": [str(p) for p in paths],
+             "parts": [{k: v for k, v in t.items() if k not in ("runs", "summary")} for t in tables],
+             "tasks": sorted({r["task"] for r in runs}, key=lambda x: [r["task"] for r in runs].index(x)),
+             "seeds": sorted({r["seed"] for r in runs}),
+             "arms": {a: {"text_init": ARMS[a][0], "text_frozen": ARMS[a][1], "text_pretrained": ARMS[a][2]}
+                      for a in dict.fromkeys(r["arm"] for r in runs)},
+             "runs": runs}
+    table["summary"] = summary(table)
+    write(table, out)
+    return table
+
+
 def main(argv=None) -> None:
     from minivl.data.vilbert_tasks import TASKS
 
@@ -194,14 +233,23 @@ def main(argv=None) -> None:
     parser.add_argument("--scenes", type=int, nargs=3, default=None, metavar=("TRAIN", "VAL", "TEST"),
                         help="scenes of every task (default: the table's TRAIN_SCENES per task, 300, 1000)")
     parser.add_argument("--progress", action="store_true")
+    parser.add_argument("--only", nargs="+", default=None, metavar="SEED:ARM",
+                        help="run only these (seed, arm) pairs of --seeds x --arms, in that loop's order")
+    parser.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                        help="merge these compare files into --out instead of running")
     args = parser.parse_args(argv)
+    command = "python -m minivl.recipes.vilbert_text_init " + " ".join(sys.argv[1:] if argv is None else argv)
+    if args.merge:
+        merge(args.merge, args.out, command)
+        print(f"results: {args.out}")
+        return
     import minivl
 
     if not os.environ.get("MINIVL_BACKEND"):
         minivl.use("numba")  # as minivl vilbert finetune does (commands/vilbert.py::choose_backend)
-    command = "python -m minivl.recipes.vilbert_text_init " + " ".join(sys.argv[1:] if argv is None else argv)
+    only = None if args.only is None else {(int(p.split(":")[0]), p.split(":")[1]) for p in args.only}
     compare(args.tasks, args.seeds, args.arms, args.fraction, args.lr, args.head_lr, args.scenes, args.progress,
-            args.out, command)
+            args.out, command, only=only)
     print(f"results: {args.out}")
 
 
