@@ -108,8 +108,12 @@ def _cli(monkeypatch, tokenizer, tmp_path, *extra):
 
 
 def test_cli_finetunes_from_a_text_init(monkeypatch, tokenizer, tmp_path, capsys):
+    import minivl.recipes.vilbert_transfer as transfer
+
+    seen, real = {}, transfer.finetune
+    monkeypatch.setattr(transfer, "finetune", lambda *a, **k: seen.update(k) or real(*a, **k))
     code, results = _cli(monkeypatch, tokenizer, tmp_path, "--text-init", "minivl", "--freeze-text")
-    assert code == 0
+    assert code == 0 and seen["freeze_text"] is True
     written = json.loads(results.read_text())
     assert "minivl's BERT (no multi-modal pretraining)" in capsys.readouterr().out
     assert written["options"]["text_init"] == "minivl" and written["options"]["freeze_text"] is True
