@@ -106,10 +106,25 @@ def _finetune(args):
 
     args.backend = choose_backend(args)
     began = time.perf_counter()
-    folder = Path(args.checkpoint)
-    encoder = load_checkpoint(MODELS[args.kind], folder / f"{args.kind}.safetensors")
-    tokenizer = BPETokenizer.load(folder / "tokenizer.json")
-    regions = _encoder(args.detector)
+    if args.text_init:  # no multi-modal pretraining: a fresh ViLBERT, text stream from that BERT
+        from minivl.recipes.vilbert_text_init import fresh_vilbert, text_stream
+
+        if args.kind != "vilbert":
+            print(f"--text-init builds a ViLBERT, not a {args.kind}")
+            return 1
+        try:
+            bert, tokenizer = text_stream(args.text_init)
+        except ImportError as err:  # the MiniLM checkpoint without the pretrained extra
+            print(err)
+            return 1
+        regions = _encoder(args.detector)
+        encoder = fresh_vilbert(bert, tokenizer, regions)
+        folder = f"{args.text_init}'s BERT (no multi-modal pretraining)"
+    else:
+        folder = Path(args.checkpoint)
+        encoder = load_checkpoint(MODELS[args.kind], folder / f"{args.kind}.safetensors")
+        tokenizer = BPETokenizer.load(folder / "tokenizer.json")
+        regions = _encoder(args.detector)
     world = ShapesWorld(image_size=regions.image_size, seed=args.seed)
     from minivl.recipes.vilbert_table import SCHEDULE, task_sizes
 
@@ -119,7 +134,7 @@ def _finetune(args):
 
     steps, batch_size = SCHEDULE[args.task]
     r = finetune(args.task, encoder, data, steps=args.steps or steps, batch_size=args.batch_size or batch_size,
-                 lr=args.lr, seed=args.seed, progress=not args.quiet)
+                 lr=args.lr, seed=args.seed, progress=not args.quiet, freeze_text=args.freeze_text)
     print(f"{args.task} with {args.kind} from {folder}: test {r['metrics'].get('test')} "
           f"({time.perf_counter() - began:.0f} s in all)")
     if args.results:
@@ -165,6 +180,12 @@ def register(subparsers):
     f.add_argument("--task", required=True, choices=("vqa", "refexp", "retrieval", "vcr", "nlvr", "foil"))
     f.add_argument("--kind", choices=sorted(MODELS), default="vilbert")
     f.add_argument("--checkpoint", default=CHECKPOINT, help="a folder written by 'vilbert pretrain'")
+    f.add_argument("--text-init", choices=("minivl", "minilm"), default=None,
+                   help="instead of --checkpoint: a ViLBERT without multi-modal pretraining, text stream from "
+                        "minivl's BERT or from all-MiniLM-L6-v2 (pip install minivl[pretrained]; "
+                        "minivl/recipes/vilbert_text_init.py)")
+    f.add_argument("--freeze-text", action="store_true",
+                   help="keep the text embeddings and blocks as loaded (co-attention, visual stream and head train)")
     f.add_argument("--steps", type=int, default=None, help="default: the table's SCHEDULE for the task")
     f.add_argument("--batch-size", type=int, default=None, help="default: the table's SCHEDULE for the task")
     f.add_argument("--lr", type=float, default=1e-3)

@@ -370,13 +370,25 @@ def first_items(split: TaskSplit, n: int) -> TaskSplit:
                    texts=split.texts[:n])
 
 
+def freeze_text_stream(encoder):
+    """Freeze the text embeddings, the text blocks (the encoder's ``text_stack``; SingleStream's
+    one stack is shared with the regions) and the masked-word head (tied to the word embeddings,
+    unused in fine-tuning) of a two-stream encoder; returns it."""
+    encoder.text_embeddings.requires_grad_(False)
+    getattr(encoder, encoder.text_stack).requires_grad_(False)
+    encoder.mlm.requires_grad_(False)
+    return encoder
+
+
 def finetune(task: str, encoder, data: dict, steps: int = 300, batch_size: int = 32, lr: float = 1e-3,
              head_lr: float | None = None, warmup: int = 30, seed: int = 0, eval_every: int = 0,
              progress: bool = True, desc: str | None = None, train_scores: int = 0,
-             foil_head: str = FOIL_HEAD) -> dict:
+             foil_head: str = FOIL_HEAD, freeze_text: bool = False) -> dict:
     """Fine-tune ``encoder`` with ``task``'s head on ``data["train"]``; scores on val and test
     (and, with ``train_scores`` > 0, on that many training items: under- or over-fitting).
     ``foil_head``: FOIL's detection head, one of ``FOIL_HEADS`` (default ``FOIL_HEAD``).
+    ``freeze_text``: the text stream's embeddings and blocks (``freeze_text_stream``) stay as
+    they are; co-attention, the visual stream, the poolers and the head train.
 
     ``lr`` for the encoder, ``head_lr`` (default ``lr``) for the new head; AdamW with
     warm-up and cosine decay. Returns ``{"model", "history", "metrics"}``.
@@ -393,6 +405,8 @@ def finetune(task: str, encoder, data: dict, steps: int = 300, batch_size: int =
     if limit is not None and longest > limit:
         raise ValueError(f"{task}: texts of {longest} tokens exceed the encoder's max_len={limit}")
     manual_seed(seed)
+    if freeze_text:
+        freeze_text_stream(encoder)
     model = make_transfer_model(task, encoder, data["train"], foil_head)
     head = [p for name, p in model.named_parameters() if not name.startswith("encoder.")]
     body = [p for name, p in model.named_parameters() if name.startswith("encoder.")]
