@@ -380,3 +380,22 @@ def test_probe_captions_ask_for_one_trained_pair_each_and_the_probe_reads_every_
     assert shape[:, 0].sum() == 120 and shape[0, 0] == 2 * 2 * 5  # circles asked in 5 colours, 2 sizes
     assert probe["shape"]["accuracy"] == pytest.approx(20 / 120)
     assert probe["colour"]["accuracy"] == pytest.approx(sum(c.phrases[0].colour == 0 for c in captions) / 60)
+
+
+def test_evaluation_reads_every_candidate_for_the_confusion_and_the_first_for_the_attributes(run, dvae):
+    r, _ = run
+    _, evals = r["data"][:2]
+    seen = []
+
+    def reader(images):  # candidate k of every caption read as k objects (0, 1, 2: red circles)
+        seen.append(len(images))
+        return [Scene(32, (ShapeObject(0, 0, 0, (0, 0, 6, 6)),) * (i % 3)) for i in range(len(images))]
+
+    m = evaluate(r["model"], r["bpe"], dvae, {"held_out_scenes": evals["held_out_scenes"]},
+                 lambda images, captions: np.zeros(len(images), bool), n_candidates=3, n_eval=4, seed=0,
+                 reader=reader)["held_out_scenes"]
+    assert seen == [12]  # 4 captions x 3 candidates, once
+    assert m["by_attribute"]["objects"] == 0.0  # first samples: candidate 0, read as no object
+    shape = m["confusion_all_candidates"]["shape"]
+    one_phrase = sum(len(c.phrases) == 1 for c in evals["held_out_scenes"].structured[:4])
+    assert np.array(shape["matrix"])[:, 0].sum() == one_phrase  # candidate 1 of each one-phrase caption
