@@ -61,6 +61,11 @@ CHECKPOINT = "prior.safetensors"
 # steps, seed 0, held-out image loss 0.694 against 0.746 with the flat 1-D table, and the
 # shape / colour word-swap gaps double (results/dalle_axial_1000steps.json, dalle_flat_1000steps.json).
 # 1500 steps to stay inside the 15-minute budget (results/dalle.json).
+# Batches of 16 for 3000 steps (the same pairs seen) make the prior read shape words sooner on
+# context-free exact 4 x 4 tokens (one-object probe: shape right 0.56 / 0.61 against 0.38 / 0.54;
+# results/dalle_diag_bs16.json, results/dalle_exact4_1500x32.json) but not on this dVAE's codes
+# (probe 0.18, chance 0.17; shape-swap gap 0.3 nats per image; first samples 0.02; 1089 s at load 3.0;
+# results/dalle_bs16.json, seed 0): batch 32, 1500 steps kept.
 # caption_dropout: the fraction of training captions replaced by the empty caption, for
 # classifier-free guidance (a later addition, not DALL-E 1; 0 = the paper's training).
 DEFAULTS = dict(steps=1500, batch_size=32, lr=2e-3, warmup=100, dim=64, depth=4, heads=4,
@@ -173,16 +178,17 @@ class ExactPatches(PatchCodebook):
         self.K = len(unique)
 
 
-def tokenizer(name, seed=0, progress=True):
+def tokenizer(name, seed=0, progress=True, n_train=None):
     """The image tokenizer a run names: a dVAE checkpoint path, None (the cached default
     dVAE), ``"kmeans"`` (``PatchCodebook``) or ``"exact2"`` / ``"exact4"`` (``ExactPatches`` of
-    2 x 2 or 4 x 4 pixels), the last two fitted on the seed's training renders."""
+    2 x 2 or 4 x 4 pixels), the last two fitted on the seed's ``n_train`` training renders
+    (default ``DEFAULTS["n_train"]``)."""
     from minivl.recipes.dvae import default_dvae, load_dvae
 
     if name == "kmeans":
         return PatchCodebook(make_dalle_data(3000, seed)[0].images, seed=seed)
     if name in ("exact2", "exact4"):
-        return ExactPatches(make_dalle_data(DEFAULTS["n_train"], seed)[0].images, int(name[-1]))
+        return ExactPatches(make_dalle_data(n_train or DEFAULTS["n_train"], seed)[0].images, int(name[-1]))
     return load_dvae(name) if name else default_dvae(0, progress)
 
 
@@ -439,7 +445,9 @@ def evaluate(model, bpe, dvae, evals, judge, reranker=None, n_candidates=16, n_e
     text), ``real`` (the judge on the real images) and the code perplexity. ``guidance``: the
     classifier-free guidance scale of the sampling (1: the paper's). With ``reader`` (images ->
     the judge's ``Scene`` per image, e.g. ``Judge.reads``): ``by_attribute``, what the first
-    samples get right attribute by attribute (``attribute_accuracy``).
+    samples get right attribute by attribute (``attribute_accuracy``), and
+    ``confusion_all_candidates``: the shape and colour ``confusion`` over all
+    ``n_candidates`` candidates of every caption.
     """
     from minivl.recipes.dvae import code_usage
 
@@ -464,7 +472,10 @@ def evaluate(model, bpe, dvae, evals, judge, reranker=None, n_candidates=16, n_e
             order, _ = rerank(*reranker, images, pairs.captions)
             m["correct_rerank"] = float(ok[np.arange(C), order[:, 0]].mean())
         if reader is not None:
-            m["by_attribute"] = attribute_accuracy(reader(images[:, 0]), pairs.structured)
+            reads = reader(images.reshape(C * n, *images.shape[2:]))  # every candidate
+            m["by_attribute"] = attribute_accuracy(reads[::n], pairs.structured)  # the first samples
+            every = [c for c in pairs.structured for _ in range(n)]
+            m["confusion_all_candidates"] = {f: confusion(reads, every, f) for f in ("shape", "colour")}
         out[name] = m
     return out
 
@@ -513,6 +524,79 @@ def attribute_accuracy(reads, captions) -> dict:
     out["relation_captions"] = int(is_relation.sum())
     out["relations"] = float(exact[keep].mean()) if keep.any() else float("nan")
     return out
+
+
+def confusion(reads, captions, field="shape") -> dict:
+    """What generations draw for the ``field`` (``"shape"`` or ``"colour"``) a caption names,
+    object by object. Each phrase naming ``field`` is matched to the read object it describes
+    by the other attribute (the colour when ``field`` is the shape, and the other way round):
+    the one read object of that colour, or the only object read for a one-phrase caption.
+    ``matrix[named, read]`` counts the matched objects by their read value; ``matrix[named,
+    -1]`` the phrases left unmatched (as many objects read as the caption names, but none or
+    several of that colour; or a wrong count). Phrases that cannot be told apart by the other
+    attribute (two phrases of one colour, or one not naming it) enter only for one-phrase
+    captions. ``reads``: a judge's ``Scene`` per image; ``captions``: ``Caption``.
+
+    ``accuracy``: the diagonal over the matched objects (``field`` right, whatever else is
+    wrong); ``matched``: the fraction of phrases matched; ``phrases``: how many entered."""
+    from minivl.data.shapes import COLOURS, SHAPES
+
+    names = {"shape": SHAPES, "colour": COLOURS}[field]
+    key = {"shape": "colour", "colour": "shape"}[field]
+    matrix = np.zeros((len(names), len(names) + 1), dtype=np.int64)
+    for caption, read in zip(captions, reads):
+        phrases = caption.phrases
+        keys = [getattr(p, key) for p in phrases]
+        for p in phrases:
+            named = getattr(p, field)
+            if named is None:
+                continue
+            if len(phrases) == 1:
+                found = list(read.objects)
+            elif getattr(p, key) is None or keys.count(getattr(p, key)) > 1:
+                continue  # this phrase's object cannot be told from the other one's
+            else:
+                found = [o for o in read.objects if getattr(o, key) == getattr(p, key)]
+            ok = len(read) == len(phrases) and len(found) == 1
+            matrix[named, getattr(found[0], field) if ok else -1] += 1
+    matched = matrix[:, :-1].sum()
+    return {"field": field, "matched_by": key, "names": list(names), "matrix": matrix.tolist(),
+            "phrases": int(matrix.sum()),
+            "matched": float(matched / matrix.sum()) if matrix.sum() else float("nan"),
+            "accuracy": float(np.trace(matrix[:, :-1]) / matched) if matched else float("nan")}
+
+
+def probe_captions(held_out_pairs=None) -> list:
+    """``"a {size} {colour} {shape}."`` (list template 0, sizes "small" / "large") for every
+    colour-shape pair training shows (all but ``held_out_pairs``, default
+    ``DEFAULT_HELD_OUT_PAIRS``) and both sizes: ``Caption``s of one object each."""
+    from minivl.data.captions import Caption
+    from minivl.data.language import Description
+    from minivl.data.shapes import COLOURS, DEFAULT_HELD_OUT_PAIRS, SHAPES, SIZES
+
+    held = set(DEFAULT_HELD_OUT_PAIRS if held_out_pairs is None else held_out_pairs)
+    return [Caption("list", (Description(shape=s, colour=c, size=z),))
+            for s in range(len(SHAPES)) for c in range(len(COLOURS)) for z in range(len(SIZES))
+            if (COLOURS[c], SHAPES[s]) not in held]
+
+
+def single_object_probe(model, bpe, dvae, reader, n=16, seed=0, temperature=1.0, top_k=None,
+                        guidance=1.0) -> dict:
+    """Can the prior draw one object of a shape it was asked for? ``n`` samples of every
+    ``probe_captions`` caption (trained pairs: no binding of two phrases, no unseen pair),
+    read by ``reader`` (a judge's ``Judge.reads``): the shape and colour ``confusion`` and the
+    fraction read exactly as captioned (``exact``)."""
+    from minivl.models.judge import says_exactly
+
+    captions = probe_captions()
+    codes = generate_codes(model, bpe, [c.text for c in captions], n, temperature, top_k, seed,
+                           guidance=guidance)
+    images = decode(dvae, codes)  # (C, n, S, S, 3)
+    reads = reader(images.reshape(-1, *images.shape[2:]))
+    every = [c for c in captions for _ in range(n)]
+    return {"captions": len(captions), "candidates": n,
+            "exact": float(np.mean([says_exactly(c, r) for c, r in zip(every, reads)])),
+            "shape": confusion(reads, every, "shape"), "colour": confusion(reads, every, "colour")}
 
 
 def swap_words(text: str, words, shift=1) -> str:
@@ -651,6 +735,8 @@ def run_seed(seed, steps=None, n_eval=100, n_candidates=16, progress=True, folde
     ``prior``: the path of a prior saved that way, judged again (e.g. at another
     temperature or top-k) instead of training one; its training record is kept. The PNG is
     ``{stem}_samples_seed{seed}.png`` (``stem``: the results file's stem).
+    ``single_object_probe``: the same sampling on one-object captions of trained pairs
+    (``single_object_probe``), the shape a prior draws when no binding is needed.
 
     ``guidance``: a classifier-free guidance scale, or several, each judged on the same
     prior; ``evaluation`` holds the first, ``evaluation_by_guidance`` every one (keyed
@@ -659,7 +745,7 @@ def run_seed(seed, steps=None, n_eval=100, n_candidates=16, progress=True, folde
     from minivl.recipes.judge import default_judge
 
     dvae_path = dvae
-    dvae = tokenizer(dvae, seed, progress)
+    dvae = tokenizer(dvae, seed, progress, overrides.get("n_train"))
     if prior is None:
         r = train_prior(dvae, steps=steps, seed=seed, progress=progress, out=f"runs/dalle-seed{seed}",
                         **overrides)
@@ -681,6 +767,10 @@ def run_seed(seed, steps=None, n_eval=100, n_candidates=16, progress=True, folde
                                     reader=judge.reads)
         seconds[str(s)] = time.perf_counter() - t1
     scores = by_scale[str(scales[0])]
+    t1 = time.perf_counter()
+    probe = single_object_probe(r["model"], r["bpe"], dvae, judge.reads, seed=seed, temperature=temperature,
+                                top_k=top_k, guidance=scales[0])
+    probe["seconds"] = time.perf_counter() - t1
     for name, pairs in evals.items():  # what the judge reads in the dVAE's reconstructions
         codes = encode_images(dvae, pairs.images[:n_eval])
         recon = decode(dvae, codes[:, None])[:, 0]
@@ -700,7 +790,8 @@ def run_seed(seed, steps=None, n_eval=100, n_candidates=16, progress=True, folde
                          ranked, Path(folder) / name)
     history = r["history"]
     return {"prior": r["metrics"], "evaluation": scores, "temperature": temperature, "top_k": top_k,
-            "guidance": scales[0], "evaluation_by_guidance": by_scale, "evaluation_seconds_by_guidance": seconds,
+            "guidance": scales[0], "single_object_probe": probe, "evaluation_by_guidance": by_scale,
+            "evaluation_seconds_by_guidance": seconds,
             "dvae": str(dvae_path) if dvae_path else "default_dvae(0)",
             "load_average_after_training": load_after_training,
             "load_average_after_evaluation": _load(), "evaluation_seconds": time.perf_counter() - t0,
@@ -772,6 +863,11 @@ def main(argv=None):
                         "again instead of training one; with one seed")
     parser.add_argument("--dim", type=int, default=None)
     parser.add_argument("--depth", type=int, default=None)
+    parser.add_argument("--heads", type=int, default=None)
+    parser.add_argument("--lr", type=float, default=None, help=f"peak learning rate (default {DEFAULTS['lr']})")
+    parser.add_argument("--batch-size", type=int, default=None, help=f"default {DEFAULTS['batch_size']}")
+    parser.add_argument("--n-train", type=int, default=None,
+                        help=f"training pairs (default {DEFAULTS['n_train']}); exact2 / exact4 are fitted on them")
     parser.add_argument("--image-positions", choices=("flat", "axial"), default=None,
                         help=f"position embeddings of image tokens (default {DEFAULTS['image_positions']})")
     parser.add_argument("--swap-only", action="store_true",
@@ -795,7 +891,8 @@ def main(argv=None):
 
     mask_figure().savefig(out.parent / "dalle_masks.png", dpi=100)
     for seed in args.seeds:
-        size = {k: v for k, v in (("dim", args.dim), ("depth", args.depth),
+        size = {k: v for k, v in (("dim", args.dim), ("depth", args.depth), ("heads", args.heads),
+                                  ("lr", args.lr), ("batch_size", args.batch_size), ("n_train", args.n_train),
                                   ("image_positions", args.image_positions),
                                   ("caption_dropout", args.caption_dropout)) if v is not None}
         if args.code_entropy:

@@ -320,3 +320,82 @@ def test_code_entropy_separates_what_a_code_shows_from_its_context():
     assert context["code_given_patch"] == pytest.approx((left + right) / 160 * -(q * np.log(q)).sum(), rel=1e-9)
     assert context["background_code_given_position"] == pytest.approx(0.0, abs=1e-12)
     assert context["background_codes"] == 2 and context["patch_given_code"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_confusion_matches_each_phrase_to_the_object_of_its_colour():
+    from minivl.recipes.dalle import confusion
+
+    # circle 0, square 1, triangle 2, diamond 3, ring 5; red 0, green 1, blue 2
+    def caption(*phrases):
+        return Caption("list", tuple(Description(shape=s, colour=c) for s, c in phrases))
+
+    def scene(*objects):
+        return Scene(32, tuple(ShapeObject(s, c, 0, (0, 0, 6, 6)) for s, c in objects))
+
+    captions = [caption((0, 0)), caption((0, 0)), caption((0, 1)), caption((1, 2)), caption((1, 2)),
+                caption((2, 0)),
+                caption((0, 0), (1, 2)),  # red circle and blue square
+                caption((0, 0), (1, 2)),
+                caption((3, 1), (5, 1)),  # two green phrases: cannot be told apart, skipped
+                Caption("list", (Description(colour=1),))]  # "a green shape": no shape named
+    reads = [scene((0, 0)), scene((2, 0)), scene((5, 2)), scene((1, 2)), scene(), scene((1, 0), (2, 0)),
+             scene((2, 2), (5, 0)),  # the blue one a triangle, the red one a ring
+             scene((1, 0), (1, 1)),  # no blue object: the square phrase unmatched
+             scene((3, 1), (5, 1)), scene((3, 1))]
+    shape = confusion(reads, captions, "shape")
+    want = np.zeros((6, 7), int)
+    want[0, [0, 2, 5]] = 1  # one-phrase circles drawn as circle, triangle, ring (any colour)
+    want[0, 5] += 1  # the red circle of the pair drawn as a ring
+    want[0, 1] = 1  # ... and as a square in the other
+    want[1, 1], want[1, 6], want[1, 2], want[1, 6] = 1, 1, 1, 2  # square; nothing; triangle; no blue
+    want[2, 6] = 1  # a triangle drawn as two objects
+    np.testing.assert_array_equal(shape["matrix"], want)
+    assert shape["phrases"] == 10 and shape["matched"] == pytest.approx(7 / 10)
+    assert shape["accuracy"] == pytest.approx(2 / 7)  # the diagonal over the matched objects
+    colour = confusion(reads, captions, "colour")  # matched by shape: the green pair enters now
+    assert colour["phrases"] == 13 and colour["matrix"][1][1] == 3  # the two green ones and "a green shape"
+    assert colour["matrix"][1][2] == 1 and colour["matrix"][0][6] == 3  # blue for green; 3 red unmatched
+    assert np.isnan(confusion([], [], "shape")["accuracy"])
+
+
+def test_probe_captions_ask_for_one_trained_pair_each_and_the_probe_reads_every_sample(run, dvae):
+    from minivl.data.shapes import DEFAULT_HELD_OUT_PAIRS
+    from minivl.recipes.dalle import probe_captions, single_object_probe
+
+    captions = probe_captions()
+    assert len(captions) == (36 - len(DEFAULT_HELD_OUT_PAIRS)) * 2 and len({c.text for c in captions}) == 60
+    assert "a small red circle." in [c.text for c in captions] and "a large cyan ring." in [c.text for c in captions]
+    assert "a small red triangle." not in [c.text for c in captions]  # a held-out pair
+    r, _ = run
+    seen = []
+
+    def reader(images):  # every sample read as one small red circle
+        seen.append(len(images))
+        return [Scene(32, (ShapeObject(0, 0, 0, (0, 0, 6, 6)),))] * len(images)
+
+    probe = single_object_probe(r["model"], r["bpe"], dvae, reader, n=2, seed=0)
+    assert seen == [120] and probe["captions"] == 60 and probe["candidates"] == 2
+    assert probe["exact"] == pytest.approx(1 / 60)  # only "a small red circle." is read as asked
+    shape = np.array(probe["shape"]["matrix"])
+    assert shape[:, 0].sum() == 120 and shape[0, 0] == 2 * 2 * 5  # circles asked in 5 colours, 2 sizes
+    assert probe["shape"]["accuracy"] == pytest.approx(20 / 120)
+    assert probe["colour"]["accuracy"] == pytest.approx(sum(c.phrases[0].colour == 0 for c in captions) / 60)
+
+
+def test_evaluation_reads_every_candidate_for_the_confusion_and_the_first_for_the_attributes(run, dvae):
+    r, _ = run
+    _, evals = r["data"][:2]
+    seen = []
+
+    def reader(images):  # candidate k of every caption read as k objects (0, 1, 2: red circles)
+        seen.append(len(images))
+        return [Scene(32, (ShapeObject(0, 0, 0, (0, 0, 6, 6)),) * (i % 3)) for i in range(len(images))]
+
+    m = evaluate(r["model"], r["bpe"], dvae, {"held_out_scenes": evals["held_out_scenes"]},
+                 lambda images, captions: np.zeros(len(images), bool), n_candidates=3, n_eval=4, seed=0,
+                 reader=reader)["held_out_scenes"]
+    assert seen == [12]  # 4 captions x 3 candidates, once
+    assert m["by_attribute"]["objects"] == 0.0  # first samples: candidate 0, read as no object
+    shape = m["confusion_all_candidates"]["shape"]
+    one_phrase = sum(len(c.phrases) == 1 for c in evals["held_out_scenes"].structured[:4])
+    assert np.array(shape["matrix"])[:, 0].sum() == one_phrase  # candidate 1 of each one-phrase caption
