@@ -180,6 +180,13 @@ def compare(tasks=DEFAULT_TASKS, seeds=(0,), arms=tuple(ARMS), fraction: float =
     return table
 
 
+def write(table: dict, path) -> None:
+    """The table as JSON (``vilbert_table.write``: the same format as the transfer table's files)."""
+    from minivl.recipes.vilbert_table import write as write_table
+
+    write_table(table, path)
+
+
 def summary(table: dict) -> dict:
     """``{task: {arm: {"mean": m, "seeds": [..]}}}`` of each run's headline test metric."""
     from minivl.recipes.vilbert_table import HEADLINE
@@ -193,12 +200,6 @@ def summary(table: dict) -> dict:
         for cell in per.values():
             cell["mean"] = sum(cell["values"]) / len(cell["values"])
     return out
-
-
-def write(table: dict, path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(table, indent=1, default=float) + "\n")
 
 
 def merge(paths, out, command: str = "") -> dict:
