@@ -270,7 +270,7 @@ image_grid(to_uint8(sampled), captions=captions[:4], ncols=4, panel_size=1.6)
 # one of the default recipe's size (64 wide, 4 layers, axial image positions;
 # `minivl/recipes/dalle.py::DEFAULTS`) on the dVAE's codes of the pairs of
 # `minivl/data/dalle_pairs.py`, drawing the same four held-out captions at a
-# few points of its run. 300 steps here (about two minutes on two cores); the
+# few points of its run. 300 steps here (a few minutes on two cores); the
 # figures of the notes come from 1,500 (`results/dalle.json`).
 
 # %%
@@ -278,7 +278,7 @@ from minivl.data.dalle_pairs import make_dalle_data
 from minivl.recipes.dalle import batches, decode, encode_images, generate_codes, make_optimizer, text_ids
 from minivl.train import train
 
-mv.use("numpy" if CI else "numba")  # the recipe's backend: a prior step at 16 x 16 is ~3x faster on Numba's kernels
+mv.use("numpy" if CI else "numba")  # the recipe's backend (its fused attention is the fast path); kept from here on
 pairs, evals = make_dalle_data(200 if CI else 5000, seed=0, n_eval=8)
 bpe = train_bpe("\n".join(pairs.captions), 512, progress=False)
 prior = DALLE(text_vocab=bpe.vocab_size, text_len=16, image_vocab=dvae.K, grid_h=dvae.grid[0],
@@ -344,5 +344,5 @@ image_grid(best_first, ncols=8, panel_size=1.4,
 # colour-shape pair but make a stream of 256 image tokens, too long for a prior
 # trained 15 minutes to learn shape words; 4 x 4-pixel codes make a prior that
 # reads shapes but cannot draw a colour-shape pair it never saw; 8 x 8-pixel
-# codes (the paper's factor) carry no shape at all after the dVAE's 10 minutes
-# (`results/dvae_4x4.json`).
+# codes (the paper's factor) carry next to no shape after the dVAE's 10
+# minutes (`results/dvae_4x4.json`, `results/judge_dvae_4x4.json`).
