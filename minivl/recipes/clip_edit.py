@@ -59,6 +59,9 @@ from minivl.train import train
 DIGITS = dict(steps=200, lr=0.1, lams=(0.0, 0.1, 1.0), vae_steps=None, clip_steps=None,
               judge_steps=600)
 SHAPES = dict(steps=100, lr=0.5, lams=(0.0, 0.003, 0.01, 0.1), n_edits=64)
+# The shapes edits steer with DALL-E's reranker CLIP as it was when results/clip_edit.json was
+# written: 500 steps (DALL-E's reranker now trains longer, minivl/recipes/dalle.py::RERANKER).
+RERANKER_STEPS = dict(steps=500)
 
 
 # --------------------------------------------------------------------------- the loop
@@ -243,7 +246,7 @@ def shapes_parts(seed=0, progress=True) -> dict:
     from minivl.recipes.judge import default_judge
 
     dvae = default_dvae(seed, progress).eval().requires_grad_(False)
-    clip, tokenizer = default_reranker(seed, progress)
+    clip, tokenizer = default_reranker(seed, progress, **RERANKER_STEPS)
     return {"dvae": dvae, "clip": clip.eval().requires_grad_(False), "tokenizer": tokenizer,
             "judge": default_judge(seed, progress)}
 

@@ -4,6 +4,8 @@ through a dVAE, CLIP reranking, the judge-based evaluation, and the CLI's errors
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -17,8 +19,10 @@ from minivl.models.dvae import DiscreteVAE, pixels
 from minivl.recipes.dalle import (
     CHECKPOINT,
     attribute_accuracy,
+    caption_preference,
     check_words,
     decode,
+    default_reranker,
     evaluate,
     generate_codes,
     load_prior,
@@ -32,6 +36,7 @@ from minivl.recipes.dalle import (
     train_reranker,
     validation,
 )
+from minivl.tensor import Tensor
 
 TINY_PRIOR = dict(steps=3, batch_size=8, dim=16, depth=2, heads=2, n_train=200, vocab_size=450, text_len=24,
                   eval_every=0, progress=False)
@@ -100,6 +105,43 @@ def test_reranking_puts_the_matching_image_first():
 
     single = np.concatenate([clip_scores(clip, tok, candidates[:, k:k + 1], pairs.captions) for k in range(3)], 1)
     np.testing.assert_array_equal(order, np.argsort(-single, axis=1, kind="stable"))
+
+
+class _ColourOnlyCLIP:
+    """A stand-in reranker that reads colour words and nothing else: image i scores a
+    caption 1 when its colour words are those of image i's true caption, else 0."""
+
+    scale = 1.0
+
+    def __init__(self, truth):
+        self.truth = truth
+
+    @staticmethod
+    def colours(text):
+        from minivl.data.shapes import COLOURS
+
+        return [w for w in re.findall(r"[a-z]+", text) if w in COLOURS]
+
+    def encode_image(self, x):
+        return Tensor(np.eye(len(self.truth))[: len(x.data)])  # (N, N): image i is axis i
+
+    def encode_text(self, captions, mask):
+        return Tensor(np.diag([float(self.colours(c) == self.colours(t)) for c, t in zip(captions, self.truth)]))
+
+
+def test_caption_preference_counts_a_true_caption_scored_above_its_swapped_version():
+    _, evals = make_dalle_data(n_train=200, n_eval=12, seed=2)
+    pairs = evals["held_out_scenes"]
+    clip = _ColourOnlyCLIP(pairs.captions)
+    preference = caption_preference(clip, lambda captions: (captions, None), pairs)
+    # blind to shape words: every shape swap ties with the truth (a tie is not a preference);
+    # every colour swap loses
+    assert preference == {"shape": 0.0, "colour": 1.0}
+
+
+def test_default_reranker_names_an_unknown_setting():
+    with pytest.raises(ValueError, match="unknown reranker setting.*'stepz'"):
+        default_reranker(0, progress=False, stepz=3)
 
 
 def test_evaluation_counts_what_the_judge_accepts(run, dvae):
