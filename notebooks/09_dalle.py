@@ -294,7 +294,6 @@ def snapshot(step):
     """Draw the four captions at a quarter, half and the end of the run."""
     if step in (steps // 4, steps // 2, steps):
         snapshots[step] = decode(dvae, generate_codes(prior, bpe, shown.captions, n=1, seed=0))[:, 0]
-        prior.train()
 
 
 snapshots[0] = decode(dvae, generate_codes(prior, bpe, shown.captions, n=1, seed=0))[:, 0]

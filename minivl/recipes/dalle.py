@@ -937,9 +937,9 @@ def main(argv=None):
             print(json.dumps(entropy))
             continue
         if args.reranker_preference:
-            _, evals = make_dalle_data(DEFAULTS["n_train"], seed)
+            train_pairs, evals = make_dalle_data(DEFAULTS["n_train"], seed)
             for steps in args.reranker_preference:
-                reranker = default_reranker(seed, not args.quiet, steps=steps)
+                reranker = default_reranker(seed, not args.quiet, pairs=train_pairs, steps=steps)
                 preference = {k: caption_preference(*reranker, v[:args.n_eval]) for k, v in evals.items()}
                 write("reranker_preference", f"seed{seed}_steps{steps}",
                       {**preference, "images_per_set": args.n_eval, "reranker": {**RERANKER, "steps": steps}})
